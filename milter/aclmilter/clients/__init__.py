@@ -1,0 +1,1 @@
+"""Protocol clients: sans-I/O codecs plus thin transports with deadlines."""

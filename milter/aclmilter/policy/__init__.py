@@ -1,0 +1,1 @@
+"""Policy loading: YAML -> validated, frozen model with file:line:column on every node."""

@@ -1,0 +1,247 @@
+"""The one table of conditions, modifiers, controls, variables and checks (Exim's conditions[]).
+
+Everything else reads these tables: the policy loader validates names, stages and argument
+syntax against them, `aclmilter policy show` documents them, and the engine dispatches
+through them. Feature modules register their entries at import time with the decorators
+below; a duplicate name fails at import, never silently overrides.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .stages import ALL, Stage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import EvalContext
+    from .outcome import Result
+
+
+class Kind(enum.Enum):
+    """What a statement item is."""
+
+    CONDITION = "condition"
+    MODIFIER = "modifier"
+
+
+class ArgMode(enum.Enum):
+    """How an item's argument is expanded before the item runs (Exim ACD_EXP and friends)."""
+
+    EXPANDED = "expanded"  # expanded first; forced failure -> item skipped (counts as true)
+    LIST = "list"          # a list; expanded by the list matcher; forced failure -> not in list
+    DEFERRED = "deferred"  # message/log_message: kept, expanded only when the ACL decides
+    RAW = "raw"            # taken literally (no expansion)
+
+
+# A parser turns the (expanded) argument text into the value `run` receives; it raises
+# errors.SyntaxProblem on bad syntax. It runs at load time when the text holds no `$`,
+# otherwise at run time on the expanded text (a failure there is ERROR, like Exim).
+ArgParser = Callable[[str], Any]
+ItemRunner = Callable[["EvalContext", Any], "Result"]
+
+
+def _text(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class Item:
+    """A condition or modifier usable as a statement key."""
+
+    name: str
+    kind: Kind
+    stages: Stage
+    run: ItemRunner
+    arg: ArgMode = ArgMode.EXPANDED
+    parse: ArgParser = _text
+    list_kind: str | None = None          # for ArgMode.LIST: host/domain/address/localpart/string
+    variables: tuple[str, ...] = ()       # variables this item sets, for docs and `test --json`
+    checks: tuple[str, ...] = ()          # checks this item needs
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Control:
+    """A `control = name[/options]` value."""
+
+    name: str
+    stages: Stage
+    run: Callable[["EvalContext", str], None]   # receives the option text after the first '/'
+    aliases: tuple[str, ...] = ()
+    takes_options: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An expansion variable `$name`. `get` returns None when the variable has no value yet."""
+
+    name: str
+    get: Callable[["EvalContext"], str | None]
+    stages: Stage = ALL
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A fact-finding mechanism (spf, dkim, dmarc, dcc, scan, ...), memoised per scope.
+
+    `compute` returns a frozen typed result; it may raise LookupDefer only for failures that
+    the spec says are DEFER; every temporary error that is a *result* (SPF temperror) is
+    returned as a value. `needs` lists other checks whose results it reads.
+    """
+
+    name: str
+    compute: Callable[["EvalContext"], Any]
+    scope: str = "transaction"            # "connection" | "transaction" | "recipient"
+    needs: tuple[str, ...] = ()
+    doc: str = ""
+
+
+@dataclass
+class _Tables:
+    items: dict[str, Item] = field(default_factory=dict)
+    controls: dict[str, Control] = field(default_factory=dict)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    checks: dict[str, Check] = field(default_factory=dict)
+    settings: dict[str, "Setting"] = field(default_factory=dict)
+    lookups: dict[str, "Lookup"] = field(default_factory=dict)
+    eom_hooks: dict[str, "EomHook"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A key of the policy's `settings:` mapping, with its validator (raises SyntaxProblem)."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any = None
+    doc: str = ""
+
+
+TABLES = _Tables()
+
+
+def _add(table: dict, name: str, entry: object) -> None:
+    if name in table:
+        raise RuntimeError(f"aclmilter registry: duplicate name {name!r}")
+    table[name] = entry
+
+
+def condition(name: str, stages: Stage, *, arg: ArgMode = ArgMode.EXPANDED, parse: ArgParser = _text,
+              list_kind: str | None = None, variables: tuple[str, ...] = (), checks: tuple[str, ...] = (),
+              ) -> Callable[[ItemRunner], ItemRunner]:
+    """Register a condition; the decorated function returns Result.OK/FAIL/DEFER/ERROR."""
+    def wrap(fn: ItemRunner) -> ItemRunner:
+        _add(TABLES.items, name, Item(name, Kind.CONDITION, stages, fn, arg, parse, list_kind,
+                                      variables, checks, (fn.__doc__ or "").strip()))
+        return fn
+    return wrap
+
+
+def modifier(name: str, stages: Stage, *, arg: ArgMode = ArgMode.EXPANDED, parse: ArgParser = _text,
+             variables: tuple[str, ...] = ()) -> Callable[[ItemRunner], ItemRunner]:
+    """Register a modifier; the decorated function acts and returns Result.OK (or DEFER/ERROR)."""
+    def wrap(fn: ItemRunner) -> ItemRunner:
+        _add(TABLES.items, name, Item(name, Kind.MODIFIER, stages, fn, arg, parse, None, variables,
+                                      (), (fn.__doc__ or "").strip()))
+        return fn
+    return wrap
+
+
+def control(name: str, stages: Stage, *, aliases: tuple[str, ...] = (), takes_options: bool = False,
+            ) -> Callable[[Callable[["EvalContext", str], None]], Callable[["EvalContext", str], None]]:
+    """Register a `control =` value (and its aliases)."""
+    def wrap(fn: Callable[["EvalContext", str], None]) -> Callable[["EvalContext", str], None]:
+        entry = Control(name, stages, fn, aliases, takes_options, (fn.__doc__ or "").strip())
+        for n in (name, *aliases):
+            _add(TABLES.controls, n, entry)
+        return fn
+    return wrap
+
+
+def variable(name: str, stages: Stage = ALL, doc: str = "",
+             ) -> Callable[[Callable[["EvalContext"], str | None]], Callable[["EvalContext"], str | None]]:
+    """Register an expansion variable."""
+    def wrap(fn: Callable[["EvalContext"], str | None]) -> Callable[["EvalContext"], str | None]:
+        _add(TABLES.variables, name, Variable(name, fn, stages, doc or (fn.__doc__ or "").strip()))
+        return fn
+    return wrap
+
+
+def add_variable(name: str, get: Callable[["EvalContext"], str | None], doc: str = "") -> None:
+    """Register a variable from a plain function (for tables of similar variables)."""
+    _add(TABLES.variables, name, Variable(name, get, ALL, doc))
+
+
+def check(name: str, *, scope: str = "transaction", needs: tuple[str, ...] = ()
+          ) -> Callable[[Callable[["EvalContext"], Any]], Callable[["EvalContext"], Any]]:
+    """Register a check (memoised fact finder)."""
+    def wrap(fn: Callable[["EvalContext"], Any]) -> Callable[["EvalContext"], Any]:
+        _add(TABLES.checks, name, Check(name, fn, scope, needs, (fn.__doc__ or "").strip()))
+        return fn
+    return wrap
+
+
+def setting(name: str, parse: Callable[[Any], Any], default: Any = None, doc: str = "") -> None:
+    """Register a `settings:` key with its validator and default."""
+    _add(TABLES.settings, name, Setting(name, parse, default, doc))
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A lookup type for `${lookup}` and list items (`lsearch;/file`, `redis{...}`).
+
+    Single-key types get (key, file); query-style types get (None, query). `find` returns the
+    value or None for "not found", and raises errors.LookupDefer when it cannot answer now.
+    """
+
+    name: str
+    query_style: bool
+    find: Callable[["EvalContext", str | None, str], str | None]
+    quote: Callable[[str], str] | None = None   # ${quote_<name>:...}
+    doc: str = ""
+
+
+def lookup(name: str, *, query_style: bool, quote: Callable[[str], str] | None = None
+           ) -> Callable[[Callable], Callable]:
+    """Register a lookup type."""
+    def wrap(fn: Callable) -> Callable:
+        _add(TABLES.lookups, name, Lookup(name, query_style, fn, quote, (fn.__doc__ or "").strip()))
+        return fn
+    return wrap
+
+
+@dataclass(frozen=True)
+class EomHook:
+    """Work done at end of message outside any ACL, in a fixed order.
+
+    phase "after_data": after the DATA ACL decided, before the DELIVER stage (forged
+    Authentication-Results removal, our A-R header, DMARC history, X-DCC header).
+    phase "after_deliver": after every recipient's DELIVER outcome is known (verdict headers).
+    `run(ctx, decision)` queues edits on ctx.txn.edits; it must not raise for expected
+    failures (log them); an unexpected exception is treated as an internal error.
+    """
+
+    name: str
+    phase: str
+    order: int
+    run: Callable[["EvalContext", Any], None]
+
+
+def eom_hook(name: str, *, phase: str = "after_data", order: int = 50) -> Callable[[Callable], Callable]:
+    """Register an end-of-message hook (lower `order` runs first)."""
+    if phase not in ("after_data", "after_deliver"):
+        raise RuntimeError(f"unknown eom hook phase {phase!r}")
+
+    def wrap(fn: Callable) -> Callable:
+        _add(TABLES.eom_hooks, name, EomHook(name, phase, order, fn))
+        return fn
+    return wrap
+
+
+def hooks(phase: str) -> list[EomHook]:
+    """Return the hooks of one phase in execution order."""
+    return sorted((h for h in TABLES.eom_hooks.values() if h.phase == phase), key=lambda h: (h.order, h.name))
