@@ -57,6 +57,8 @@ class EvalContext:
     locals: dict[str, str] = field(default_factory=dict)  # $value, $1.., $acl_arg*, $host_data, ...
     depth: int = 0                                         # nested `acl =` depth
     smtp_command: str = ""
+    cond_message: str | None = None     # text produced by a condition (nested acl), used if no `message`
+    dry_run: bool = False               # the `aclmilter test` dry run: no sleeping, no sending
 
     # ---- variables -------------------------------------------------------------------------
     def var(self, name: str) -> str:
@@ -137,4 +139,4 @@ class EvalContext:
         """A context for a nested `acl =` evaluation sharing state and trace."""
         return EvalContext(self.conn, self.txn, self.stage, self.services, self.policy, self.rcpt,
                            self.trace, self.log_lines, dict(self.locals), self.depth + 1,
-                           self.smtp_command)
+                           self.smtp_command, None, self.dry_run)

@@ -2,4 +2,487 @@
 
 The pymilter glue (service/) and the dry run (`aclmilter test`) both drive this class, so the
 dry run runs exactly what the service runs. Nothing here imports pymilter.
+
+Scopes: the Connection lives from connect to close (a second connect, e.g. after XCLIENT,
+starts a new one); the Transaction is rebuilt at MAIL and dropped at abort/RSET.
+Dry-run is applied in exactly one place: `_finish()`, which every response passes through.
 """
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import engine, lists
+from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
+                      build_reply, clean_line)
+from .checks.proxy import derive_identity
+from .context import EvalContext
+from .outcome import Result
+from .registry import TABLES, hooks
+from .runtime import Runtime, Snapshot
+from .stages import Stage
+from .state import Connection, Recipient, Transaction
+
+log = logging.getLogger("aclmilter")
+
+
+class Action(enum.Enum):
+    """What the MTA is told for one callback."""
+
+    CONTINUE = "continue"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    TEMPFAIL = "tempfail"
+    DISCARD = "discard"
+
+
+@dataclass(frozen=True)
+class Response:
+    action: Action
+    reply: Reply | None = None
+    drop: bool = False          # Exim `drop`: the session must end after this reply
+
+
+CONTINUE = Response(Action.CONTINUE)
+
+
+@dataclass
+class EomResult:
+    response: Response
+    edits: Edits
+    header_changes: list[tuple[str, int, str]]   # (name, index, new value or "" to delete)
+    quarantine: str | None
+    summary: dict
+
+
+@dataclass
+class StageRecord:
+    """What happened at one stage (for the dry run and the message log line)."""
+
+    stage: str
+    decision: str
+    where: str
+    reply: str | None
+    log_message: str | None
+    trace: list[dict]
+    log_lines: list[str]
+    recipient: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+PROXY_REFUSED = Reply(503, "5.7.0", ("Command refused, required Proxy negotiation failed",))
+
+
+class Session:
+    """One MTA connection."""
+
+    def __init__(self, runtime: Runtime, *, record_variables: bool = False, listen_port: str = "",
+                 simulate: bool = False) -> None:
+        self.runtime = runtime
+        self.snapshot: Snapshot = runtime.current()
+        self.conn = Connection()
+        self.txn: Transaction | None = None
+        self.records: list[StageRecord] = []
+        self.record_variables = record_variables
+        self.listen_port = listen_port
+        self.final: dict | None = None
+        self.dry_run = runtime.dry_run
+        self.simulate = simulate      # `aclmilter test`: no waiting in `delay`, no reports sent
+
+    # ---- plumbing --------------------------------------------------------------------------
+    @property
+    def policy(self):  # noqa: ANN201 - Policy
+        return self.snapshot.policy
+
+    @property
+    def services(self):  # noqa: ANN201 - Services
+        return self.snapshot.services
+
+    def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
+        return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
+                           smtp_command=command, dry_run=self.simulate)
+
+    def _macros(self, macros: Mapping[str, str] | None) -> None:
+        if macros:
+            for k, v in macros.items():
+                if v is not None:
+                    self.conn.macros[k] = v
+            if self.txn is not None and macros.get("i"):
+                self.txn.queue_id = macros["i"]
+            if macros.get("{auth_authen}"):
+                self.conn.auth_authen = macros["{auth_authen}"]
+                self.conn.auth_type = macros.get("{auth_type}", "")
+            if macros.get("{cipher}"):
+                self.conn.tls_cipher = macros["{cipher}"]
+                self.conn.tls_version = macros.get("{tls_version}", "")
+
+    def _run(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> Decision:
+        ctx = self._ctx(stage, rcpt, command)
+        decision = engine.run(ctx, self.policy.acl_for(stage.key))
+        self._record(stage, decision, ctx, rcpt)
+        return decision
+
+    def _record(self, stage: Stage, decision: Decision, ctx: EvalContext, rcpt: Recipient | None) -> None:
+        for line in ctx.log_lines:
+            log.info("%s %s: %s", self._qid(), stage.key, line)
+        rec = StageRecord(stage.key, decision.result.value, decision.where,
+                          decision.reply.text() if decision.reply else None, decision.log_message,
+                          [t.as_dict() for t in ctx.trace], list(ctx.log_lines),
+                          rcpt.address if rcpt else None)
+        if self.record_variables:
+            rec.variables = self.variables(ctx)
+        self.records.append(rec)
+
+    def variables(self, ctx: EvalContext) -> dict[str, str]:
+        """Every registered variable's value now (errors become ""), plus acl_c/acl_m."""
+        out: dict[str, str] = {}
+        for name in sorted(TABLES.variables):
+            try:
+                out[name] = ctx.var(name)
+            except Exception:  # noqa: BLE001 - a variable that cannot be read is shown empty
+                out[name] = ""
+        out.update(self.conn.acl_c)
+        if self.txn is not None:
+            out.update(self.txn.acl_m)
+        return out
+
+    def _qid(self) -> str:
+        return (self.txn.queue_id if self.txn and self.txn.queue_id else "-")
+
+    def _response(self, decision: Decision, stage: Stage) -> Response:
+        """Map a stage decision to the MTA response (before dry-run filtering)."""
+        r = decision.result
+        if r is Result.OK or r is Result.DISCARD:
+            return CONTINUE
+        if r is Result.FAIL:
+            return Response(Action.REJECT, decision.reply)
+        if r is Result.DROP:
+            self.conn.drop = True
+            return Response(Action.REJECT, decision.reply, drop=True)
+        return Response(Action.TEMPFAIL, decision.reply)
+
+    def _finish(self, response: Response, stage: str) -> Response:
+        """The single place dry-run is applied: a would-be refusal is logged, mail goes on."""
+        if self.dry_run and response.action is not Action.CONTINUE:
+            log.info("%s dry-run: would %s at %s: %s", self._qid(), response.action.value, stage,
+                     response.reply.text() if response.reply else "")
+            return CONTINUE
+        return response
+
+    def _internal_error(self, where: str) -> Response:
+        """An exception escaped: log it with its traceback and answer per on_internal_error."""
+        log.error("%s internal error at %s:\n%s", self._qid(), where, traceback.format_exc())
+        if self.services.metrics is not None:
+            self.services.metrics.internal_error(where)
+        mode = self.policy.settings.get("on_internal_error", "tempfail")
+        if mode == "accept":
+            return CONTINUE
+        if mode == "reject":
+            return Response(Action.REJECT, build_reply(None, 550, "Internal error"))
+        return Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
+
+    def _timed(self, stage: str, started: float) -> None:
+        if self.services.metrics is not None:
+            self.services.metrics.callback_latency(stage, time.monotonic() - started)
+
+    def _refused_by_proxy(self) -> Response | None:
+        if self.conn.client.proxy_required_failed:
+            return Response(Action.REJECT, PROXY_REFUSED)
+        return None
+
+    # ---- callbacks -------------------------------------------------------------------------
+    def connect(self, hostname: str, family: str, address: str, port: Any,
+                macros: Mapping[str, str] | None = None) -> Response:
+        """New SMTP connection (also after XCLIENT): fresh Connection, then the connect ACL."""
+        started = time.monotonic()
+        try:
+            self.snapshot = self.runtime.current()
+            self.dry_run = self.runtime.dry_run
+            if self.txn is not None:
+                self.txn.close()
+            self.txn = None
+            self.conn = Connection(hostname=hostname)
+            settings = self.policy.settings
+            self.conn.client = derive_identity(hostname, address if family != "unix" else "", port,
+                                               macros or {}, settings.get("proxy_listeners") or (),
+                                               self.listen_port)
+            self._macros(macros)
+            required = settings.get("proxy_required_hosts")
+            if required is not None and not self.conn.client.proxied:
+                ctx = self._ctx(Stage.CONNECT)
+                rc = lists.match(ctx, required, self.conn.client.address)
+                if rc is Result.OK:
+                    self.conn.client.proxy_required_failed = True
+                    log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "
+                                "through a proxy listener: refusing every command",
+                                self.conn.client.address, self.conn.client.local_port)
+            decision = self._run(Stage.CONNECT, command="connect")
+            refused = self._refused_by_proxy()
+            if refused is not None and decision.result in (Result.OK, Result.DISCARD):
+                return self._finish(refused, "connect")
+            return self._finish(self._response(decision, Stage.CONNECT), "connect")
+        except Exception:  # noqa: BLE001
+            return self._finish(self._internal_error("connect"), "connect")
+        finally:
+            self._timed("connect", started)
+
+    def helo(self, name: str, macros: Mapping[str, str] | None = None) -> Response:
+        """HELO/EHLO: the helo ACL; a deny clears $sender_helo_name (Exim)."""
+        started = time.monotonic()
+        try:
+            self._macros(macros)
+            refused = self._refused_by_proxy()
+            if refused is not None:
+                return self._finish(refused, "helo")
+            self.conn.helo = clean_line(name or "").strip()
+            decision = self._run(Stage.HELO, command="helo")
+            if decision.result is not Result.OK:
+                self.conn.helo = ""
+            return self._finish(self._response(decision, Stage.HELO), "helo")
+        except Exception:  # noqa: BLE001
+            return self._finish(self._internal_error("helo"), "helo")
+        finally:
+            self._timed("helo", started)
+
+    def mail(self, sender: str, params: list[str] | tuple[str, ...] = (),
+             macros: Mapping[str, str] | None = None) -> Response:
+        """MAIL FROM: a new transaction, then the mail ACL (discard there discards the message)."""
+        started = time.monotonic()
+        try:
+            if self.txn is not None:
+                self.txn.close()
+            self.txn = Transaction(sender=_strip_brackets(sender), sender_params=tuple(params))
+            self.txn.edits = Edits()
+            self.txn.body.threshold = int(self.policy.settings.get("body_spool_threshold") or (1 << 20))
+            for p in params:
+                if p.upper().startswith("SIZE="):
+                    try:
+                        self.txn.size_param = int(p[5:])
+                    except ValueError:
+                        pass
+            self._macros(macros)
+            self.conn.message_count += 1
+            refused = self._refused_by_proxy()
+            if refused is not None:
+                return self._finish(refused, "mail")
+            decision = self._run(Stage.MAIL, command="mail")
+            if decision.result is Result.DISCARD:
+                self.txn.discard_all = True
+            return self._finish(self._response(decision, Stage.MAIL), "mail")
+        except Exception:  # noqa: BLE001
+            return self._finish(self._internal_error("mail"), "mail")
+        finally:
+            self._timed("mail", started)
+
+    def rcpt(self, rcpt: str, params: list[str] | tuple[str, ...] = (),
+             macros: Mapping[str, str] | None = None) -> Response:
+        """RCPT TO: the rcpt ACL for this recipient (skipped after a MAIL discard)."""
+        started = time.monotonic()
+        try:
+            self._macros(macros)
+            if self.txn is None:   # defensive: an MTA always sends MAIL first
+                self.txn = Transaction()
+                self.txn.edits = Edits()
+            refused = self._refused_by_proxy()
+            if refused is not None:
+                return self._finish(refused, "rcpt")
+            r = Recipient(_strip_brackets(rcpt), tuple(params), rcpt if rcpt.startswith("<") else f"<{rcpt}>")
+            self.txn.recipients.append(r)
+            if self.txn.discard_all:
+                r.discarded = True
+                return CONTINUE
+            decision = self._run(Stage.RCPT, r, command="rcpt")
+            response = self._response(decision, Stage.RCPT)
+            if decision.result is Result.DISCARD:
+                r.discarded = True
+            elif response.action is Action.REJECT:
+                r.accepted = False
+                self.txn.rcpt_fail_count += 1
+            elif response.action is Action.TEMPFAIL:
+                r.accepted = False
+                self.txn.rcpt_defer_count += 1
+            final = self._finish(response, "rcpt")
+            if final is CONTINUE and not r.accepted:
+                r.accepted = True    # dry run: the MTA keeps the recipient
+            return final
+        except Exception:  # noqa: BLE001
+            return self._finish(self._internal_error("rcpt"), "rcpt")
+        finally:
+            self._timed("rcpt", started)
+
+    def data(self, macros: Mapping[str, str] | None = None) -> Response:
+        """DATA command: the predata ACL (discard is not allowed there -> ERROR, as Exim)."""
+        started = time.monotonic()
+        try:
+            self._macros(macros)
+            refused = self._refused_by_proxy()
+            if refused is not None:
+                return self._finish(refused, "predata")
+            decision = self._run(Stage.PREDATA, command="data")
+            if decision.result is Result.DISCARD:
+                decision = Decision(Result.ERROR, build_reply(None, 451, "Temporary local problem - please try later"),
+                                    "discard is not allowed in the predata ACL", decision.where, Stage.PREDATA)
+            return self._finish(self._response(decision, Stage.PREDATA), "predata")
+        except Exception:  # noqa: BLE001
+            return self._finish(self._internal_error("predata"), "predata")
+        finally:
+            self._timed("predata", started)
+
+    def header(self, name: str, value: str) -> Response:
+        """One header as the MTA sent it (Postfix: value without the leading space)."""
+        if self.txn is not None:
+            self.txn.headers.append((name, value))
+        return CONTINUE
+
+    def eoh(self) -> Response:
+        return CONTINUE
+
+    def body(self, chunk: bytes) -> Response:
+        """A body chunk: appended to the spool (memory up to the threshold, then a temp file)."""
+        try:
+            if self.txn is not None:
+                self.txn.body.write(bytes(chunk))
+            return CONTINUE
+        except Exception:  # noqa: BLE001
+            return self._finish(self._internal_error("body"), "body")
+
+    def eom(self, macros: Mapping[str, str] | None = None) -> EomResult:
+        """End of message: data ACL, hooks, per-recipient deliver ACL, then the final edits."""
+        started = time.monotonic()
+        try:
+            self._macros(macros)
+            return self._eom()
+        except Exception:  # noqa: BLE001
+            response = self._finish(self._internal_error("eom"), "eom")
+            return self._eom_result(response, Edits(), None, "internal error")
+        finally:
+            self._timed("eom", started)
+
+    def _eom(self) -> EomResult:
+        txn = self.txn
+        if txn is None:
+            txn = self.txn = Transaction()
+            txn.edits = Edits()
+        refused = self._refused_by_proxy()
+        if refused is not None:
+            return self._eom_result(self._finish(refused, "data"), Edits(), None, "proxy required")
+        edits: Edits = txn.edits
+        kept = [r for r in txn.recipients if r.accepted and not r.discarded]
+        for r in txn.recipients:
+            if r.accepted and r.discarded:
+                edits.delete_recipient(r.raw, "discarded at MAIL/RCPT")
+        if not kept:
+            log.info("%s all recipients discarded before DATA: message discarded", self._qid())
+            return self._eom_result(self._finish(Response(Action.DISCARD), "data"), edits, None, "discard")
+        decision = self._run(Stage.DATA, command="data")
+        ctx = self._ctx(Stage.DATA)
+        for hook in hooks("after_data"):
+            hook.run(ctx, decision)
+        self._flush_log(ctx, "data hooks")
+        response = self._response(decision, Stage.DATA)
+        if decision.result is Result.DISCARD:
+            response = Response(Action.DISCARD)
+        if response.action is Action.CONTINUE:
+            response = self._deliver(kept, edits)
+            dctx = self._ctx(Stage.DELIVER)
+            for hook in hooks("after_deliver"):
+                hook.run(dctx, decision)
+            self._flush_log(dctx, "deliver hooks")
+        return self._eom_result(self._finish(response, "data"), edits, decision, response.action.value)
+
+    def _deliver(self, kept: list[Recipient], edits: Edits) -> Response:
+        """Run the deliver ACL per recipient: keep, delete (discard/deny/drop) or tempfail all."""
+        acl = self.policy.acl_for("deliver")
+        if acl is None:
+            return CONTINUE
+        remaining = 0
+        for r in kept:
+            decision = self._run(Stage.DELIVER, r, command="deliver")
+            if decision.result is Result.OK:
+                remaining += 1       # kept, or replaced by its `redirect` address
+            elif decision.result in (Result.DISCARD, Result.FAIL, Result.DROP):
+                edits.delete_recipient(r.raw, decision.where)
+                log.info("%s recipient %s not delivered (%s at %s)", self._qid(), r.address,
+                         decision.result.value, decision.where)
+            else:
+                return Response(Action.TEMPFAIL, decision.reply or Reply(451, "4.3.0", (
+                    "Temporary local problem - please try later",)))
+        if remaining == 0:
+            log.info("%s no recipient left after the deliver ACL: message discarded", self._qid())
+            return Response(Action.DISCARD)
+        return CONTINUE
+
+    def _flush_log(self, ctx: EvalContext, what: str) -> None:
+        for line in ctx.log_lines:
+            log.info("%s %s: %s", self._qid(), what, line)
+
+    def _eom_result(self, response: Response, edits: Edits, decision: Decision | None, outcome: str) -> EomResult:
+        txn = self.txn
+        if self.dry_run:
+            # Dry-run: keep header additions only as one descriptive header; no other edits.
+            header = self.policy.settings.get("dry_run_header")
+            would = outcome if response is CONTINUE else response.action.value
+            described = Edits()
+            if header:
+                text = f"would {would}" + (f" ({decision.where})" if decision else "")
+                if edits.rcpt_deletes:
+                    text += f"; would remove {len(edits.rcpt_deletes)} recipient(s)"
+                described.add_header(HeaderAdd(header, clean_line(text), HeaderPosition.END, "dry-run"))
+            edits, changes = described, []
+        else:
+            changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
+                                                                    edits.header_removes)]
+        summary = self.log_record(outcome, decision)
+        if self.services.metrics is not None:
+            self.services.metrics.decision(response.action.value)
+        return EomResult(response, edits, changes, None if self.dry_run else edits.quarantine, summary)
+
+    def received_index(self) -> int:
+        """Insert position for `:after_received:` headers: after the last Received header."""
+        idx = 0
+        for i, (name, _v) in enumerate(self.txn.headers if self.txn else []):
+            if name.lower() == "received":
+                idx = i + 1
+        return idx
+
+    def abort(self) -> None:
+        """RSET or a dropped transaction: forget the transaction, keep the connection."""
+        if self.txn is not None:
+            self.txn.close()
+        self.txn = None
+
+    def close(self) -> None:
+        """End of the SMTP connection."""
+        self.abort()
+
+    # ---- logging ---------------------------------------------------------------------------
+    def log_record(self, outcome: str = "", decision: Decision | None = None) -> dict:
+        """The one-line-per-message record: queue id, client, HELO, sender, recipients, decision."""
+        txn = self.txn
+        rec = {
+            "queue_id": self._qid(),
+            "client": f"{self.conn.client.name or 'unknown'}[{self.conn.client.address}]",
+            "helo": self.conn.helo,
+            "sender": f"<{txn.sender}>" if txn else "",
+            "recipients": [r.address for r in txn.recipients if r.accepted] if txn else [],
+            "decision": outcome,
+            "where": decision.where if decision else "",
+            "dry_run": self.dry_run,
+        }
+        self.final = rec
+        return rec
+
+
+def _strip_brackets(addr: str) -> str:
+    a = (addr or "").strip()
+    if a.startswith("<") and a.endswith(">"):
+        a = a[1:-1]
+    return clean_line(a).strip()

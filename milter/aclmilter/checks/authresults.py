@@ -1,0 +1,141 @@
+"""Our Authentication-Results header (RFC 8601) and removal of forged ones.
+
+After the DATA ACL, every incoming A-R field that carries our authserv-id is removed
+(RFC 8601 §5: it claims to come from inside our trust boundary but did not), highest index
+first, and one A-R field with the SPF, DKIM and DMARC results of this message is inserted at
+the top. All text comes from authres; values from the network are checked so that no CR/LF
+or stray syntax reaches the header.
+"""
+
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import TYPE_CHECKING, Any
+
+import authres
+from authres import AuthenticationResultsHeader, DKIMAuthenticationResult
+from authres.dmarc import DMARCAuthenticationResult
+
+from .. import registry
+from ..actions import HeaderAdd, HeaderPosition, HeaderRemove, clean_line
+from .dkim import DkimResult
+from .dmarc_upstream import ar_authserv_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import EvalContext
+    from .dmarc import DmarcResult
+
+HEADER = "Authentication-Results"
+_SAFE_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._@+=/-]{1,255}$")
+
+
+def authserv_id(ctx: "EvalContext") -> str:
+    """Our authserv-id: settings.authserv_id, else primary_hostname, else this host's FQDN."""
+    return str(ctx.setting("authserv_id") or ctx.setting("primary_hostname") or socket.getfqdn())
+
+
+def _domain(value: str) -> str | None:
+    return value.lower() if value and _SAFE_DOMAIN.match(value) else None
+
+
+def _token(value: str) -> str | None:
+    return value if value and _SAFE_TOKEN.match(value) else None
+
+
+def dkim_results(res: DkimResult) -> list[Any]:
+    """One authres DKIM result per signature (header.d/i/s/b only when syntactically safe)."""
+    out = []
+    for sig in res.signatures:
+        reason = clean_line(sig.reason)[:120] if sig.reason and sig.status.value != "pass" else None
+        out.append(DKIMAuthenticationResult(
+            result=sig.status.value, reason=reason, header_d=_domain(sig.domain),
+            header_i=_token(sig.identity), header_s=_token(sig.selector), header_b=_token(sig.header_b)))
+    if not out:
+        out.append(DKIMAuthenticationResult(result="none"))
+    return out
+
+
+def dmarc_result(res: "DmarcResult") -> Any | None:
+    """The authres DMARC result (None when DMARC was switched off)."""
+    if res.status.value == "off":
+        return None
+    comment = None
+    if res.domain_policy is not None:
+        dis = res.disposition.value if res.disposition else "none"
+        comment = f"p={res.domain_policy.value} dis={dis}"
+    return DMARCAuthenticationResult(
+        result=res.result, result_comment=comment, header_from=_domain(res.from_domain),
+        policy=res.domain_policy.value if res.domain_policy is not None and res.result != "pass" else None)
+
+
+def _spf_result(ctx: "EvalContext") -> Any | None:
+    """SPF's own A-R fragment if the SPF module offers one and SPF ran for this message."""
+    if not ctx.has_result("spf"):
+        return None
+    try:
+        from . import spf as spf_mod   # another feature's module; may not exist
+    except ImportError:
+        return None
+    fragment = getattr(spf_mod, "authres_fragment", None)
+    if fragment is None:
+        return None
+    made = fragment(ctx.result("spf"))
+    if made is None or hasattr(made, "method"):
+        return made
+    parsed = authres.all_features().parse_value(f"x; {clean_line(str(made))}")
+    return parsed.results[0] if parsed.results else None
+
+
+def build_header(ctx: "EvalContext", results: list[Any]) -> str:
+    """Return the A-R value (without the field name); CR/LF can never be in it."""
+    header = AuthenticationResultsHeader(authserv_id=authserv_id(ctx), results=results)
+    return clean_line(header.header_value())
+
+
+def dmarc_ar_header(ctx: "EvalContext", res: "DmarcResult") -> str:
+    """`Authentication-Results: <id>; dmarc=...` for `add_header = $dmarc_ar_header`."""
+    r = dmarc_result(res)
+    return f"{HEADER}: {build_header(ctx, [r] if r is not None else [])}"
+
+
+def forged_indexes(headers: list[tuple[str, str]], our_id: str) -> list[int]:
+    """1-based occurrence numbers of A-R fields claiming our authserv-id, highest first.
+
+    An id written as `<ours>/<jobid>` (OpenDMARC's AuthservIDWithJobID) is ours too.
+    """
+    ours = our_id.lower()
+    found = []
+    n = 0
+    for name, value in headers:
+        if name.strip().lower() != HEADER.lower():
+            continue
+        n += 1
+        got = ar_authserv_id(value)
+        if got is not None and (got == ours or got.startswith(ours + "/")):
+            found.append(n)
+    return sorted(found, reverse=True)
+
+
+@registry.eom_hook("authresults", phase="after_data", order=10)
+def authresults_hook(ctx: "EvalContext", decision: Any) -> None:
+    """Remove forged A-R fields and insert ours at the top (nothing when the message is refused)."""
+    txn = ctx.txn
+    if txn is None or txn.edits is None or getattr(decision, "is_reject", False) \
+            or getattr(decision, "is_tempfail", False):
+        return
+    for idx in forged_indexes(txn.headers, authserv_id(ctx)):
+        txn.edits.header_removes.append(HeaderRemove(name=HEADER, index=idx, source="authresults"))
+    results: list[Any] = []
+    spf = _spf_result(ctx)
+    if spf is not None:
+        results.append(spf)
+    results.extend(dkim_results(ctx.check("dkim")))
+    if ctx.has_result("dmarc"):
+        dm = dmarc_result(ctx.result("dmarc"))
+        if dm is not None:
+            results.append(dm)
+    txn.edits.add_header(HeaderAdd(HEADER, build_header(ctx, results), HeaderPosition.START, "authresults"))

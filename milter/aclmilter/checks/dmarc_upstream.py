@@ -1,0 +1,75 @@
+"""Read DKIM (and SPF) results from Authentication-Results fields of trusted upstream hosts.
+
+Only fields whose authserv-id is listed in `settings.trusted_authserv_ids` count (RFC 8601
+§5: results from anyone else are claims, not facts). Returns None when nothing trusted is
+present, so the caller verifies locally.
+"""
+
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import authres
+
+from .dkim import DkimResult, DkimSignature, DkimStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import EvalContext
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,253}$")   # CVE-2020-12272: reject `a.net(.b.com` style values
+_FEATURES = authres.all_features()
+
+
+def parse_ar(value: str) -> "authres.AuthenticationResultsHeader | None":
+    """Parse one A-R value (folding removed); None if it does not parse."""
+    try:
+        return _FEATURES.parse_value(_FOLD.sub("", value).strip())
+    except Exception:  # noqa: BLE001 - authres raises several types on hostile input
+        return None
+
+
+def ar_authserv_id(value: str) -> str | None:
+    """Return the lower-case authserv-id of an A-R value, or None if it cannot be read."""
+    parsed = parse_ar(value)
+    if parsed is not None and parsed.authserv_id:
+        return str(parsed.authserv_id).lower()
+    # A field too broken for authres still names its authserv-id before the first ';'.
+    head = _FOLD.sub("", value).split(";", 1)[0]
+    head = re.sub(r"\([^)]*\)", " ", head).strip().split()
+    return head[0].lower() if head else None
+
+
+def trusted_upstream_dkim(ctx: "EvalContext") -> DkimResult | None:
+    """Return the DKIM results of the first trusted A-R field that has any, else None."""
+    trusted = {t.lower() for t in (ctx.setting("trusted_authserv_ids") or ())}
+    if not trusted or ctx.txn is None:
+        return None
+    for value in ctx.txn.header_values("Authentication-Results"):
+        parsed = parse_ar(value)
+        if parsed is None or str(parsed.authserv_id).lower() not in trusted:
+            continue
+        sigs = []
+        for res in parsed.results:
+            if str(res.method).lower() != "dkim":
+                continue
+            d = str(getattr(res, "header_d", "") or "").lower()
+            if d and not _DOMAIN.match(d):
+                continue
+            try:
+                status = DkimStatus(str(res.result).lower())
+            except ValueError:
+                status = DkimStatus.NEUTRAL
+            if status is DkimStatus.NONE:
+                continue
+            sigs.append(DkimSignature(d, str(getattr(res, "header_s", "") or ""),
+                                      str(getattr(res, "header_i", "") or (f"@{d}" if d else "")),
+                                      str(getattr(res, "header_a", "") or ""), status,
+                                      f"from trusted A-R of {parsed.authserv_id}",
+                                      str(getattr(res, "header_b", "") or "")))
+        if sigs:
+            return DkimResult(tuple(sigs), 0, f"upstream:{str(parsed.authserv_id).lower()}")
+    return None

@@ -1,0 +1,171 @@
+"""Command line: `aclmilter serve | check | test | policy show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from .errors import PolicyErrors
+
+EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .policy.loader import load_file
+    status = EXIT_OK
+    for path in args.policy:
+        try:
+            load_file(path)
+        except PolicyErrors as exc:
+            for e in exc.errors:
+                print(str(e), file=sys.stderr)
+            print(f"{path}: {len(exc.errors)} error(s); policy refused", file=sys.stderr)
+            status = EXIT_POLICY
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            status = EXIT_POLICY
+        else:
+            if not args.quiet:
+                print(f"{path}: OK")
+    return status
+
+
+def _parse_macros(items: list[str]) -> dict[str, str]:
+    macros: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"aclmilter test: --macro needs NAME=VALUE, got {item!r}")
+        name = name.strip()
+        if len(name) > 1 and not name.startswith("{"):
+            name = "{" + name + "}"
+        macros[name] = value
+    return macros
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from .dryrun import SessionSpec, read_message_file, simulate
+    from .runtime import Runtime
+    runtime = Runtime(args.policy, dry_run=False)
+    try:
+        runtime.load()
+    except PolicyErrors as exc:
+        for e in exc.errors:
+            print(str(e), file=sys.stderr)
+        return EXIT_POLICY
+    except OSError as exc:
+        print(f"{args.policy}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_POLICY
+    spec = SessionSpec(client_ip=args.client_ip, sender=args.sender, rcpts=args.rcpt, helo=args.helo,
+                       client_name=args.client_name, client_port=args.client_port,
+                       macros=_parse_macros(args.macro), queue_id=args.queue_id)
+    if args.message:
+        try:
+            spec.headers, spec.body = read_message_file(args.message)
+        except OSError as exc:
+            print(f"{args.message}: cannot read: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    report = simulate(runtime, spec)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_trace(report)
+    return EXIT_OK
+
+
+def _print_trace(report: dict) -> None:
+    for rec in report["stages"]:
+        title = rec["stage"] + (f" <{rec['recipient']}>" if rec["recipient"] else "")
+        print(f"== {title}")
+        for t in rec["trace"]:
+            res = f"  -> {t['result']}" if t["result"] else ""
+            print(f"   {t['where']}: {t['what']}{res}")
+        for line in rec["log_lines"]:
+            print(f"   log: {line}")
+        print(f"   decision: {rec['decision']} ({rec['where']})" + (f"  reply: {rec['reply']}" if rec["reply"] else ""))
+    print("== replies")
+    for s in report["steps"]:
+        who = f" <{s['recipient']}>" if s["recipient"] else ""
+        print(f"   {s['stage']}{who}: {s['action']}" + (f"  {s['reply']}" if s["reply"] else "")
+              + ("  (connection dropped)" if s["drop"] else ""))
+    if report["edits"]:
+        e = report["edits"]
+        for h in e["headers_added"]:
+            print(f"   add header {h['position']} {h['name']}: {h['value']}")
+        for h in report["header_changes"]:
+            print(f"   remove header {h[0]} #{h[1]}")
+        for r in e["recipients_deleted"]:
+            print(f"   delete recipient {r}")
+        for r in e["recipients_added"]:
+            print(f"   add recipient <{r['address']}> {' '.join(r['params'])}")
+        if e["quarantine"]:
+            print(f"   quarantine: {e['quarantine']}")
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from . import conditions  # noqa: F401
+    from .registry import TABLES
+    from .stages import names
+    print("conditions and modifiers:")
+    for name, item in sorted(TABLES.items.items()):
+        print(f"  {name:24} {item.kind.value:9} {','.join(names(item.stages))}")
+    print("controls:")
+    for name, ctl in sorted(TABLES.controls.items()):
+        print(f"  {name:24} {','.join(names(ctl.stages))}")
+    print("variables:")
+    for name in sorted(TABLES.variables):
+        print(f"  ${name}")
+    print("settings:")
+    for name, s in sorted(TABLES.settings.items()):
+        print(f"  {name:24} default={s.default!r}")
+    print("lookups:")
+    for name in sorted(TABLES.lookups):
+        print(f"  {name}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aclmilter", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="validate policy files; every error as file:line:column")
+    c.add_argument("policy", nargs="+")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=_cmd_check)
+    t = sub.add_parser("test", help="dry-run one SMTP session through the policy (like exim -bh)")
+    t.add_argument("--policy", required=True)
+    t.add_argument("--client-ip", required=True)
+    t.add_argument("--client-name", default="")
+    t.add_argument("--client-port", type=int, default=0)
+    t.add_argument("--helo", default="")
+    t.add_argument("--from", dest="sender", required=True, help="envelope sender; empty for <>")
+    t.add_argument("--rcpt", action="append", default=[], required=True)
+    t.add_argument("--message", help="an .eml file to use as the message")
+    t.add_argument("--macro", action="append", default=[], help="NAME=VALUE MTA macro (e.g. daemon_name=proxied)")
+    t.add_argument("--queue-id", default="TESTQID")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=_cmd_test)
+    s = sub.add_parser("policy", help="show what the policy language offers")
+    s.add_argument("what", choices=["show"])
+    s.set_defaults(func=_cmd_show)
+    try:
+        from .service import cli_serve
+    except ImportError:
+        cli_serve = None
+    if cli_serve is not None:
+        sv = sub.add_parser("serve", help="run the milter")
+        cli_serve.add_arguments(sv)
+        sv.set_defaults(func=cli_serve.run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="aclmilter: %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A bounded, thread-safe cache whose entries expire after their DNS TTL.
+
+One cache is shared by every milter thread through the `dns` service, so a burst of
+messages from one sender costs one set of queries, not one per message. The size bound
+keeps a flood of distinct (attacker-chosen) names from growing memory without limit: the
+least recently used entry goes first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Generic, Hashable, TypeVar
+
+V = TypeVar("V")
+
+
+class TtlCache(Generic[V]):
+    """Map keys to values for `ttl` seconds each, holding at most `max_entries` entries."""
+
+    def __init__(self, max_entries: int = 10000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max(0, int(max_entries))
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: Hashable) -> V | None:
+        """Return the live value for `key`, or None when absent or expired (expired ones are dropped)."""
+        now = self._clock()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None:
+                return None
+            expires, value = hit
+            if expires <= now:
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: V, ttl: float) -> None:
+        """Store `value` for `ttl` seconds; a TTL of 0 or less stores nothing (RFC 1035: do not cache)."""
+        if ttl <= 0 or self.max_entries == 0:
+            return
+        expires = self._clock() + ttl
+        with self._lock:
+            self._data[key] = (expires, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything (used on policy reload)."""
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)

@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Turn text from the network (sender domains, HELO names, SPF macro output) into DNS names.
+
+Every name is converted to its A-label (ASCII, `xn--`) form before a query is sent, so a
+UTF-8 sender domain (RFC 6531 / RFC 8616) is looked up exactly as its owner published it.
+A name that cannot be a DNS name at all yields BadName, which callers treat as "no such
+name" -- never as a temporary error, because retrying later cannot make it valid.
+"""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.name
+
+try:  # IDNA 2008 with UTS #46 mapping needs the `idna` package; fall back to IDNA 2003
+    import idna as _idna  # noqa: F401  (imported only to learn whether it is available)
+    _CODEC: dns.name.IDNACodec = dns.name.IDNA_2008_Practical
+except ImportError:  # pragma: no cover - depends on the installation
+    _CODEC = dns.name.IDNA_2003
+
+
+class BadName(ValueError):
+    """The text cannot be a DNS name (too long, empty label, not convertible to A-labels)."""
+
+
+def to_name(text: str) -> dns.name.Name:
+    """Return the absolute A-label dns.name.Name for `text`; raise BadName when impossible.
+
+    A trailing dot is optional. Upper/lower case is kept (DNS compares case-insensitively).
+    """
+    t = text.strip().rstrip(".")
+    if not t:
+        raise BadName("empty domain name")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in t):
+        # Control characters and spaces never belong in a host name we look up on purpose;
+        # refusing them here keeps odd bytes out of our queries and our logs.
+        raise BadName("control character or space in domain name")
+    try:
+        if t.isascii():
+            name = dns.name.from_text(t, origin=dns.name.root)
+        else:
+            name = dns.name.from_unicode(t, origin=dns.name.root, idna_codec=_CODEC)
+    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+        raise BadName(str(exc) or "invalid domain name") from None
+    if any(len(label) == 0 for label in name.labels[:-1]):
+        raise BadName("empty label in domain name")
+    return name
+
+
+def to_alabel(text: str) -> str:
+    """Return `text` as lower-case A-label text without the trailing dot; raise BadName."""
+    return to_name(text).to_text(omit_final_dot=True).lower()

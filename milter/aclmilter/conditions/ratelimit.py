@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The `ratelimit` condition, `$sender_rate`, `$sender_rate_limit`, `$sender_rate_period`,
+`settings.ratelimit_key_prefix` and the `ratelimit` store service.
+
+`ratelimit = m / p / options / key` is true when the client's smoothed rate is >= m
+(exim-acl.md §4). The rate is shared through Redis when `redis_servers` is set (so every
+milter process and host sees one rate), otherwise it lives in this process.
+
+Memoisation follows Exim's three trees: a rate computed for a key is reused without a new
+update for the rest of the connection (per_conn), the message (per_mail, per_byte,
+per_rcpt after RCPT) or the command (per_cmd, per_rcpt/per_addr at RCPT, readonly checks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import registry, services
+from ..checks import ratelimit as rl
+from ..context import EvalContext
+from ..errors import ExpansionFailed, LookupDefer
+from ..outcome import Result
+from ..stages import ALL
+from . import settings_types as st
+
+registry.setting("ratelimit_key_prefix", st.text, "aclmilter:ratelimit:",
+                 "prefix of the Redis keys holding ratelimit records (lets several policies share a server)")
+
+
+def _build_store(settings: dict, svc: services.Services) -> Any:
+    """RedisStore over the `redis` service when Redis is configured, else a MemoryStore."""
+    client = svc.get("redis") if settings.get("redis_servers") else None
+    if client is None:
+        return rl.MemoryStore()
+    return rl.RedisStore(client, str(settings.get("ratelimit_key_prefix") or "aclmilter:ratelimit:"))
+
+
+services.register_factory("ratelimit", _build_store)
+
+
+# ---- memoisation scopes ---------------------------------------------------------------------
+# All of it lives in ctx.conn.ratelimit_cache (a plain dict owned by this module):
+#   "conn": {key: rate}                      per_conn, kept across messages
+#   "mail": (message_count, {key: rate})     reset when a new message starts
+#   "cmd":  (token, {key: rate})             reset for each command (token identity)
+#   "vars": (message_count, {name: value})   $sender_rate*, reset at each new message
+def _tagged(ctx: EvalContext, slot: str, tag: Any, same: Any) -> dict:
+    cache = ctx.conn.ratelimit_cache
+    held = cache.get(slot)
+    if held is None or not same(held[0], tag):
+        held = (tag, {})
+        cache[slot] = held
+    return held[1]
+
+
+def _command_token(ctx: EvalContext) -> tuple:
+    # The session builds one EvalContext per command and nested ACLs share its trace list,
+    # so the trace list's identity marks "this command". Holding it in the cache keeps the
+    # object alive, so its identity cannot be reused by a later command.
+    return (ctx.trace, ctx.stage, ctx.rcpt, ctx.conn.message_count)
+
+
+def _same_command(a: tuple, b: tuple) -> bool:
+    return a[0] is b[0] and a[1] == b[1] and a[2] is b[2] and a[3] == b[3]
+
+
+def _cache_for(ctx: EvalContext, scope: rl.Scope) -> dict:
+    if scope is rl.Scope.CONNECTION:
+        return ctx.conn.ratelimit_cache.setdefault("conn", {})
+    if scope is rl.Scope.MESSAGE:
+        return _tagged(ctx, "mail", ctx.conn.message_count, lambda a, b: a == b)
+    return _tagged(ctx, "cmd", _command_token(ctx), _same_command)
+
+
+def _vars(ctx: EvalContext) -> dict:
+    return _tagged(ctx, "vars", ctx.conn.message_count, lambda a, b: a == b)
+
+
+def _current_vars(ctx: EvalContext) -> dict:
+    held = ctx.conn.ratelimit_cache.get("vars")
+    return held[1] if held is not None and held[0] == ctx.conn.message_count else {}
+
+
+# ---- the condition --------------------------------------------------------------------------
+def _message_size(ctx: EvalContext) -> int:
+    try:
+        return int(ctx.var("message_size") or -1)
+    except (ValueError, ExpansionFailed):
+        return -1
+
+
+def _recipient(ctx: EvalContext) -> str:
+    if ctx.rcpt is None:
+        return "@"
+    return f"{ctx.rcpt.local_part}@{ctx.rcpt.domain}"
+
+
+@registry.condition("ratelimit", ALL, parse=rl.parse_spec,
+                    variables=("sender_rate", "sender_rate_limit", "sender_rate_period"))
+def ratelimit(ctx: EvalContext, spec: rl.RatelimitSpec) -> Result:
+    """The client's rate for this key is at or above m.
+
+    Returns: OK when rate >= m, FAIL when below; DEFER when the shared store (Redis) cannot
+    be reached ($sender_rate unset); ERROR for options that cannot be used at this stage.
+    """
+    values = _vars(ctx)
+    values["sender_rate_limit"] = spec.limit_text
+    values["sender_rate_period"] = spec.period_text
+    values.pop("sender_rate", None)
+    try:
+        p = rl.plan(spec, ctx.stage, client_address=ctx.conn.client.address,
+                    recipients_count=len(ctx.txn.accepted_recipients) if ctx.txn else 0,
+                    message_size=_message_size(ctx) if ctx.txn else -1, recipient=_recipient(ctx))
+    except rl.PlanError as exc:
+        raise ExpansionFailed(str(exc)) from exc
+    cache = _cache_for(ctx, p.scope)
+    rate = cache.get(p.db_key)
+    if rate is None:
+        store = ctx.services.get("ratelimit")
+        hashes = rl.bloom_hashes(p.unique) if p.unique is not None else None
+        try:
+            rate = store.update(p.db_key, ctx.services.clock(), spec.period, spec.limit, p.count,
+                                p.update, hashes)
+        except rl.StoreUnavailable as exc:
+            raise LookupDefer(f"ratelimit database not available: {exc}") from exc
+        cache[p.db_key] = rate
+    values["sender_rate"] = f"{rate:.1f}"
+    return Result.FAIL if rate < spec.limit else Result.OK
+
+
+@registry.variable("sender_rate")
+def _sender_rate(ctx: EvalContext) -> str | None:
+    """The client's smoothed rate from the last ratelimit condition of this message (%.1f)."""
+    return _current_vars(ctx).get("sender_rate")
+
+
+@registry.variable("sender_rate_limit")
+def _sender_rate_limit(ctx: EvalContext) -> str | None:
+    """The m of the last ratelimit condition, as written."""
+    return _current_vars(ctx).get("sender_rate_limit")
+
+
+@registry.variable("sender_rate_period")
+def _sender_rate_period(ctx: EvalContext) -> str | None:
+    """The p of the last ratelimit condition, as written."""
+    return _current_vars(ctx).get("sender_rate_period")

@@ -1,0 +1,260 @@
+"""Evaluate one ACL with Exim's semantics; pure: no milter calls, no SMTP I/O.
+
+Conditions are ANDed left to right and evaluation stops at the first one that is not OK;
+modifiers met before that point have acted. Negation flips only OK/FAIL. A DEFER ends the
+ACL with defer for every verb except `warn`; ERROR always ends it; falling off the end is an
+implicit deny. `message` and `log_message` are expanded only when the ACL decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from .actions import (DEFAULT_ACCEPT_CODE, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, DEFAULT_FAIL_CODE,
+                      DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line)
+from .context import EvalContext
+from .errors import ExpansionFailed, ForcedFail, LookupDefer, SyntaxProblem
+from .outcome import Result, Verb
+from .policy.model import Acl, ItemUse, Statement
+from .registry import ArgMode, Kind
+
+log = logging.getLogger("aclmilter.engine")
+
+MAX_DEPTH = 20
+
+
+@dataclass
+class _StatementRun:
+    rc: Result
+    message: ItemUse | None
+    log_message: ItemUse | None
+    after_endpass: bool
+    failed_item: ItemUse | None
+
+
+def run(ctx: EvalContext, acl: Acl | None, *, top_level: bool = True) -> Decision:
+    """Evaluate `acl` and return the Decision.
+
+    Returns: OK (accept, incl. a stage left out of the policy), FAIL (deny / failing require /
+    implicit deny), DEFER, ERROR, DISCARD or DROP, with the reply to send and the file:line of
+    the statement that decided.
+    """
+    if acl is None:
+        ctx.note("-", f"no {ctx.stage.key} ACL in the policy", "accept")
+        return Decision(Result.OK, where="no ACL", stage=ctx.stage)
+    if ctx.depth > MAX_DEPTH:
+        ctx.note(acl.name, "ACL nested too deep", "error")
+        return _decide(ctx, Result.ERROR, None, None, f"{acl.mark.file}:{acl.mark.line}", Verb.DENY)
+    for st in acl.statements:
+        outcome = _run_statement(ctx, st)
+        decided = _verb_outcome(ctx, st, outcome)
+        if decided is not None:
+            return decided
+    where = f"{acl.mark.file}:{acl.mark.line}"
+    ctx.note(where, f"end of ACL {acl.name}: implicit deny", "deny")
+    _hit(ctx, f"{where} (implicit deny)")
+    return _decide(ctx, Result.FAIL, None, None, f"implicit deny at end of ACL {acl.name} ({where})", Verb.DENY)
+
+
+def _hit(ctx: EvalContext, where: str) -> None:
+    metrics = ctx.services.metrics
+    if metrics is not None:
+        metrics.statement_hit(where)
+
+
+def _run_statement(ctx: EvalContext, st: Statement) -> _StatementRun:
+    message = log_message = None
+    after_endpass = False
+    rc = Result.OK
+    failed = None
+    for use in st.items:
+        name = use.name
+        if name == "endpass":
+            after_endpass = True
+            continue
+        if name == "message":
+            message = use
+            continue
+        if name == "log_message":
+            log_message = use
+            continue
+        rc = evaluate_item(ctx, use, st)
+        if rc is not Result.OK:
+            failed = use
+            break
+    return _StatementRun(rc, message, log_message, after_endpass, failed)
+
+
+def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -> Result:
+    """Run one condition or modifier. Returns OK/FAIL/DEFER/ERROR (DROP/DISCARD from nested acl)."""
+    where = st.where if st else "-"
+    entry = use.entry
+    started = time.monotonic()
+    try:
+        if entry.arg is ArgMode.EXPANDED:
+            if use.has_static:
+                value = use.static
+            else:
+                try:
+                    text = use.expansion.evaluate(ctx)
+                except ForcedFail:
+                    # Exim: a forced failure in a pre-expanded item skips it (true, even negated).
+                    ctx.note(where, f"{_label(use)}: forced expansion failure, item skipped", "ok")
+                    return Result.OK
+                value = entry.parse(text)
+            rc = entry.run(ctx, value)
+        elif entry.arg is ArgMode.LIST:
+            rc = entry.run(ctx, use.expansion)
+        else:
+            rc = entry.run(ctx, use.static)
+    except LookupDefer as exc:
+        ctx.note(where, f"{_label(use)}: {exc}", "defer")
+        return Result.DEFER
+    except (ExpansionFailed, SyntaxProblem) as exc:
+        ctx.note(where, f"{_label(use)}: {exc}", "error")
+        ctx.log_lines.append(f"{where}: {_label(use)}: {exc}")
+        return Result.ERROR
+    except Exception as exc:  # noqa: BLE001 - one bad check must not kill the service
+        log.exception("internal error in %s at %s", use.name, where)
+        ctx.note(where, f"{_label(use)}: internal error: {exc!r}", "error")
+        ctx.log_lines.append(f"{where}: internal error in {use.name}: {exc!r}")
+        return Result.ERROR
+    finally:
+        if entry.checks and ctx.services.metrics is not None:
+            ctx.services.metrics.check_latency(use.name, time.monotonic() - started)
+    if use.negated:
+        rc = rc.negated()
+    if entry.kind is Kind.CONDITION:
+        ctx.note(where, _label(use), rc.value)
+    return rc
+
+
+def _label(use: ItemUse) -> str:
+    text = use.text if len(use.text) <= 120 else use.text[:117] + "..."
+    return f"{'!' if use.negated else ''}{use.name} = {text}"
+
+
+def _verb_outcome(ctx: EvalContext, st: Statement, run_: _StatementRun) -> Decision | None:
+    """Apply the verb table (exim-acl.md §1.2); None means go on with the next statement."""
+    verb, rc = st.verb, run_.rc
+    where = st.where
+    if rc is Result.ERROR:
+        _hit(ctx, where)
+        return _decide(ctx, Result.ERROR, None, run_.log_message, where, verb)
+    if rc is Result.DEFER:
+        if verb is Verb.WARN:
+            ctx.note(where, "warn: a condition deferred, statement skipped", "defer")
+            ctx.log_lines.append(f"{where}: warn statement skipped: a condition could not be tested")
+            return None
+        _hit(ctx, where)
+        return _decide(ctx, Result.DEFER, None, run_.log_message, where, verb)
+    if rc is Result.DISCARD:
+        # A nested ACL discarded: legal only under accept/discard, where it acts at once.
+        _hit(ctx, where)
+        if verb in (Verb.ACCEPT, Verb.DISCARD):
+            return _decide(ctx, Result.DISCARD, None, run_.log_message, where, verb)
+        ctx.note(where, "nested ACL returned discard under a verb other than accept/discard", "error")
+        return _decide(ctx, Result.ERROR, None, run_.log_message, where, verb)
+    passed = rc is Result.OK
+    if verb is Verb.WARN:
+        if passed:
+            _hit(ctx, where)
+            _warn(ctx, st, run_)
+        return None
+    if verb is Verb.REQUIRE:
+        if passed:
+            return None
+        _hit(ctx, where)
+        result = Result.DROP if rc is Result.DROP else Result.FAIL
+        return _decide(ctx, result, run_.message, run_.log_message, where, verb)
+    if verb in (Verb.ACCEPT, Verb.DISCARD):
+        if passed:
+            _hit(ctx, where)
+            if verb is Verb.DISCARD:
+                return _decide(ctx, Result.DISCARD, None, run_.log_message, where, verb)
+            return _decide(ctx, Result.OK, None if run_.after_endpass else run_.message,
+                           run_.log_message, where, verb)
+        if run_.after_endpass:
+            _hit(ctx, where)
+            result = Result.DROP if rc is Result.DROP else Result.FAIL
+            return _decide(ctx, result, run_.message, run_.log_message, where, verb)
+        ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
+        return None
+    if not passed:
+        ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
+        return None
+    _hit(ctx, where)
+    result = {Verb.DENY: Result.FAIL, Verb.DEFER: Result.DEFER, Verb.DROP: Result.DROP}[verb]
+    return _decide(ctx, result, run_.message, run_.log_message, where, verb)
+
+
+def _expand_text(ctx: EvalContext, use: ItemUse | None) -> str | None:
+    """Expand a deferred message; failure or empty result means "no message" (Exim)."""
+    if use is None:
+        return None
+    try:
+        text = use.expansion.evaluate(ctx)
+    except ForcedFail:
+        return None
+    except (ExpansionFailed, LookupDefer) as exc:
+        ctx.log_lines.append(f"{use.mark}: {use.name} expansion failed: {exc}")
+        return None
+    return text or None
+
+
+def _warn(ctx: EvalContext, st: Statement, run_: _StatementRun) -> None:
+    """A passing warn: log its log_message once per message; a bare `message` adds a header."""
+    text = _expand_text(ctx, run_.log_message)
+    if text:
+        line = clean_line(text.split("\n")[0])
+        seen = ctx.txn.warned if ctx.txn is not None else None
+        if seen is None or line not in seen:
+            if seen is not None:
+                seen.add(line)
+            ctx.log_lines.append(f"Warning: {line}")
+        ctx.note(st.where, f"warn: {line}", "logged")
+    msg = _expand_text(ctx, run_.message)
+    if msg and ctx.txn is not None and ctx.txn.edits is not None:
+        from .conditions.core import queue_header_text  # local import: core registers into engine
+        queue_header_text(ctx, msg, st.where)
+
+
+def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_message: ItemUse | None,
+            where: str, verb: Verb) -> Decision:
+    """Build the Decision: reply code and text per Exim's rules for this result and stage."""
+    user = _expand_text(ctx, message)
+    if user is None and result in (Result.FAIL, Result.DROP):
+        user = ctx.cond_message
+    logtext = _expand_text(ctx, log_message)
+    reply = None
+    if result in (Result.FAIL, Result.DROP):
+        reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT)
+    elif result is Result.DEFER:
+        # Only the `defer` verb shows its message; a condition's defer gets the generic text.
+        reply = build_reply(user if verb is Verb.DEFER else None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT)
+    elif result is Result.ERROR:
+        reply = build_reply(None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT)
+    elif result is Result.OK and user and ctx.stage in DEFAULT_ACCEPT_CODE:
+        reply = build_reply(user, DEFAULT_ACCEPT_CODE[ctx.stage], "OK")
+    if logtext is None and user:
+        logtext = user.split("\n")[0]
+    ctx.note(where, f"{verb.value} decides: {result.value}" + (f" ({reply.text()})" if reply else ""),
+             result.value)
+    return Decision(result, reply, logtext, where, ctx.stage)
+
+
+def run_nested(ctx: EvalContext, name: str, args: list[str]) -> Result:
+    """Run a named ACL from `acl = name args`; returns its result as a condition value."""
+    acl = ctx.policy.acls.get(name)
+    if acl is None:
+        raise ExpansionFailed(f"no ACL named {name!r}")
+    child = ctx.child()
+    for i in range(1, 10):
+        child.locals[f"acl_arg{i}"] = args[i - 1] if i <= len(args) else ""
+    child.locals["acl_narg"] = str(len(args))
+    decision = run(child, acl, top_level=False)
+    if decision.reply is not None and decision.result in (Result.FAIL, Result.DROP):
+        ctx.cond_message = "\n".join(decision.reply.lines)
+    return decision.result

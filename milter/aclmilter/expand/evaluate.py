@@ -1,0 +1,109 @@
+"""Evaluation of parsed expansions against an EvalContext.
+
+Outcomes: a string; `ForcedFail` for an unbraced `fail`; `ExpansionFailed` for every other
+failure; `LookupDefer` when a lookup cannot answer now. `$value` and `$0..$9` are set in
+ctx.locals only while the yes branch is expanded and restored afterwards, so nothing leaks
+into later items.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+from ..errors import ExpansionFailed, ForcedFail
+from .ast import Header, If, Literal, Lookup, Op, Seq, Var
+from . import headers, lookup as lookup_mod, names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import EvalContext
+
+#: Nested expansion is bounded by the text; this caps the size of what one expansion builds.
+MAX_RESULT = 1 << 20
+
+
+def evaluate_seq(ctx: "EvalContext", seq: Seq) -> str:
+    """Concatenate the values of every part of `seq`."""
+    out: list[str] = []
+    size = 0
+    for part in seq.parts:
+        text = evaluate_node(ctx, part)
+        size += len(text)
+        if size > MAX_RESULT:
+            raise ExpansionFailed("expansion result too long")
+        out.append(text)
+    return "".join(out)
+
+
+def evaluate_node(ctx: "EvalContext", node: object) -> str:
+    """The value of one node."""
+    if isinstance(node, Literal):
+        return node.text
+    if isinstance(node, Var):
+        return variable(ctx, node.name)
+    if isinstance(node, Header):
+        return headers.header_value(ctx, node.mode, node.name)
+    if isinstance(node, Seq):
+        return evaluate_seq(ctx, node)
+    if isinstance(node, If):
+        return _if(ctx, node)
+    if isinstance(node, Lookup):
+        return _lookup(ctx, node)
+    if isinstance(node, Op):
+        from .operators import apply
+        return apply(ctx, node)
+    raise ExpansionFailed(f"internal: unknown expansion node {type(node).__name__}")
+
+
+def variable(ctx: "EvalContext", name: str) -> str:
+    """`$name`: locals first, then the context (our own data variables default to "")."""
+    if name in ctx.locals:
+        return ctx.locals[name]
+    if name in names.LOCAL_VARIABLES:
+        try:
+            return ctx.var(name)
+        except ExpansionFailed:
+            return ""
+    return ctx.var(name)
+
+
+@contextmanager
+def bound(ctx: "EvalContext", values: dict[str, str]) -> Iterator[None]:
+    """Set ctx.locals entries for the duration of a branch, then restore the previous state."""
+    saved = {k: ctx.locals[k] for k in values if k in ctx.locals}
+    ctx.locals.update(values)
+    try:
+        yield
+    finally:
+        for k in values:
+            if k in saved:
+                ctx.locals[k] = saved[k]
+            else:
+                ctx.locals.pop(k, None)
+
+
+def _if(ctx: "EvalContext", node: If) -> str:
+    from .conditions import test
+    ok, bindings = test(ctx, node.cond)
+    if ok:
+        if node.yes is None:
+            return "true"
+        with bound(ctx, bindings):
+            return evaluate_seq(ctx, node.yes)
+    if node.fail:
+        raise ForcedFail("forced failure in ${if}")
+    return "" if node.no is None else evaluate_seq(ctx, node.no)
+
+
+def _lookup(ctx: "EvalContext", node: Lookup) -> str:
+    key = None if node.key is None else evaluate_seq(ctx, node.key)
+    source = evaluate_seq(ctx, node.source)
+    value = lookup_mod.find(ctx, node.type_name, key, source)
+    if value is not None:
+        if node.yes is None:
+            return value
+        with bound(ctx, {"value": value}):
+            return evaluate_seq(ctx, node.yes)
+    if node.fail:
+        raise ForcedFail("forced failure in ${lookup}")
+    return "" if node.no is None else evaluate_seq(ctx, node.no)

@@ -1,0 +1,37 @@
+"""One entry point for running a lookup by type name, with Exim's `type*` / `type*@` defaults.
+
+`find` returns the value or None; LookupDefer from the lookup passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ExpansionFailed
+from .names import lookup_entry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import EvalContext
+
+
+def find(ctx: "EvalContext", type_name: str, key: str | None, source: str) -> str | None:
+    """Look `key` up in `source` with lookup `type_name` (e.g. lsearch, lsearch*, lsearch*@).
+
+    `type*` retries the key "*" when the key is not found; `type*@` first retries "*@domain"
+    (domain = text after the key's last "@") and then "*".
+    """
+    entry = lookup_entry(type_name)
+    if entry is None:
+        raise ExpansionFailed(f"unknown lookup type {type_name!r}")
+    if entry.query_style:
+        return entry.find(ctx, None, source)
+    if key is None:
+        raise ExpansionFailed(f"{type_name} needs a key")
+    value = entry.find(ctx, key, source)
+    if value is not None or not type_name.endswith("*") and not type_name.endswith("*@"):
+        return value
+    if type_name.endswith("*@") and "@" in key:
+        value = entry.find(ctx, "*@" + key.rpartition("@")[2], source)
+        if value is not None:
+            return value
+    return entry.find(ctx, "*", source)

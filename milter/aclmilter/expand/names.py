@@ -1,0 +1,85 @@
+"""The vocabulary of the expansion language: which names exist, which are refused, and why.
+
+Lookup types and variables are read from the registry when a text is parsed (not at import),
+because feature modules such as redis register theirs after this module is imported.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import context, registry
+
+#: Variables this package sets itself in ctx.locals (list and lookup data, regex captures).
+LOCAL_VARIABLES = frozenset({"value", "host_data", "domain_data", "local_part_data", "list_data"})
+
+#: Items that could run programs, talk to sockets, read files or the environment.
+FORBIDDEN_ITEMS = {
+    "run": "it would run a command",
+    "readsocket": "it would open a network or local socket",
+    "readfile": "it would read an arbitrary file",
+    "perl": "it would run embedded code",
+    "dlfunc": "it would load and run a shared library",
+    "env": "it would read the service environment",
+    "acl": "nested ACL calls inside expansions are not supported",
+    "prvs": "not supported",
+    "prvscheck": "not supported",
+    "certextract": "not supported",
+    "imapfolder": "not supported",
+}
+
+#: Conditions that need file or authentication-server access.
+FORBIDDEN_CONDITIONS = {
+    "exists": "it would test arbitrary files",
+    "pam": "it would call an authentication service",
+    "radius": "it would call an authentication service",
+    "ldapauth": "it would call an authentication service",
+    "saslauthd": "it would call an authentication service",
+    "pwcheck": "it would call an authentication service",
+    "acl": "nested ACL calls inside expansions are not supported",
+}
+
+#: Condition name -> number of braced operands (def/and/or are parsed separately).
+CONDITIONS: dict[str, int] = {
+    **{op: 2 for op in ("=", "==", "<", "<=", ">", ">=")},
+    **{op: 2 for op in ("eq", "eqi", "lt", "lti", "le", "lei", "gt", "gti", "ge", "gei")},
+    "match": 2, "match_ip": 2, "inlist": 2, "inlisti": 2,
+    "match_domain": 2, "match_address": 2, "match_local_part": 2,
+    "bool": 1, "bool_lax": 1, "isip": 1, "isip4": 1, "isip6": 1,
+}
+
+#: Function-style items `${name{a}{b}...}` and their operand count.
+FUNCTION_ITEMS: dict[str, int] = {"sg": 3, "substr": 3, "length": 2}
+
+#: Operators `${name:text}` without parameters.
+OPERATORS = frozenset({"lc", "uc", "domain", "local_part", "address", "mask", "reverse_ip",
+                       "listcount", "eval", "eval10", "quote", "quote_local_part", "strlen"})
+
+_PARAM_OPS = {"length": re.compile(r"^length_(\d+)$"),
+              "substr": re.compile(r"^substr_(-?\d+)(?:_(\d+))?$")}
+
+
+def known_variable(name: str) -> bool:
+    """True if `$name` can be expanded (registry variables, acl_c/acl_m, $0-$9, our locals)."""
+    return name in LOCAL_VARIABLES or context.is_known_variable(name)
+
+
+def lookup_entry(type_name: str) -> registry.Lookup | None:
+    """The registry entry for a lookup type as written (`lsearch*@` -> lsearch), or None."""
+    base = type_name[:-2] if type_name.endswith("*@") else type_name.rstrip("*")
+    if base.count("*"):
+        return None
+    return registry.TABLES.lookups.get(base)
+
+
+def split_operator(name: str) -> tuple[str | None, tuple[int, ...]]:
+    """Split `length_5` / `substr_2_3` / `quote_redis` into (base, params); base None if unknown."""
+    if name in OPERATORS:
+        return name, ()
+    for base, pattern in _PARAM_OPS.items():
+        m = pattern.match(name)
+        if m:
+            return base, tuple(int(g) for g in m.groups() if g is not None)
+    if name.startswith("quote_") and len(name) > 6:
+        return name, ()
+    return None, ()

@@ -1,0 +1,16 @@
+"""Exim-style lists: host, domain, address, local-part and string lists.
+
+Public API (used by the loader, the engine and conditions):
+
+    parse_list(text, kind) -> ListSpec        raises errors.SyntaxProblem(message, offset)
+    join_items(items) -> str                  a YAML sequence as one list text that round-trips
+    validate(spec, named, kind) -> [SyntaxProblem]   load-time checks of a static list
+    match(ctx, spec, subject, kind=None) -> outcome.Result   OK in list / FAIL / DEFER
+    items(ctx, spec) -> list[str]             the expanded, split items
+    split_text(text) -> list[str]             split an already expanded list (with `<c` prefix)
+    match_text(ctx, text, subject, kind)      match an already expanded list (no expansion)
+"""
+
+from .spec import ListSpec, join_items, parse_list, split_text  # noqa: F401
+from .matching import items, match, match_text  # noqa: F401
+from .validate import validate  # noqa: F401

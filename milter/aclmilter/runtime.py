@@ -1,0 +1,93 @@
+"""The policy in force and its services; swapped atomically on reload.
+
+A connection pins the snapshot it started with, so a reload never changes the rules in the
+middle of an SMTP session and never drops a connection. An invalid policy is refused and the
+old one stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PolicyErrors
+from .policy.loader import load_file
+from .policy.model import Policy
+from .services import Services
+
+log = logging.getLogger("aclmilter")
+
+#: Old services are closed this long after a reload, when their connections are long gone.
+OLD_SERVICES_GRACE = 300.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    policy: Policy
+    services: Services
+    generation: int
+
+
+class Runtime:
+    """Holds the current (policy, services) pair for the service and the dry run."""
+
+    def __init__(self, policy_path: str | Path, *, overrides: dict[str, Any] | None = None,
+                 dry_run: bool | None = None, metrics: Any = None, services_factory: Any = None) -> None:
+        self.policy_path = Path(policy_path)
+        self.overrides = overrides or {}
+        self.dry_run_flag = dry_run
+        self.metrics = metrics
+        self._services_factory = services_factory or (lambda settings: Services(settings, self.overrides))
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+
+    def load(self) -> Snapshot:
+        """Load the policy for the first time. Raises PolicyErrors (or OSError)."""
+        snap = self._build(1)
+        with self._lock:
+            self._snapshot = snap
+        return snap
+
+    def _build(self, generation: int) -> Snapshot:
+        policy = load_file(self.policy_path)
+        services = self._services_factory(policy.settings)
+        services.metrics = self.metrics
+        return Snapshot(policy, services, generation)
+
+    def current(self) -> Snapshot:
+        """The snapshot new connections use."""
+        snap = self._snapshot
+        if snap is None:
+            raise RuntimeError("policy not loaded")
+        return snap
+
+    @property
+    def dry_run(self) -> bool:
+        """Dry run from the command line, else from the policy settings."""
+        if self.dry_run_flag is not None:
+            return self.dry_run_flag
+        return bool(self.current().policy.settings.get("dry_run"))
+
+    def reload(self) -> list[str]:
+        """Re-read the policy. Returns [] on success, else the error lines (old policy kept)."""
+        old = self.current()
+        try:
+            snap = self._build(old.generation + 1)
+        except PolicyErrors as exc:
+            lines = [str(e) for e in exc.errors]
+            for line in lines:
+                log.error("reload refused: %s", line)
+            return lines
+        except OSError as exc:
+            log.error("reload refused: cannot read %s: %s", self.policy_path, exc)
+            return [f"{self.policy_path}: {exc}"]
+        with self._lock:
+            self._snapshot = snap
+        timer = threading.Timer(OLD_SERVICES_GRACE, old.services.close)
+        timer.daemon = True
+        timer.start()
+        log.info("policy %s reloaded (generation %d)", self.policy_path, snap.generation)
+        return []

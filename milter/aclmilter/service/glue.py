@@ -1,0 +1,278 @@
+"""pymilter glue: libmilter callbacks in, `session.Session` calls, milter replies and edits out.
+
+One `AclMilter` object per MTA connection (libmilter runs each connection in its own
+thread). Every callback is guarded: an exception is logged with its traceback, the message
+gets `settings.on_internal_error` (TEMPFAIL if even that cannot be determined) and the
+service keeps running. Dry-run is applied inside the session (`Session._finish`), never here.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from typing import Any, Callable
+
+import Milter
+import milter
+
+from ..actions import Reply
+from ..runtime import Runtime
+from ..session import Action, EomResult, Response, Session
+from . import edits as edit_plan
+from . import macros as mac
+from .reply import map_response
+
+log = logging.getLogger("aclmilter")
+msglog = logging.getLogger("aclmilter.message")
+
+#: Protocol steps we never want (we do not act on unknown SMTP commands).
+_NOT_WANTED = milter.P_NOUNKNOWN
+#: Steps that never decide anything: the MTA need not wait for a reply (saves round trips).
+_NO_REPLY = milter.P_NR_HDR | milter.P_NR_EOH | milter.P_NR_BODY
+
+INTERNAL_TEMPFAIL = Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
+
+
+class GlueConfig:
+    """What every connection object needs; set once by the daemon before milter.main()."""
+
+    runtime: Runtime
+    listen_port: str = ""
+    session_factory: Callable[..., Any] = Session
+
+
+CONFIG = GlueConfig()
+
+
+def _family_name(family: int) -> str:
+    return {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}.get(family, "unix")
+
+
+def _format_record(rec: dict) -> str:
+    """One log line per message: key=value pairs in a fixed order."""
+    rcpts = rec.get("recipients") or []
+    parts = [f"qid={rec.get('queue_id') or '-'}", f"client={rec.get('client', '')}",
+             f"helo={rec.get('helo') or '-'}", f"from={rec.get('sender', '')}",
+             f"to={','.join(f'<{r}>' for r in rcpts) or '-'}", f"decision={rec.get('decision', '')}",
+             f"where={rec.get('where') or '-'}"]
+    if rec.get("dry_run"):
+        parts.append("dry_run=yes")
+    return " ".join(parts)
+
+
+class AclMilter(Milter.Base):
+    """One MTA connection: forwards every callback to a Session and maps its answers."""
+
+    def __init__(self) -> None:
+        self.session: Any = None
+        self.pending: Response | None = None    # a refusal from a no-reply step, given at EOM
+        self.hides_own_received = True          # Postfix (macro v) unless Sendmail says otherwise
+        self.in_txn = False
+        self.last_refusal: tuple[str, Response] | None = None
+
+    # ---- negotiation -------------------------------------------------------------------------
+    def negotiate(self, opts: list[int]) -> int:
+        """Keep every offered action; skip UNKNOWN; no replies for header/EOH/body; ask macros."""
+        actions, offered, _f1, _f2 = opts
+        self._actions = actions
+        if actions & milter.SETSYMLIST:
+            for stage, names in mac.BY_STAGE.items():
+                self.setsymlist(stage, " ".join(names))
+        self._protocol = offered & (_NOT_WANTED | _NO_REPLY)
+        opts[1] = self._protocol
+        opts[2] = opts[3] = 0
+        return milter.CONTINUE
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _macros(self, stage: int) -> dict[str, str]:
+        return mac.collect(self.getsymval, mac.BY_STAGE[stage])
+
+    def _new_session(self) -> Any:
+        return CONFIG.session_factory(CONFIG.runtime, listen_port=CONFIG.listen_port)
+
+    def _internal(self, where: str) -> Response:
+        """Answer for an exception that escaped the session (logged with traceback)."""
+        log.error("internal error in the %s callback:\n%s", where, traceback.format_exc())
+        try:
+            snap = CONFIG.runtime.current()
+            if snap.services.metrics is not None:
+                snap.services.metrics.internal_error(where)
+            mode = snap.policy.settings.get("on_internal_error", "tempfail")
+        except Exception:  # noqa: BLE001 - fall back to the safe answer
+            mode = "tempfail"
+        if mode == "accept":
+            return Response(Action.CONTINUE)
+        if mode == "reject":
+            return Response(Action.REJECT, Reply(550, "5.3.0", ("Internal error",)))
+        return INTERNAL_TEMPFAIL
+
+    def _answer(self, stage: str, response: Response, at_eom: bool = False) -> int:
+        mr = map_response(response, at_eom)
+        if response.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCARD):
+            self.last_refusal = (stage, response)
+        if mr.setreply:
+            try:
+                self.setreply(*mr.setreply)
+            except Exception:  # noqa: BLE001 - a bad reply text must not lose the verdict
+                log.error("setreply%r failed:\n%s", mr.setreply, traceback.format_exc())
+        if response.drop:
+            log.info("dropping the connection after %s: %s", stage, mr.setreply)
+        return mr.rc
+
+    def _guard(self, stage: str, call: Callable[[], Response]) -> int:
+        try:
+            return self._answer(stage, call())
+        except Exception:  # noqa: BLE001
+            return self._answer(stage, self._internal(stage))
+
+    # ---- callbacks ---------------------------------------------------------------------------
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        def run() -> Response:
+            macros = self._macros(milter.M_CONNECT)
+            self.hides_own_received = macros.get("v", "Postfix").lower().startswith("postfix")
+            if self.session is not None:       # second CONNECT (Postfix XCLIENT): start afresh
+                self.session.close()
+            self.session = self._new_session()
+            self.pending, self.in_txn = None, False
+            if isinstance(hostaddr, tuple):
+                address, port = hostaddr[0], hostaddr[1]
+            else:
+                address, port = "", None
+            return self.session.connect(hostname, _family_name(family), address, port, macros)
+        return self._guard("connect", run)
+
+    def hello(self, hostname: str) -> int:
+        return self._guard("helo", lambda: self.session.helo(hostname, self._macros(milter.M_HELO)))
+
+    def envfrom(self, sender: str, *params: str) -> int:
+        def run() -> Response:
+            self.pending, self.in_txn, self.last_refusal = None, True, None
+            return self.session.mail(sender, list(params), self._macros(milter.M_ENVFROM))
+        return self._guard("mail", run)
+
+    def envrcpt(self, rcpt: str, *params: str) -> int:
+        return self._guard("rcpt", lambda: self.session.rcpt(rcpt, list(params), self._macros(milter.M_ENVRCPT)))
+
+    def data(self) -> int:
+        return self._guard("predata", lambda: self.session.data(self._macros(milter.M_DATA)))
+
+    def _no_reply(self, stage: str, call: Callable[[], Response], nr_bit: int) -> int:
+        try:
+            response = call()
+        except Exception:  # noqa: BLE001
+            response = self._internal(stage)
+        if response.action is not Action.CONTINUE and self.pending is None:
+            self.pending = response          # the MTA is not listening now: answer at EOM
+        return milter.NOREPLY if self._protocol & nr_bit else milter.CONTINUE
+
+    def header(self, name: str, value: str) -> int:
+        return self._no_reply("header", lambda: self.session.header(name, value), milter.P_NR_HDR)
+
+    def eoh(self) -> int:
+        return self._no_reply("eoh", lambda: self.session.eoh(), milter.P_NR_EOH)
+
+    def body(self, chunk: bytes) -> int:
+        return self._no_reply("body", lambda: self.session.body(chunk), milter.P_NR_BODY)
+
+    def eom(self) -> int:
+        try:
+            result: EomResult = self.session.eom(self._macros(milter.M_EOM))
+            response = result.response
+            if self.pending is not None and self.pending.action is not Action.CONTINUE:
+                response = self.pending
+            elif response.action in (Action.CONTINUE, Action.ACCEPT):
+                headers = list(self.session.txn.headers) if self.session.txn is not None else []
+                ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,
+                                     self.hides_own_received)
+                edit_plan.execute(self, ops)
+            msglog.info("%s", _format_record(result.summary))
+            self.in_txn = False
+            return self._answer("eom", response, at_eom=True)
+        except Exception:  # noqa: BLE001
+            self.in_txn = False
+            return self._answer("eom", self._internal("eom"), at_eom=True)
+
+    def abort(self) -> int:
+        try:
+            if self.in_txn and self.session is not None:
+                self._log_unfinished()
+            self.in_txn = False
+            if self.session is not None:
+                self.session.abort()
+        except Exception:  # noqa: BLE001
+            self._internal("abort")
+        return milter.CONTINUE
+
+    def _log_unfinished(self) -> None:
+        """A transaction that ended before EOM (refused RCPTs/DATA, RSET): log it once."""
+        rec = dict(self.session.log_record())
+        if self.last_refusal is not None:
+            stage, resp = self.last_refusal
+            rec["decision"] = f"{resp.action.value} at {stage}"
+            records = getattr(self.session, "records", None)
+            if records:
+                rec["where"] = records[-1].where
+        else:
+            rec["decision"] = "aborted"
+        msglog.info("%s", _format_record(rec))
+
+    def close(self) -> int:
+        try:
+            if self.session is not None:
+                self.session.close()
+        except Exception:  # noqa: BLE001
+            self._internal("close")
+        finally:
+            self.session = None
+        return milter.CONTINUE
+
+
+# ---- registration with libmilter (one module-level table, as libmilter has one) -------------
+def _priv(ctx: Any) -> AclMilter:
+    return ctx.getpriv()
+
+
+def _negotiate(ctx: Any, opts: list[int]) -> int:
+    m = AclMilter()
+    m._setctx(ctx)
+    return m.negotiate(opts)
+
+
+def _connect(ctx: Any, hostname: str, family: int, hostaddr: Any) -> int:
+    m = ctx.getpriv()
+    if m is None:            # MTA without negotiation (very old): build the object here
+        m = AclMilter()
+        m._setctx(ctx)
+    return m.connect(hostname, family, hostaddr)
+
+
+def _decode(values: tuple[bytes, ...]) -> list[str]:
+    return [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in values]
+
+
+def _close(ctx: Any) -> int:
+    m = ctx.getpriv()
+    if m is None:
+        return milter.CONTINUE
+    try:
+        return m.close()
+    finally:
+        m._setctx(None)
+
+
+def register(name: str = "aclmilter") -> None:
+    """Install the callbacks in libmilter (call once, before opensocket/main)."""
+    milter.set_connect_callback(_connect)
+    milter.set_helo_callback(lambda ctx, host: _priv(ctx).hello(host))
+    milter.set_envfrom_callback(lambda ctx, *b: _priv(ctx).envfrom(*_decode(b)))
+    milter.set_envrcpt_callback(lambda ctx, *b: _priv(ctx).envrcpt(*_decode(b)))
+    milter.set_header_callback(lambda ctx, f, v: _priv(ctx).header(
+        f, v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v))
+    milter.set_eoh_callback(lambda ctx: _priv(ctx).eoh())
+    milter.set_body_callback(lambda ctx, chunk: _priv(ctx).body(chunk))
+    milter.set_eom_callback(lambda ctx: _priv(ctx).eom())
+    milter.set_abort_callback(lambda ctx: _priv(ctx).abort())
+    milter.set_close_callback(_close)
+    milter.register(name, data=lambda ctx: _priv(ctx).data(),
+                    unknown=lambda ctx, cmd: milter.CONTINUE, negotiate=_negotiate)

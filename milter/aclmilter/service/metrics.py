@@ -1,0 +1,90 @@
+"""Prometheus metrics for the daemon, reached by sessions and checks via `services.metrics`.
+
+Only the daemon builds a `Metrics`; elsewhere `services.metrics` is None and callers skip.
+With `--workers N` every worker writes to a shared multiprocess directory and the parent
+serves the merged view (prometheus-client multiprocess mode); see `start_server`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+#: Latency buckets in seconds: milter callbacks are sub-millisecond to a few seconds (DNS).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The counters and histograms aclmilter exports (names prefixed `aclmilter_`)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        kw: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        self.messages = Counter("aclmilter_messages", "Messages by final decision", ["decision"], **kw)
+        self.statements = Counter("aclmilter_statement_hits", "ACL statements that decided or matched",
+                                  ["where"], **kw)
+        self.checks = Counter("aclmilter_check_results", "Check results", ["check", "result"], **kw)
+        self.check_seconds = Histogram("aclmilter_check_seconds", "Check latency", ["check"],
+                                       buckets=BUCKETS, **kw)
+        self.callback_seconds = Histogram("aclmilter_callback_seconds", "Milter callback latency",
+                                          ["stage"], buckets=BUCKETS, **kw)
+        self.dns_timeouts = Counter("aclmilter_dns_timeouts", "DNS queries that timed out", **kw)
+        self.internal_errors = Counter("aclmilter_internal_errors", "Exceptions caught in callbacks",
+                                       ["where"], **kw)
+        self.reloads = Counter("aclmilter_reloads", "Policy reloads by outcome", ["outcome"], **kw)
+
+    # The methods below are the interface sessions, the engine and checks call.
+    def decision(self, result: str) -> None:
+        """Count one finished message by its final decision (accept, reject, ...)."""
+        self.messages.labels(result).inc()
+
+    def statement_hit(self, where: str) -> None:
+        """Count a hit of the ACL statement at `where` (file:line)."""
+        self.statements.labels(where).inc()
+
+    def check_result(self, check: str, value: Any) -> None:
+        """Count one check result (value is an enum or text)."""
+        self.checks.labels(check, str(getattr(value, "value", value))).inc()
+
+    def check_latency(self, check: str, seconds: float) -> None:
+        self.check_seconds.labels(check).observe(seconds)
+
+    def callback_latency(self, stage: str, seconds: float) -> None:
+        self.callback_seconds.labels(stage).observe(seconds)
+
+    def dns_timeout(self) -> None:
+        self.dns_timeouts.inc()
+
+    def internal_error(self, where: str) -> None:
+        self.internal_errors.labels(where).inc()
+
+    def reload(self, ok: bool) -> None:
+        self.reloads.labels("ok" if ok else "refused").inc()
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    """Parse `ADDR:PORT`, `[v6]:PORT` or `PORT` (loopback) for --metrics."""
+    t = text.strip()
+    if t.isdigit():
+        return "127.0.0.1", int(t)
+    host, sep, port = t.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--metrics {text!r}: expected ADDR:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def start_server(addr: tuple[str, int], multiprocess_dir: str | None = None) -> None:
+    """Serve /metrics on addr in a daemon thread (merging worker files in multiprocess mode)."""
+    if multiprocess_dir:
+        from prometheus_client import multiprocess
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+        start_http_server(addr[1], addr[0], registry=registry)
+    else:
+        start_http_server(addr[1], addr[0])
+
+
+def multiprocess_enabled() -> bool:
+    """True when prometheus-client was imported with PROMETHEUS_MULTIPROC_DIR set."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

@@ -1,0 +1,89 @@
+"""Pre-forked workers sharing one listening socket (`--workers N`).
+
+libmilter is thread-per-connection and the policy engine is Python, so one process uses one
+core at most. The parent opens the socket (smfi_opensocket), forks N children that each run
+smfi_main on the inherited listener (the kernel spreads accepts over them), forwards SIGUSR1
+(reload) and SIGTERM/SIGINT/SIGHUP (stop) to them, and restarts a child that died on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Callable
+
+log = logging.getLogger("aclmilter")
+
+#: A child that dies faster than this after its start counts as a crash loop.
+MIN_LIFETIME = 5.0
+MAX_QUICK_DEATHS = 5
+
+
+def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] | None = None) -> int:
+    """Fork n workers running child_main(); supervise until told to stop. Returns exit code."""
+    children: dict[int, float] = {}
+    stopping = False
+    quick_deaths = 0
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            # the child gets default signal dispositions back: libmilter handles them there
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = child_main()
+            except BaseException:  # noqa: BLE001 - never return into the parent's loop
+                log.exception("worker failed")
+            finally:
+                os._exit(code)
+        children[pid] = time.monotonic()
+
+    def forward(sig: int) -> None:
+        for pid in list(children):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def on_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        forward(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_stop)
+    signal.signal(signal.SIGUSR1, lambda *_: forward(signal.SIGUSR1))
+    for _ in range(n):
+        spawn()
+    log.info("started %d workers: %s", n, " ".join(map(str, children)))
+    if after_start is not None:
+        after_start()
+    status = 0
+    while children:
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        started = children.pop(pid, None)
+        if started is None:
+            continue
+        code = os.waitstatus_to_exitcode(raw)
+        if stopping:
+            continue
+        log.error("worker %d exited with %d; restarting it", pid, code)
+        quick_deaths = quick_deaths + 1 if time.monotonic() - started < MIN_LIFETIME else 0
+        if quick_deaths >= MAX_QUICK_DEATHS:
+            log.error("workers keep dying; giving up")
+            stopping = True
+            status = 1
+            forward(signal.SIGTERM)
+            continue
+        spawn()
+    return status
