@@ -155,7 +155,7 @@ class Session:
         return out
 
     def _qid(self) -> str:
-        return (self.txn.queue_id if self.txn and self.txn.queue_id else "-")
+        return getattr(self.txn, "queue_id", "") or "-"
 
     def _response(self, decision: Decision, stage: Stage) -> Response:
         """Map a stage decision to the MTA response (before dry-run filtering)."""
@@ -362,7 +362,7 @@ class Session:
             return self._eom()
         except Exception:  # noqa: BLE001
             response = self._finish(self._internal_error("eom"), "eom")
-            return self._eom_result(response, Edits(), None, "internal error")
+            return EomResult(response, Edits(), [], None, {"queue_id": self._qid(), "decision": "internal error"})
         finally:
             self._timed("eom", started)
 

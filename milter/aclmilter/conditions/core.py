@@ -288,7 +288,7 @@ def _remove_header(ctx: EvalContext, text: str) -> Result:
     """Queue removal of headers by name (`:`-separated) or `^regex` on the whole header."""
     if ctx.txn is None or ctx.txn.edits is None:
         raise ExpansionFailed("remove_header outside a message")
-    for item in (x.strip() for x in text.split(":")):
+    for item in lists.split_text(text):
         if not item:
             continue
         if item.startswith("^"):

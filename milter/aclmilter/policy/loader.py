@@ -46,7 +46,7 @@ class _Loader:
         self.acl_nodes: list[tuple[str, yaml.Node, yaml.Node]] = []
         self.acls: dict[str, Acl] = {}
         self.acl_refs: dict[str, set[str]] = {}   # acl name -> names of ACLs it references
-        self.pending_stage_checks: list[tuple[str, ItemUse, Stage]] = []
+        self._list_uses: list[tuple[ItemUse, str]] = []
 
     def err(self, mark: Mark, message: str) -> None:
         self.errors.append(PolicyError(mark, message))
@@ -150,11 +150,8 @@ class _Loader:
             for problem in lists.validate(use.expansion, named, kind):
                 self.err(use.mark.shifted(problem.offset), f"{use.name}: {problem}")
 
-    _list_uses: list[tuple[ItemUse, str]]
-
     # ---- ACLs -------------------------------------------------------------------------------
     def load_acls(self, node: yaml.Node) -> None:
-        self._list_uses = []
         if not isinstance(node, yaml.MappingNode):
             self.err(mark_of(node, self.file), "acl must be a mapping of stage or ACL name to statements")
             return
@@ -214,7 +211,8 @@ class _Loader:
                         continue
                     pairs.append((k.value, k, v))
                 elif isinstance(child, yaml.ScalarNode) and child.value == "endpass":
-                    pairs.append(("endpass", child, yaml.ScalarNode("tag:yaml.org,2002:null", "")))
+                    pairs.append(("endpass", child, yaml.ScalarNode("tag:yaml.org,2002:null", "",
+                                                                    child.start_mark, child.end_mark)))
                 else:
                     self.err(mark_of(child, self.file), "each list entry of a statement is a one-key mapping")
         else:

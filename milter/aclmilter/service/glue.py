@@ -78,7 +78,11 @@ class AclMilter(Milter.Base):
         self._actions = actions
         if actions & milter.SETSYMLIST:
             for stage, names in mac.BY_STAGE.items():
-                self.setsymlist(stage, " ".join(names))
+                # pymilter 1.0.5's Base.setsymlist hands bytes to a C function wanting str
+                try:
+                    self._ctx.setsymlist(stage, " ".join(names))
+                except Exception:  # noqa: BLE001 - without the list the MTA sends its defaults
+                    log.warning("setsymlist for stage %d failed:\n%s", stage, traceback.format_exc())
         self._protocol = offered & (_NOT_WANTED | _NO_REPLY)
         opts[1] = self._protocol
         opts[2] = opts[3] = 0

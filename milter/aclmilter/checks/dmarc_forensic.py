@@ -1,0 +1,211 @@
+"""DMARC failure reports (RFC 7489 §7.3, RFC 6591 auth-failure ARF), off unless enabled.
+
+`wants_report` decides from the record's `fo` and the results; `build_report` returns the
+multipart/report message; the `dmarc_forensic` end-of-message hook sends it over SMTP
+(smtplib, bounded by settings.dmarc_forensic_timeout) to the record's `mailto:` ruf
+addresses, rate-limited per From domain, never for a report (no loops). Failures are
+logged and never affect the message.
+"""
+
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import smtplib
+import threading
+import time
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, make_msgid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .. import registry
+from ..actions import clean_line
+from ..services import register_factory
+from .authresults import authserv_id, build_header, dmarc_result
+from .dmarc import DmarcResult
+from .dkim import DkimStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import EvalContext
+
+log = logging.getLogger("aclmilter.dmarc.forensic")
+
+USER_AGENT = "aclmilter"
+MAX_RUF = 5
+_ADDR = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+class RateLimiter:
+    """At most `limit` events per key per hour (in memory, per process). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, collections.deque] = {}
+
+    def allow(self, key: str, limit: int, now: float) -> bool:
+        with self._lock:
+            q = self._seen.setdefault(key, collections.deque())
+            while q and q[0] <= now - 3600:
+                q.popleft()
+            if len(q) >= limit:
+                return False
+            q.append(now)
+            return True
+
+
+register_factory("dmarc_forensic_limiter", lambda settings, services: RateLimiter())
+
+
+def ruf_addresses(res: DmarcResult) -> list[str]:
+    """mailto: addresses of the record's ruf (the `!size` suffix cut); other schemes ignored."""
+    rec = res.record
+    if rec is None or rec.psd == "y":   # RFC 9991: no failure reports for PSD records
+        return []
+    out: list[str] = []
+    for uri in rec.ruf:
+        if not uri.lower().startswith("mailto:"):
+            continue
+        addr = uri[7:].split("!", 1)[0].strip()
+        if _ADDR.match(addr) and addr.lower() not in (a.lower() for a in out):
+            out.append(addr)
+    return out[:MAX_RUF]
+
+
+def wants_report(res: DmarcResult) -> bool:
+    """Apply `fo` (RFC 7489 §6.3): 0 both failed, 1 either failed, d DKIM failed, s SPF failed."""
+    rec = res.record
+    if rec is None or res.status.value in ("off", "temperror", "nofrom", "norecord"):
+        return False
+    fo = set(rec.fo)
+    if "0" in fo and res.result == "fail":
+        return True
+    if "1" in fo and (not res.spf_aligned or not res.dkim_aligned):
+        return True
+    if "d" in fo and res.dkim is not None and any(s.status is DkimStatus.FAIL for s in res.dkim.signatures):
+        return True
+    return "s" in fo and res.spf is not None and res.spf.result == "fail"
+
+
+def is_report_or_auto(headers: list[tuple[str, str]], sender: str, our_sender: str) -> bool:
+    """True for messages we must never report on: reports, auto-generated mail, our own mail."""
+    for name, value in headers:
+        low = name.strip().lower()
+        if low == "content-type" and "report" in value.lower():
+            return True
+        if low == "auto-submitted" and value.strip().lower() != "no":
+            return True
+    return bool(sender) and sender.lower() == our_sender.lower()
+
+
+def _identity_alignment(res: DmarcResult) -> str:
+    aligned = [m for m, ok in (("dkim", res.dkim_aligned), ("spf", res.spf_aligned)) if ok]
+    return ", ".join(aligned) or "none"
+
+
+def build_report(ctx: "EvalContext", res: DmarcResult, sender: str, rcpts: list[str], spf_dns: str = "",
+                 delivery: str = "") -> bytes:
+    """Return the auth-failure report (CRLF) for the current message."""
+    txn = ctx.txn
+    assert txn is not None
+    now = datetime.fromtimestamp(ctx.services.clock(), timezone.utc)
+    client = ctx.conn.client.address or "127.0.0.1"
+    ar = build_header(ctx, [r for r in [dmarc_result(res)] if r is not None])
+    fields = [("Feedback-Type", "auth-failure"), ("User-Agent", USER_AGENT), ("Version", "1"),
+              ("Auth-Failure", "dmarc"), ("Authentication-Results", ar),
+              ("Identity-Alignment", _identity_alignment(res))]
+    if delivery:
+        fields.append(("Delivery-Result", delivery))
+    sigs = res.dkim.signatures if res.dkim is not None else ()
+    if sigs:
+        sig = next((s for s in sigs if s.domain == res.from_domain), sigs[0])
+        fields += [("DKIM-Domain", sig.domain), ("DKIM-Identity", sig.identity), ("DKIM-Selector", sig.selector)]
+    if res.spf is not None:
+        fields.append(("SPF-DNS", spf_dns or f"txt : {res.spf.domain} : (not retrieved)"))
+    if txn.queue_id:
+        fields.append(("Original-Envelope-Id", txn.queue_id))
+    fields += [("Original-Mail-From", txn.sender or "<>"), ("Arrival-Date", format_datetime(now)),
+               ("Source-IP", client), ("Reported-Domain", res.from_domain)]
+    for r in txn.accepted_recipients[:20]:
+        fields.append(("Original-Rcpt-To", r.address))
+    feedback = "".join(f"{n}: {clean_line(v)}\r\n" for n, v in fields)
+    original = "".join(f"{clean_line(n)}:{'' if v[:1] in (' ', chr(9)) else ' '}"
+                       f"{v.replace(chr(13), '').replace(chr(10), chr(13) + chr(10))}\r\n"
+                       for n, v in txn.headers)
+
+    outer = MIMEMultipart("report", report_type="feedback-report")
+    outer["From"] = sender
+    outer["To"] = ", ".join(rcpts)
+    outer["Subject"] = f"DMARC failure report for {res.from_domain}"
+    outer["Date"] = format_datetime(now)
+    outer["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    outer["Auto-Submitted"] = "auto-generated"
+    outer.attach(MIMEText(f"This is an authentication failure report for a message received from IP "
+                          f"{client} on {format_datetime(now)}.\r\nFrom domain: {res.from_domain}; "
+                          f"DMARC result: {res.result}.\r\n"))
+    fb = MIMEBase("message", "feedback-report")
+    fb.set_payload(feedback)
+    outer.attach(fb)
+    hdrs = MIMEBase("text", "rfc822-headers")
+    hdrs.set_payload(original)
+    outer.attach(hdrs)
+    return outer.as_bytes(policy=email_policy.SMTP)
+
+
+def _spf_dns(ctx: "EvalContext", res: DmarcResult) -> str:
+    """`txt : <domain> : "<v=spf1 record>"` for SPF-DNS, from the (cached) DNS service."""
+    if res.spf is None or not res.spf.domain:
+        return ""
+    try:
+        texts = ctx.services.get("dns").lookup(res.spf.domain, "TXT")
+    except Exception:  # noqa: BLE001 - a missing SPF-DNS detail never stops a report
+        return ""
+    spf = [t for t in texts if t.lower().startswith("v=spf1")]
+    return f'txt : {res.spf.domain} : "{clean_line(spf[0])}"' if spf else f"txt : {res.spf.domain} : (none)"
+
+
+def send(host_port: str, sender: str, rcpts: list[str], data: bytes, timeout: float) -> None:
+    """Send over SMTP; raises smtplib/OS errors for the caller to log."""
+    host, _, port = host_port.rpartition(":")
+    with smtplib.SMTP(host.strip("[]"), int(port), timeout=timeout) as smtp:
+        smtp.sendmail(sender, rcpts, data)
+
+
+@registry.eom_hook("dmarc_forensic", phase="after_data", order=60)
+def forensic_hook(ctx: "EvalContext", decision: Any) -> None:
+    """Send a failure report when enabled by control and the record asks for one."""
+    txn = ctx.txn
+    if txn is None or ctx.dry_run or not ctx.has_result("dmarc"):
+        return
+    if "dmarc_enable_forensic" not in txn.controls and "dmarc_enable_forensic" not in ctx.conn.controls:
+        return
+    res: DmarcResult = ctx.result("dmarc")
+    rcpts = ruf_addresses(res)
+    if not rcpts or not wants_report(res):
+        return
+    host = str(ctx.setting("primary_hostname") or authserv_id(ctx))
+    sender = str(ctx.setting("dmarc_forensic_sender") or f"do-not-reply@{host}")
+    if is_report_or_auto(txn.headers, txn.sender, sender):
+        return
+    limit = ctx.setting("dmarc_forensic_rate")
+    limiter: RateLimiter = ctx.services.get("dmarc_forensic_limiter")
+    if not limiter.allow(res.from_domain, 20 if limit is None else int(limit), ctx.services.clock()):
+        log.info("DMARC failure report for %s suppressed by rate limit", res.from_domain)
+        return
+    result = getattr(getattr(decision, "result", None), "value", "ok")
+    delivery = {"fail": "reject", "drop": "reject", "discard": "other", "defer": "other",
+                "error": "other"}.get(result, "delivered")
+    try:
+        data = build_report(ctx, res, sender, rcpts, _spf_dns(ctx, res), delivery)
+        send(str(ctx.setting("dmarc_forensic_smtp") or "127.0.0.1:25"), sender, rcpts, data,
+             float(ctx.setting("dmarc_forensic_timeout") or 10.0))
+    except (OSError, smtplib.SMTPException, ValueError) as exc:
+        log.warning("DMARC failure report for %s not sent: %s", res.from_domain, exc)
+        ctx.log_lines.append(f"DMARC failure report not sent: {clean_line(str(exc))}")

@@ -1,0 +1,98 @@
+"""Load-time checks of static lists: named-list references, CIDRs, regexes, lookup types.
+
+Lists that contain expansions are checked when they are expanded (a bad item then makes
+the list DEFER with a log line), because their items are not known at load time.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import SyntaxProblem
+from ..expand.names import lookup_entry
+from .hosts import BadAddress, looks_like_ip, parse_network
+from .kinds import LOOKUP_ITEM
+from .spec import ListSpec
+
+_SWITCHES = {"host": {"ignore_unknown", "include_unknown", "ignore_defer", "include_defer"},
+             "address": {"caseful"}, "localpart": {"caseful"}}
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _offset(spec: ListSpec, raw: str, start: int) -> tuple[int, int]:
+    """Offset of `raw` in the list text, searching from `start` (best effort)."""
+    pos = spec.text.find(raw, start) if raw else -1
+    return (pos if pos >= 0 else spec.body_offset), (pos + len(raw) if pos >= 0 else start)
+
+
+def validate(spec: ListSpec, named: dict[str, set[str]], kind: str | None = None) -> list[SyntaxProblem]:
+    """Return every problem found in a static list (an empty list when all is well)."""
+    kind = kind or spec.kind
+    problems: list[SyntaxProblem] = []
+    if spec.static_items is None:
+        return problems
+    cursor = spec.body_offset
+    for raw in spec.static_items:
+        at, cursor = _offset(spec, raw, cursor)
+        item = raw
+        while item.startswith("!"):
+            item = item[1:].lstrip()
+        message = _check_item(item, named, kind)
+        if message:
+            problems.append(SyntaxProblem(message, at))
+    return problems
+
+
+def _check_regex(pattern: str) -> str | None:
+    try:
+        re.compile(pattern, re.I)
+    except re.error as exc:
+        return f"bad regular expression {pattern!r}: {exc}"
+    return None
+
+
+def _check_item(item: str, named: dict[str, set[str]], kind: str) -> str | None:
+    """Return a message for a bad item, or None."""
+    if item.startswith("+"):
+        name = item[1:]
+        if name in _SWITCHES.get(kind, set()):
+            return None
+        if not _NAME.match(name):
+            return f"bad named list reference {item!r}"
+        table = "host" if kind == "ip" else kind
+        if name not in named.get(table, set()):
+            return f"unknown named {table} list +{name}"
+        return None
+    if item.startswith("/"):
+        return None
+    m = LOOKUP_ITEM.match(item)
+    if m:
+        net, type_name, data = m.group(1), m.group(2), m.group(3)
+        entry = lookup_entry(type_name)
+        if entry is None:
+            return f"unknown lookup type {type_name!r}"
+        if net and kind != "host":
+            return f"{net}- lookups are only for host lists"
+        if not entry.query_style and not data.strip().startswith("/"):
+            return f"the file of {type_name} must be an absolute path"
+        return None
+    if item.startswith("^"):
+        return _check_regex(item)
+    if kind == "address":
+        _, at, dom = item.rpartition("@")
+        if at and dom.startswith("+"):
+            return _check_item(dom, named, "domain")
+        if at and dom.startswith("^"):
+            return _check_regex(dom)
+        if item.startswith("@@"):
+            return "@@ lookups in address lists are not supported"
+        return None
+    if kind in ("host", "ip") and looks_like_ip(item):
+        try:
+            parse_network(item)
+        except BadAddress as exc:
+            return str(exc)
+        return None
+    if kind == "domain" and item.startswith("@mx_"):
+        return f"{item!r} is not supported"
+    return None
