@@ -225,9 +225,9 @@ class Session:
                                 "through a proxy listener: refusing every command",
                                 self.conn.client.address, self.conn.client.local_port)
             decision = self._run(Stage.CONNECT, command="connect")
-            refused = self._refused_by_proxy()
-            if refused is not None and decision.result in (Result.OK, Result.DISCARD):
-                return self._finish(refused, "connect")
+            # A failed proxy negotiation is refused from HELO on, not here: a refusal at connect
+            # makes Postfix send a 554 banner and still answer EHLO with 250, whereas Exim
+            # answers every command but QUIT with 503.
             return self._finish(self._response(decision, Stage.CONNECT), "connect")
         except Exception:  # noqa: BLE001
             return self._finish(self._internal_error("connect"), "connect")

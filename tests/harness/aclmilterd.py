@@ -93,6 +93,7 @@ class AclMilterd:
 
     def start(self, timeout: float = 30.0) -> "AclMilterd":
         """Start the daemon and wait until its socket accepts connections."""
+        offset = len(self.log())
         with open(self.log_path, "ab") as fh:
             self.proc = subprocess.Popen(self.command(), stdout=fh, stderr=subprocess.STDOUT,
                                          env=self.env, start_new_session=True)
@@ -101,7 +102,9 @@ class AclMilterd:
                 assert self.sock_path is not None
                 deadline = time.monotonic() + timeout
                 wait_path(self.sock_path, timeout)
-                while time.monotonic() < deadline and "listening on" not in self.log():
+                # a SIGKILLed predecessor leaves its socket file behind: wait for our own
+                # process to say it listens
+                while time.monotonic() < deadline and "listening on" not in self.log()[offset:]:
                     if self.proc.poll() is not None:
                         break
                     time.sleep(0.05)

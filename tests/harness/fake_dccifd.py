@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A protocol-faithful fake dccifd for tests (no DCC code: written from docs/dcc.md).
+"""A protocol-faithful fake dccifd for tests (no DCC code: written from dccifd(8)).
 
 It listens on a UNIX socket or on TCP loopback (IPv4 or IPv6), records the exact bytes of
 every request, and answers as dccifd does: the overall letter, one letter per recipient, then

@@ -313,9 +313,19 @@ class Postfix:
             raise RuntimeError(f"postfix {' '.join(args)} failed ({proc.returncode}): "
                                f"{proc.stderr}\n{self.maillog()[-2000:]}")
 
-    def reload(self) -> None:
-        """Re-read main.cf/master.cf (new smtpd processes pick the change up)."""
+    def reload(self, timeout: float = 15.0) -> None:
+        """Re-read main.cf/master.cf and wait until the master logged that it did.
+
+        `postfix reload` only signals the master; waiting for its "reload" log line keeps the
+        next test connection from reaching an smtpd that still runs the old configuration.
+        """
+        before = self.maillog().count("reload -- version")
         self._postfix("reload")
+        deadline = time.monotonic() + timeout
+        while self.maillog().count("reload -- version") <= before:
+            if time.monotonic() > deadline:
+                raise TimeoutError("postfix master did not log its reload")
+            time.sleep(0.05)
 
     def postconf(self, settings: Mapping[str, str]) -> None:
         """Change main.cf settings and reload."""

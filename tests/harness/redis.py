@@ -102,6 +102,8 @@ class FakeClock:
 def settings_for(servers: str | list[str] | None = None, **extra: object) -> dict:
     """A validated settings dict for the Redis/ratelimit features (as the loader would build it)."""
     from aclmilter.clients.redis import parse_servers
+    if isinstance(servers, str):
+        servers = [servers]
     settings: dict = {"redis_servers": parse_servers(servers), "redis_timeout": 2.0,
                       "ratelimit_key_prefix": "aclmilter:ratelimit:"}
     settings.update(extra)

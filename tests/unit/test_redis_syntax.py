@@ -40,6 +40,8 @@ def test_server_lists_yaml_and_exim_colon_forms():
     assert rc.parse_servers(None) == () == rc.parse_servers([])
     with pytest.raises(SyntaxProblem):
         rc.parse_servers({"host": "x"})
+    with pytest.raises(SyntaxProblem, match="looks like a port"):
+        rc.parse_servers("127.0.0.1:6390/1/")      # colon list: needs host::port
 
 
 def test_password_never_in_label():

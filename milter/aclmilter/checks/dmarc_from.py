@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.errors import HeaderParseError
+from email.errors import HeaderParseError, ObsoleteHeaderDefect
 from email.policy import default as _default_policy
 
 #: A host name after IDNA conversion: LDH labels, 1..63 octets, at least two labels.
@@ -62,6 +62,10 @@ def author_domain(headers: list[tuple[str, str]]) -> FromDomain:
     try:
         parsed = _default_policy.header_factory("From", raw)
     except (HeaderParseError, IndexError, ValueError, TypeError):
+        return FromDomain(None, "From header field does not parse")
+    # Any defect other than obsolete-but-valid syntax makes the field ambiguous: Python and a
+    # mail client may read `a@b.example <c@d.example>` differently, so nothing is guessed.
+    if any(not isinstance(d, ObsoleteHeaderDefect) for d in getattr(parsed, "defects", ())):
         return FromDomain(None, "From header field does not parse")
     groups = getattr(parsed, "groups", ())
     if any(g.display_name is not None for g in groups):

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """dccifd's ASCII protocol: a sans-I/O codec plus a thin socket transport with one deadline.
 
-Written from the protocol description in docs/dcc.md (no DCC code is used or copied).
+Written from the protocol as dccifd(8) documents it (no DCC code is used or copied).
 
 Request (client -> dccifd), every envelope line ends in LF, `\\r` separates fields in a line:
 

@@ -65,6 +65,10 @@ def _parse_location(text: str) -> tuple[str, int, str]:
     m = _HOST_PORT.match(text)
     if not m:
         raise SyntaxProblem(f"bad Redis server address {text!r} (host, host:port, [ipv6]:port or /socket/path)")
+    if m.group("host") and m.group("host").isdigit():
+        # Typically "host:port/db/" written in an Exim colon list, which splits at the ":".
+        raise SyntaxProblem(f"Redis server host {text!r} looks like a port: in a colon list write "
+                            "host::port (Exim list rules) or give redis_servers as a YAML list")
     port = int(m.group("port") or DEFAULT_PORT)
     if not 0 < port < 65536:
         raise SyntaxProblem(f"Redis port {port} is out of range")
@@ -239,7 +243,7 @@ class RedisClient:
             socket_connect_timeout=self.timeout, protocol=2,
             # No automatic retries: a retried write (INCR, the ratelimit script) after a
             # timeout could be applied twice. The pool reconnects on the next call anyway.
-            retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
+            retry=Retry(NoBackoff(), 0), health_check_interval=0,
         )
         if spec.unix_path:
             client = redis_py.Redis(unix_socket_path=spec.unix_path, **common)

@@ -19,7 +19,9 @@ _NEWLINES = re.compile(r"[\r\n]+")
 
 
 def unfold(value: str) -> str:
-    """Remove folding line breaks (RFC 5322 unfolding); stray CR/LF become spaces."""
+    """Remove folding line breaks (RFC 5322 unfolding). A line break that is not a fold
+    becomes a space: message data must never be able to start a new header line when an
+    expansion is used in add_header."""
     return _NEWLINES.sub(" ", _FOLD.sub("", value))
 
 
@@ -43,7 +45,8 @@ def header_value(ctx: "EvalContext", mode: str, name: str) -> str:
     else:
         cooked = [unfold(v).strip() for v in values]
         if mode in ("h", "l"):
-            cooked = [decode(v).strip() for v in cooked]
+            # an encoded word may decode to CR/LF: those become spaces too (no header injection)
+            cooked = [_NEWLINES.sub(" ", decode(v)).strip() for v in cooked]
         out = "\n".join(v for v in cooked if v)
     return out[:MAX_HEADER_EXPANSION]
 

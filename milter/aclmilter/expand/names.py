@@ -51,6 +51,9 @@ CONDITIONS: dict[str, int] = {
 #: Function-style items `${name{a}{b}...}` and their operand count.
 FUNCTION_ITEMS: dict[str, int] = {"sg": 3, "substr": 3, "length": 2}
 
+#: Names that start an item, never a variable (`${if}` is an incomplete item).
+ITEM_NAMES = frozenset({"if", "lookup", *FUNCTION_ITEMS})
+
 #: Operators `${name:text}` without parameters.
 OPERATORS = frozenset({"lc", "uc", "domain", "local_part", "address", "mask", "reverse_ip",
                        "listcount", "eval", "eval10", "quote", "quote_local_part", "strlen"})

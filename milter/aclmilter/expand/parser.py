@@ -211,7 +211,7 @@ class _Parser:
             raise self.err("braces are not allowed around header names: write $h_name:", start)
         if name in names.FORBIDDEN_ITEMS:
             raise self.err(f"${{{name}...}} is refused: {names.FORBIDDEN_ITEMS[name]}", start)
-        if c == "}":
+        if c == "}" and name not in names.ITEM_NAMES:
             self.i += 1
             return self.variable(name, start)
         if c == ":":
