@@ -218,7 +218,7 @@ class Session:
             required = settings.get("proxy_required_hosts")
             if required is not None and not self.conn.client.proxied:
                 ctx = self._ctx(Stage.CONNECT)
-                rc = lists.match(ctx, required, self.conn.client.address)
+                rc = lists.match(ctx, required, None)
                 if rc is Result.OK:
                     self.conn.client.proxy_required_failed = True
                     log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "

@@ -203,6 +203,7 @@ class Postfix:
                  smtpd_port: int | None = None, proxy_port: int | None = None,
                  default_action: str = "tempfail", extra_main: Mapping[str, str] | None = None,
                  in_flow_delay: str = "0") -> None:
+        self._own_root = root is None
         self.root = Path(root) if root else world_traversable_dir("aclmilter-pf-")
         self.root.mkdir(parents=True, exist_ok=True)
         self.conf = self.root / "etc"
@@ -352,6 +353,11 @@ class Postfix:
         stop_pid(self.master_pid, timeout=20)
         self.master_pid = None
 
+    def remove(self) -> None:
+        """Delete the instance directory if this object created it (call after stop())."""
+        if self._own_root and self.master_pid is None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
     def flush(self) -> None:
         """Ask the queue manager to retry deferred mail now (`postqueue -f`)."""
         subprocess.run([require_binary("postqueue"), "-c", str(self.conf), "-f"],
@@ -389,6 +395,8 @@ class Postfix:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        if os.environ.get("ACLMILTER_KEEP_TMP") != "1":
+            self.remove()
 
 
 def simple_message(sender: str = "alice@example.org", to: str = "bob@example.test",
@@ -411,6 +419,6 @@ def postfix_instance(relay_port: int, milter: str | None = None, **kw: object) -
         yield pf
     finally:
         pf.stop()
-        # keep the directory when the test failed? the log is useful; remove only on success
+        # ACLMILTER_KEEP_TMP=1 keeps config, queue and maillog for a post-mortem
         if os.environ.get("ACLMILTER_KEEP_TMP") != "1":
-            shutil.rmtree(pf.root, ignore_errors=True)
+            pf.remove()

@@ -408,3 +408,10 @@ def _tree(depth: int):
 def test_nested_if_trees_match_reference(pair) -> None:
     text, expected = pair
     assert parse(text).evaluate(make_ctx()) == expected
+
+
+def test_header_line_breaks_never_survive_decoding_or_unfolding() -> None:
+    hdrs = [("Subject", "hi\r\nInjected: yes"), ("X-Enc", "=?utf-8?q?a=0D=0AInjected:_x?=")]
+    assert ev("$h_subject:", headers=hdrs) == "hi Injected: yes"
+    assert ev("$h_x-enc:", headers=hdrs) == "a Injected: x"
+    assert "\n" not in ev("$bh_subject:", headers=hdrs)

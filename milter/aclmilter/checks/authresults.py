@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HEADER = "Authentication-Results"
 _SAFE_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_REASON_JUNK = re.compile(r"[^A-Za-z0-9 .,:_=@/+-]")
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._@+=/-]{1,255}$")
 
 
@@ -50,10 +51,15 @@ def dkim_results(res: DkimResult) -> list[Any]:
     """One authres DKIM result per signature (header.d/i/s/b only when syntactically safe)."""
     out = []
     for sig in res.signatures:
-        reason = clean_line(sig.reason)[:120] if sig.reason and sig.status.value != "pass" else None
-        out.append(DKIMAuthenticationResult(
+        # The reason may echo network text (dkimpy quotes tags): keep it to harmless characters.
+        reason = _REASON_JUNK.sub("", clean_line(sig.reason))[:120] if sig.reason and sig.status.value != "pass" else None
+        made = DKIMAuthenticationResult(
             result=sig.status.value, reason=reason, header_d=_domain(sig.domain),
-            header_i=_token(sig.identity), header_s=_token(sig.selector), header_b=_token(sig.header_b)))
+            header_i=_token(sig.identity), header_s=_token(sig.selector))
+        b = _token(sig.header_b)
+        if b:   # RFC 6008 header.b tells several signatures of one domain apart
+            made.properties.append(authres.AuthenticationResultProperty("header", "b", b))
+        out.append(made)
     if not out:
         out.append(DKIMAuthenticationResult(result="none"))
     return out

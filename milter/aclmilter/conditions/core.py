@@ -50,7 +50,7 @@ def _bool_result(b: bool) -> Result:
     return Result.OK if b else Result.FAIL
 
 
-def _match(ctx: EvalContext, spec: object, subject: str, data_var: str | None = None) -> Result:
+def _match(ctx: EvalContext, spec: object, subject: str | None, data_var: str | None = None) -> Result:
     ctx.locals.pop("list_data", None)
     rc = lists.match(ctx, spec, subject)
     if rc is Result.OK and data_var and "list_data" in ctx.locals:
@@ -67,7 +67,7 @@ NOT_CONNECT_HELO = ALL & ~(Stage.CONNECT | Stage.HELO)
 @registry.condition("hosts", ALL, arg=ArgMode.LIST, list_kind="host")
 def _hosts(ctx: EvalContext, spec: object) -> Result:
     """The client host (address, verified name) is in the host list."""
-    return _match(ctx, spec, ctx.conn.client.address, "host_data")
+    return _match(ctx, spec, None, "host_data")   # None: the connection's client (IP and name)
 
 
 @registry.condition("domains", RCPT_STAGES, arg=ArgMode.LIST, list_kind="domain")
