@@ -392,10 +392,12 @@ class Session:
             response = Response(Action.DISCARD)
         if response.action is Action.CONTINUE:
             response = self._deliver(kept, edits)
-            dctx = self._ctx(Stage.DELIVER)
-            for hook in hooks("after_deliver"):
-                hook.run(dctx, decision)
-            self._flush_log(dctx, "deliver hooks")
+            if response.action is Action.CONTINUE:
+                # Only a message that will be delivered gets after_deliver work (verdict headers).
+                dctx = self._ctx(Stage.DELIVER)
+                for hook in hooks("after_deliver"):
+                    hook.run(dctx, decision)
+                self._flush_log(dctx, "deliver hooks")
         return self._eom_result(self._finish(response, "data"), edits, decision, response.action.value)
 
     def _deliver(self, kept: list[Recipient], edits: Edits) -> Response:
@@ -408,7 +410,9 @@ class Session:
             decision = self._run(Stage.DELIVER, r, command="deliver")
             if decision.result is Result.OK:
                 remaining += 1       # kept, or replaced by its `redirect` address
+                r.delivered = True
             elif decision.result in (Result.DISCARD, Result.FAIL, Result.DROP):
+                r.delivered = False
                 edits.delete_recipient(r.raw, decision.where)
                 log.info("%s recipient %s not delivered (%s at %s)", self._qid(), r.address,
                          decision.result.value, decision.where)

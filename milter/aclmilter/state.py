@@ -73,6 +73,7 @@ class Recipient:
     vars: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)   # recipient-scope check results
     parent: str | None = None           # address this one was derived from (verdict inheritance)
+    delivered: bool | None = None       # outcome of the deliver ACL (None: not run)
 
     @property
     def local_part(self) -> str:

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,25 @@ class SpamdServer:
 
 
 @contextlib.contextmanager
-def spamd_server(workdir: Path) -> Iterator[SpamdServer]:
-    """Start spamd on 127.0.0.1:<free port> and a unix socket; stop it by PID afterwards."""
+def spamd_server(logdir: Path) -> Iterator[SpamdServer]:
+    """Start spamd on 127.0.0.1:<free port> and a unix socket; stop it by PID afterwards.
+
+    spamd's children run as `nobody`, which cannot enter pytest's 0700 temp dirs, so the
+    configuration lives in a world-traversable temp dir removed afterwards; the log goes to
+    `logdir`.
+    """
     spamd = require_binary("spamd")
+    workdir = Path(tempfile.mkdtemp(prefix="aclmilter-spamd-"))
+    workdir.chmod(0o755)
+    try:
+        with _spamd(spamd, workdir, logdir) as server:
+            yield server
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _spamd(spamd: str, workdir: Path, logdir: Path) -> Iterator[SpamdServer]:
     rules = Path("/usr/share/spamassassin")
     if not (rules / "20_body_tests.cf").exists() and not list(rules.glob("*.cf")):
         raise RuntimeError("SpamAssassin rules are missing from /usr/share/spamassassin")
@@ -75,7 +92,7 @@ def spamd_server(workdir: Path) -> Iterator[SpamdServer]:
     os.chmod(sock_dir, 0o777)
     sock = sock_dir / "spamd.sock"
     port = free_port()
-    log = workdir / "spamd.log"
+    log = logdir / "spamd.log"
     cmd = [spamd, "-L", "-x", "--listen", f"127.0.0.1:{port}", "--listen", str(sock),
            "--socketmode", "0666", "-C", str(rules), "--siteconfigpath", str(site),
            "-m", "2", "--min-children", "1", "--max-spare", "2", "-s", "stderr",

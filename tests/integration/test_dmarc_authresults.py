@@ -62,3 +62,9 @@ def test_hostile_dkim_domain_never_reaches_header(knot_dns):
     authresults_hook(ctx, Decision(Result.OK))
     value = ctx.txn.edits.header_adds[0].value
     assert "evil.example(" not in value and "dkim=" in value
+
+
+def test_no_authserv_id_no_header_changes(knot_dns):
+    ctx = make_ctx(message(extra=FORGED), settings=settings_for(knot_dns.settings(), authserv_id=None))
+    authresults_hook(ctx, Decision(Result.OK))
+    assert ctx.txn.edits.empty()

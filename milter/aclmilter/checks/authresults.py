@@ -128,10 +128,14 @@ def forged_indexes(headers: list[tuple[str, str]], our_id: str) -> list[int]:
 
 @registry.eom_hook("authresults", phase="after_data", order=10)
 def authresults_hook(ctx: "EvalContext", decision: Any) -> None:
-    """Remove forged A-R fields and insert ours at the top (nothing when the message is refused)."""
+    """Remove forged A-R fields and insert ours at the top.
+
+    Only when settings.authserv_id is set (the identity we vouch for must be chosen by the
+    admin), and not when the message is refused anyway.
+    """
     txn = ctx.txn
-    if txn is None or txn.edits is None or getattr(decision, "is_reject", False) \
-            or getattr(decision, "is_tempfail", False):
+    if txn is None or txn.edits is None or not ctx.setting("authserv_id") \
+            or getattr(decision, "is_reject", False) or getattr(decision, "is_tempfail", False):
         return
     for idx in forged_indexes(txn.headers, authserv_id(ctx)):
         txn.edits.header_removes.append(HeaderRemove(name=HEADER, index=idx, source="authresults"))

@@ -167,7 +167,11 @@ def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int
     `max_signatures` of them (the rest counted in `skipped`, never verified: a cap against
     the DNS/crypto amplification of many signatures).
     """
-    probe = dkim.DKIM(message)
+    try:
+        probe = dkim.DKIM(message)
+    except Exception as exc:  # noqa: BLE001 - a header block dkimpy cannot split has no usable signature
+        log.info("message not parseable for DKIM: %s", type(exc).__name__)
+        return DkimResult()
     raw_sigs = [v for n, v in probe.headers if n.lower() == b"dkim-signature"]
     checked = raw_sigs[:max_signatures]
     sigs = tuple(_verify_one(message, i, raw, txt_lookup, min_key_bits) for i, raw in enumerate(checked))

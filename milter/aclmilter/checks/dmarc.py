@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import registry
+from ..errors import LookupDefer
 from .dkim import DkimResult, DkimStatus
 from .dmarc_discovery import Discovery, Found, OrgDomains, author_exists, discover
 from .dmarc_from import FromDomain, author_domain, to_alabel
+from .dmarc_psl import PslUnavailable
 from .dmarc_record import DmarcRecord, Policy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,7 +124,6 @@ def evaluate(ctx: "EvalContext", spf: SpfFacts, dkim_res: DkimResult, frm: FromD
         return DmarcResult(DmarcStatus.NORECORD, "permerror", f"invalid DMARC record: {disc.error}", **base)
     rec = disc.record
     assert rec is not None
-    from ..errors import LookupDefer
     try:
         spf_ok = spf.result == "pass" and orgs.aligned(spf.domain, author, rec.aspf.value == "s")
         dkim_ok = any(s.status is DkimStatus.PASS and orgs.aligned(s.domain, author, rec.adkim.value == "s")
@@ -171,4 +172,8 @@ def dmarc_check(ctx: "EvalContext") -> DmarcResult:
     dns = ctx.services.get("dns")
     orgs = OrgDomains(ctx.setting("dmarc_discovery") or "rfc7489", lambda n: list(dns.lookup(n, "TXT")),
                       ctx.services.get("dmarc_psl"))
-    return evaluate(ctx, spf, dkim_res, author_domain(txn.headers), orgs)
+    try:
+        return evaluate(ctx, spf, dkim_res, author_domain(txn.headers), orgs)
+    except PslUnavailable as exc:
+        # The PSL file vanished after the policy was loaded: no verdict rather than a wrong one.
+        return DmarcResult(DmarcStatus.TEMPERROR, "temperror", str(exc), spf=spf, dkim=dkim_res)

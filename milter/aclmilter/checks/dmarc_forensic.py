@@ -16,9 +16,7 @@ import logging
 import re
 import smtplib
 import threading
-import time
 from email import policy as email_policy
-from email.message import EmailMessage
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -77,6 +75,26 @@ def ruf_addresses(res: DmarcResult) -> list[str]:
         if _ADDR.match(addr) and addr.lower() not in (a.lower() for a in out):
             out.append(addr)
     return out[:MAX_RUF]
+
+
+def verified_destinations(ctx: "EvalContext", res: DmarcResult, addrs: list[str], orgs: Any) -> list[str]:
+    """Keep addresses in the policy domain's organization, and external ones whose domain
+    publishes `<policy-domain>._report._dmarc.<dest>` (RFC 7489 §7.1): otherwise anyone
+    could have reports about us sent to a third party."""
+    out = []
+    dns = ctx.services.get("dns")
+    for addr in addrs:
+        dest = addr.rpartition("@")[2].lower()
+        try:
+            if orgs.aligned(dest, res.policy_domain, False):
+                out.append(addr)
+                continue
+            texts = dns.lookup(f"{res.policy_domain}._report._dmarc.{dest}", "TXT")
+        except Exception:  # noqa: BLE001 - an unverifiable destination gets no report
+            continue
+        if any(t.strip().startswith("v=DMARC1") for t in texts):
+            out.append(addr)
+    return out
 
 
 def wants_report(res: DmarcResult) -> bool:
@@ -198,6 +216,13 @@ def forensic_hook(ctx: "EvalContext", decision: Any) -> None:
     limiter: RateLimiter = ctx.services.get("dmarc_forensic_limiter")
     if not limiter.allow(res.from_domain, 20 if limit is None else int(limit), ctx.services.clock()):
         log.info("DMARC failure report for %s suppressed by rate limit", res.from_domain)
+        return
+    from .dmarc_discovery import OrgDomains   # late import keeps module start-up light
+    dns = ctx.services.get("dns")
+    orgs = OrgDomains(ctx.setting("dmarc_discovery") or "rfc7489", lambda n: list(dns.lookup(n, "TXT")),
+                      ctx.services.get("dmarc_psl"))
+    rcpts = verified_destinations(ctx, res, rcpts, orgs)
+    if not rcpts:
         return
     result = getattr(getattr(decision, "result", None), "value", "ok")
     delivery = {"fail": "reject", "drop": "reject", "discard": "other", "defer": "other",

@@ -141,8 +141,12 @@ def parse_endpoint(text: str, default_port: int, allow_http: bool = False) -> En
     return Endpoint(host=host, port=port)
 
 
-def exchange(endpoint: Endpoint, request: bytes, timeout: float, max_reply: int = 8 << 20) -> bytes:
-    """Send one request, half-close, read the reply to EOF, all within `timeout` seconds.
+def exchange(endpoint: Endpoint, request: bytes, timeout: float, *, half_close: bool = False,
+             max_reply: int = 8 << 20) -> bytes:
+    """Send one request, read the reply to EOF, all within `timeout` seconds.
+
+    `half_close` shuts our sending side after the request (spamd wants it; rspamd takes an
+    early EOF for an aborted client and drops the request).
 
     Raises ScannerError on refusal, timeout (the deadline covers connect, send and every
     read), or a reply larger than `max_reply`.
@@ -169,11 +173,11 @@ def exchange(endpoint: Endpoint, request: bytes, timeout: float, max_reply: int 
         with sock:
             sock.settimeout(left())
             sock.sendall(request)
-            # Half-close: spamd reads to EOF when it is told; rspamd ignores it harmlessly.
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            if half_close:
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
             chunks: list[bytes] = []
             size = 0
             while True:

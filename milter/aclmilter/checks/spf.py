@@ -169,7 +169,7 @@ def smtp_comment(o: SpfOutcome, url: str = DEFAULT_EXPLANATION_URL) -> str:
     if o.result in (SpfResult.PERMERROR, SpfResult.TEMPERROR):
         return clean(f"SPF {o.result.value} for {o.domain or '<>'}: {o.problem or 'unknown'}")
     if o.explanation:
-        return o.explanation
+        return clean(o.explanation)
     if not url:
         return ""
     query = urllib.parse.urlencode({"id": o.sender, "ip": o.client_ip, "receiver": o.receiver}, safe="@:")

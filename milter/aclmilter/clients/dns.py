@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import dns.exception
-import dns.message
 import dns.nameserver
 import dns.rcode
 import dns.rdatatype

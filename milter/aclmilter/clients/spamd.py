@@ -107,4 +107,4 @@ class SpamdScanner:
     def scan(self, message: bytes, envelope: Envelope) -> ScanReport:
         """Return spamd's report; raise ScannerError when spamd gives no usable answer."""
         request = encode_request(self.command, message, self.user)
-        return parse_response(exchange(self.endpoint, request, self.timeout), self.command)
+        return parse_response(exchange(self.endpoint, request, self.timeout, half_close=True), self.command)

@@ -18,7 +18,8 @@ from . import settings_types as st
 # ---- settings ------------------------------------------------------------------------------
 registry.setting("authserv_id", st.optional_text, None,
                  "authserv-id of our Authentication-Results header; A-R headers carrying it are removed")
-registry.setting("primary_hostname", st.text, socket.getfqdn(), "our host name (`@` in domain lists)")
+registry.setting("primary_hostname", st.text, socket.gethostname(),
+                 "our host name (`@` in domain lists); default: the system host name, never a DNS lookup")
 registry.setting("on_internal_error", st.choice("tempfail", "accept", "reject"), "tempfail",
                  "what a message gets when aclmilter itself fails")
 registry.setting("dry_run", st.boolean, False, "evaluate and log, but never reject, defer, discard or edit recipients")

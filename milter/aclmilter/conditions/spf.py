@@ -15,6 +15,8 @@ matches ends the list as false; the documented, seed semantics are the ones impl
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .. import registry
 from ..checks import spf as spf_check
 from ..context import EvalContext
@@ -114,7 +116,8 @@ registry.setting("spf_explanation_url", parse_url, spf_check.DEFAULT_EXPLANATION
 # ---- variables -----------------------------------------------------------------------------
 
 
-def _field(getter):  # type: ignore[no-untyped-def]
+def _field(getter: Callable[[spf_check.SpfOutcome], str]) -> Callable[[EvalContext], str]:
+    """A variable reader: the field of the latest spf/spf_guess outcome, "" before any ran."""
     def get(ctx: EvalContext) -> str:
         outcome = spf_check.latest(ctx)
         return "" if outcome is None else getter(outcome)

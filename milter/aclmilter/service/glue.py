@@ -278,5 +278,10 @@ def register(name: str = "aclmilter") -> None:
     milter.set_eom_callback(lambda ctx: _priv(ctx).eom())
     milter.set_abort_callback(lambda ctx: _priv(ctx).abort())
     milter.set_close_callback(_close)
+    # An exception raised inside pymilter's C layer (before our guards run: e.g. a header
+    # *name* that is not UTF-8, which Postfix never sends) would answer TEMPFAIL on a
+    # no-reply step and desynchronise libmilter; skipping that one callback is the safe
+    # choice. pymilter prints the traceback to stderr.
+    milter.set_exception_policy(milter.CONTINUE)
     milter.register(name, data=lambda ctx: _priv(ctx).data(),
                     unknown=lambda ctx, cmd: milter.CONTINUE, negotiate=_negotiate)

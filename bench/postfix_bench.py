@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""smtp-source -> Postfix -> smtp-sink throughput: no milter vs aclmilter (unix, inet), one run.
+
+    .venv/bin/python bench/postfix_bench.py [-n 2000] [-c 20] [--policy FILE] [--workers N]
+                                            [--trials 1] [--cases none,unix,inet]
+
+Starts its own private Postfix (tests/harness/postfix.py), `smtp-sink` as the delivery target
+and `aclmilter serve` per case; every process is stopped by PID. For each case it reports
+accepted msg/s (smtp-source wall time), delivered msg/s (until the maillog shows all
+`status=sent`) and the ratio to the no-milter baseline of the same run.
+Traffic stays on 127.0.0.1. Timing belongs here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.aclmilterd import AclMilterd  # noqa: E402
+from tests.harness.postfix import Postfix, world_traversable_dir  # noqa: E402
+from tests.harness.procs import free_port, require_binary, stop_pid, wait_port  # noqa: E402
+
+
+def default_policy() -> Path:
+    return ROOT / "policies" / "default.yaml"
+
+
+def count_sent(pf: Postfix, start: int) -> int:
+    return pf.maillog()[start:].count("status=sent")
+
+
+def run_case(pf: Postfix, name: str, n: int, c: int, size: int) -> dict:
+    """Run smtp-source once against pf; wait for all deliveries (bounded)."""
+    start = len(pf.maillog())
+    cmd = [require_binary("smtp-source"), "-s", str(c), "-m", str(n), "-l", str(size),
+           "-f", "sender@bench.example", "-t", "rcpt@bench.test", f"127.0.0.1:{pf.port}"]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    t_acc = time.monotonic() - t0
+    deadline = time.monotonic() + 300
+    sent = count_sent(pf, start)
+    while sent < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+        sent = count_sent(pf, start)
+    t_del = time.monotonic() - t0
+    return {"case": name, "n": n, "rc": proc.returncode, "accepted_s": t_acc, "delivered_s": t_del,
+            "sent": sent, "acc_rate": n / t_acc, "del_rate": sent / t_del,
+            "stderr": proc.stderr.strip()[-300:]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=2000)
+    ap.add_argument("-c", type=int, default=20)
+    ap.add_argument("-l", "--size", type=int, default=1000, help="message size (smtp-source -l)")
+    ap.add_argument("--policy", type=Path, default=default_policy())
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--trials", type=int, default=1)
+    ap.add_argument("--cases", default="none,unix,inet")
+    ap.add_argument("--warmup", type=int, default=100, help="messages sent before each case")
+    a = ap.parse_args()
+
+    work = world_traversable_dir("aclmilter-bench-")
+    sink_port = free_port()
+    sink = subprocess.Popen([require_binary("smtp-sink"), "-u", "postfix", f"127.0.0.1:{sink_port}", "1024"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    results: list[dict] = []
+    pf = Postfix(relay_port=sink_port, root=work / "pf")
+    daemons: dict[str, AclMilterd] = {}
+    try:
+        wait_port("127.0.0.1", sink_port, 10, sink)
+        pf.start()
+        extra = ["--log-level", "warning"]
+        for kind in ("unix", "inet"):
+            if kind in a.cases:
+                (work / kind).mkdir(mode=0o755)
+                d = AclMilterd(a.policy, kind, workdir=work / kind, workers=a.workers, extra_args=extra)
+                daemons[kind] = d.start()
+        for trial in range(a.trials):
+            for case in a.cases.split(","):
+                pf.set_milter(None if case == "none" else daemons[case].postfix_spec)
+                if a.warmup:
+                    run_case(pf, "warmup", a.warmup, a.c, a.size)
+                r = run_case(pf, case, a.n, a.c, a.size)
+                r["trial"] = trial + 1
+                results.append(r)
+                print(f"trial {trial + 1} {case:5s} accepted {r['acc_rate']:7.1f} msg/s   "
+                      f"delivered {r['del_rate']:7.1f} msg/s   ({r['sent']}/{a.n} sent, rc={r['rc']})",
+                      flush=True)
+    finally:
+        for d in daemons.values():
+            d.stop()
+        pf.stop()
+        stop_pid(sink.pid)
+        if os.environ.get("ACLMILTER_KEEP_TMP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+
+    base = [r for r in results if r["case"] == "none"]
+    base_acc = sorted(r["acc_rate"] for r in base)[len(base) // 2] if base else None
+    print(f"\n{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  n={a.n} c={a.c} "
+          f"size={a.size} policy={a.policy.relative_to(ROOT) if a.policy.is_relative_to(ROOT) else a.policy} "
+          f"workers={a.workers} trials={a.trials}")
+    print("| case | accepted msg/s | delivered msg/s | ratio to no milter (accepted) |")
+    print("|---|---|---|---|")
+    for r in results:
+        ratio = f"{r['acc_rate'] / base_acc:.2f}" if base_acc else "-"
+        print(f"| {r['case']} (trial {r['trial']}) | {r['acc_rate']:.0f} | {r['del_rate']:.0f} | {ratio} |")
+    return 0 if all(r["sent"] >= r["n"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

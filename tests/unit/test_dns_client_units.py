@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""DNS client pieces without a network: settings, names, the TTL cache, negative TTLs."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
+
+from aclmilter.clients.dns import (DnsAnswer, DnsSettings, Nameserver, Status, parse_dns_settings,
+                                   parse_nameserver)
+from aclmilter.clients.dns_cache import TtlCache
+from aclmilter.clients.dns_names import BadName, to_alabel
+from aclmilter.errors import SyntaxProblem
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:5353", Nameserver("127.0.0.1", 5353)),
+    ("127.0.0.1", Nameserver("127.0.0.1", 53)),
+    ("[::1]:5353", Nameserver("::1", 5353)),
+    ("[::1]", Nameserver("::1", 53)),
+    ("::1", Nameserver("::1", 53)),
+    ("2001:db8::53", Nameserver("2001:db8::53", 53)),
+])
+def test_nameserver_forms(text, expected):
+    assert parse_nameserver(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ns.example.org", "127.0.0.1:0", "127.0.0.1:99999", "[::1", "[::1]x53",
+                                  "127.0.0.1:port", ""])
+def test_bad_nameservers(text):
+    with pytest.raises(SyntaxProblem):
+        parse_nameserver(text)
+
+
+def test_settings_defaults_and_limits():
+    assert parse_dns_settings(None) == DnsSettings()
+    s = parse_dns_settings({"nameservers": ["127.0.0.1:5353", "[::1]:5353"], "timeout": 1, "lifetime": 3,
+                            "budget": 8})
+    assert s.nameservers[1] == Nameserver("::1", 5353) and (s.timeout, s.lifetime, s.budget) == (1, 3, 8)
+    assert parse_dns_settings({"timeout": 10}).lifetime == 10            # lifetime follows a long timeout
+    for bad in ({"budget": 29}, {"timeout": 3, "lifetime": 2}, {"lifetime": 9, "budget": 8},
+                {"nameserver": ["127.0.0.1"]}, {"cache_size": -1}, {"timeout": "soon"}, ["127.0.0.1"],
+                {"timeout": True}):
+        with pytest.raises(SyntaxProblem):
+            parse_dns_settings(bad)
+
+
+def test_names_become_a_labels():
+    assert to_alabel("Bücher.Example.") == "xn--bcher-kva.example"
+    assert to_alabel("straße.de") == "xn--strae-oqa.de"                  # IDNA 2008, not "strasse"
+    assert to_alabel("MX.Example.ORG") == "mx.example.org"
+    for bad in ("", ".", "a..b", "a b.example", "x\r\n.example", "a" * 64 + ".example", "é" * 80 + ".x"):
+        with pytest.raises(BadName):
+            to_alabel(bad)
+
+
+@given(hs.text(max_size=300))
+def test_any_text_is_a_name_or_badname(text):
+    try:
+        out = to_alabel(text)
+    except BadName:
+        return
+    assert out.isascii() and "\r" not in out and "\n" not in out and len(out) <= 253
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cache_honours_ttl():
+    clock = Clock()
+    cache: TtlCache[str] = TtlCache(10, clock)
+    cache.put("k", "v", 300)
+    clock.now += 299.5
+    assert cache.get("k") == "v"
+    clock.now += 1
+    assert cache.get("k") is None and len(cache) == 0
+    cache.put("zero", "v", 0)                                           # TTL 0: never cached
+    assert cache.get("zero") is None
+
+
+def test_cache_is_bounded_lru():
+    cache: TtlCache[int] = TtlCache(3, Clock())
+    for i in range(3):
+        cache.put(i, i, 60)
+    assert cache.get(0) == 0                                            # 0 is now the most recent
+    cache.put(3, 3, 60)
+    assert cache.get(1) is None and cache.get(0) == 0 and len(cache) == 3
+
+
+def test_cache_threads():
+    cache: TtlCache[int] = TtlCache(50, Clock())
+
+    def work(base: int) -> None:
+        for i in range(500):
+            cache.put((base, i % 70), i, 60)
+            cache.get((base, (i * 7) % 70))
+
+    threads = [threading.Thread(target=work, args=(b,)) for b in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(cache) == 50
+
+
+def test_answer_texts():
+    txt = DnsAnswer("x", "TXT", Status.FOUND, ((b"v=spf1 ", b"-all"), (b"\xff",)))
+    assert txt.texts() == ["v=spf1 -all", "\ufffd"]
+    assert DnsAnswer("x", "MX", Status.FOUND, ((10, "mx.example"),)).texts() == ["10 mx.example"]
