@@ -37,7 +37,8 @@ class Services:
         self.rng = rng or random.Random()
         self.log = log or logging.getLogger("aclmilter")
         self._built: dict[str, Any] = dict(overrides or {})
-        self._lock = threading.Lock()
+        # Re-entrant: a factory may build another service it depends on (ratelimit -> redis).
+        self._lock = threading.RLock()
         self.metrics: Any = None   # service.metrics.Metrics when serving; None in tests/dry run
 
     def get(self, name: str) -> Any:

@@ -7,7 +7,6 @@ import pytest
 
 from aclmilter.checks.dkim import DkimStatus, build_message
 from tests.fixtures.dmarc.ctxhelp import KEY_THIRD, make_ctx, message, settings_for, sign, split_message
-from tests.harness.knot import knot_dns, silent_dns  # noqa: F401 - fixtures
 
 
 def _dkim(raw: bytes, dns: dict, **kw):

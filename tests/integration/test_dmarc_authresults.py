@@ -9,7 +9,6 @@ from aclmilter.actions import Decision, HeaderPosition, apply_header_removals
 from aclmilter.checks.authresults import authresults_hook, forged_indexes
 from aclmilter.outcome import Result
 from tests.fixtures.dmarc.ctxhelp import make_ctx, message, settings_for, sign
-from tests.harness.knot import knot_dns  # noqa: F401 - fixture
 
 FORGED = [
     ("Authentication-Results", "mx.test.invalid; dkim=pass header.d=pass.dmarcx; dmarc=pass header.from=pass.dmarcx"),

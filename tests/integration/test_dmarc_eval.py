@@ -8,7 +8,6 @@ import pytest
 from aclmilter.checks.dmarc import DmarcStatus
 from aclmilter.checks.dmarc_record import Policy
 from tests.fixtures.dmarc.ctxhelp import make_ctx, message, settings_for, sign
-from tests.harness.knot import knot_dns, silent_dns  # noqa: F401 - fixtures
 
 GOOD_IP, BAD_IP = "192.0.2.1", "198.51.100.7"
 
@@ -175,3 +174,19 @@ def test_dmarcbis_at_most_8_queries(knot_dns):
     _, res = _dmarc(knot_dns, message(from_="a@a.b.c.d.e.f.g.h.i.j.walk.dmarcx"), dmarc_discovery="dmarcbis")
     assert len(res.discovery.queries) <= 8
     assert res.policy_domain == "dmarcx"
+
+
+def test_spf_temperror_without_aligned_pass_is_temperror(knot_dns):
+    from types import SimpleNamespace
+    ctx = make_ctx(message(), settings=settings_for(knot_dns.settings()), spf=SimpleNamespace(result="temperror"))
+    res = ctx.check("dmarc")
+    assert res.status is DmarcStatus.TEMPERROR and res.result == "temperror"
+
+
+def test_helo_identity_never_counts_for_a_mail_from(knot_dns):
+    from types import SimpleNamespace
+    from aclmilter.checks.spf import Identity
+    spf = SimpleNamespace(result="pass", identity=Identity.HELO)
+    ctx = make_ctx(message(), settings=settings_for(knot_dns.settings()), spf=spf, client="198.51.100.7")
+    res = ctx.check("dmarc")
+    assert res.spf.result == "none" and res.status is DmarcStatus.REJECT

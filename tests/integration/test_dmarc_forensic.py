@@ -13,7 +13,6 @@ from aclmilter.actions import Decision
 from aclmilter.checks.dmarc_forensic import forensic_hook
 from aclmilter.outcome import Result
 from tests.fixtures.dmarc.ctxhelp import make_ctx, message, settings_for, sign
-from tests.harness.knot import knot_dns  # noqa: F401 - fixture
 from tests.harness.procs import free_port
 
 

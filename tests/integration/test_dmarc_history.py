@@ -15,8 +15,6 @@ from aclmilter.actions import Decision
 from aclmilter.checks.dmarc_history import HistoryWriteError, history_hook
 from aclmilter.outcome import Result
 from tests.fixtures.dmarc.ctxhelp import KEY_THIRD, make_ctx, message, settings_for, sign
-from tests.harness.knot import knot_dns  # noqa: F401 - fixture
-from tests.harness.mariadb import mariadb_server, opendmarc_db  # noqa: F401 - fixtures
 from tests.harness.procs import free_port, require_binary
 
 import pytest

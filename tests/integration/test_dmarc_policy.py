@@ -12,7 +12,6 @@ from aclmilter.policy.loader import load_text
 from aclmilter.stages import Stage
 from aclmilter.state import Recipient
 from tests.fixtures.dmarc.ctxhelp import PSL, make_ctx, message, sign
-from tests.harness.knot import knot_dns  # noqa: F401 - fixture
 
 POLICY = """
 settings:

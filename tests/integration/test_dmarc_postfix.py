@@ -16,7 +16,6 @@ import pytest
 
 from tests.fixtures.dmarc.ctxhelp import PSL, message, sign
 from tests.harness.aclmilterd import AclMilterd
-from tests.harness.knot import knot_dns  # noqa: F401 - fixture
 from tests.harness.postfix import postfix_instance, world_traversable_dir
 from tests.harness.sink import Sink
 

@@ -12,7 +12,6 @@ import pytest
 
 from aclmilter.clients.dns import DnsClient, DnsTempError, Status, TempReason, parse_dns_settings
 from aclmilter.errors import LookupDefer
-from tests.harness.knot import knot_dns, silent_dns  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from typing import Iterator
 import pytest
 
 from tests.harness.aclmilterd import AclMilterd
-from tests.harness.knot import knot_dns  # noqa: F401  (fixture)
 from tests.harness.postfix import Postfix, simple_message
 from tests.harness.sink import Sink
 

@@ -15,7 +15,7 @@ from aclmilter.clients.redis import RedisClient, parse_servers
 from aclmilter.errors import LookupDefer
 from aclmilter.outcome import Result
 from aclmilter.services import Services
-from tests.harness.redis import FakeClock, RedisServer, make_context, redis_module_server, settings_for  # noqa: F401
+from tests.harness.redis import FakeClock, RedisServer, make_context, settings_for
 from tests.unit.test_ratelimit_core import T0, reference, run_core
 
 RUN = registry.TABLES.items["ratelimit"].run

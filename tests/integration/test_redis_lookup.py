@@ -10,7 +10,7 @@ from aclmilter import expand, registry, state
 from aclmilter.errors import ExpansionFailed, LookupDefer
 from aclmilter.services import Services
 from tests.harness import procs
-from tests.harness.redis import RedisServer, make_context, redis_module_server, settings_for  # noqa: F401
+from tests.harness.redis import RedisServer, make_context, settings_for
 
 FIND = registry.TABLES.lookups["redis"].find
 

@@ -56,7 +56,7 @@ def client(d: AclMilterd) -> MilterClient:
 def test_negotiation_requests_macros_and_noreply_steps(daemon: AclMilterd) -> None:
     with MilterClient(daemon.client_spec) as mc:
         from miltertest import constants as C
-        assert mc.protocol & C.SMFIP_NR_HDR and mc.protocol & C.SMFIP_NR_BODY
+        assert mc.protocol & C.SMFIP_NR_HDR and mc.protocol & C.SMFIP_NR_BODY and mc.protocol & C.SMFIP_NOEOH
         assert not mc.protocol & (C.SMFIP_NOHDRS | C.SMFIP_NOBODY | C.SMFIP_NORCPT)
         connect_list = mc.symlists[C.SMFIM_CONNECT].split()
         for name in ("{client_addr}", "{client_port}", "{client_name}", "{client_ptr}", "{daemon_name}",

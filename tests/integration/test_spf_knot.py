@@ -20,7 +20,6 @@ from aclmilter.policy.model import Policy
 from aclmilter.services import Services
 from aclmilter.stages import Stage
 from aclmilter.state import ClientIdentity, Connection, Transaction
-from tests.harness.knot import knot_dns, silent_dns  # noqa: F401  (fixtures)
 
 GOOD4, STRANGER4 = "192.0.2.7", "198.51.100.7"
 

@@ -93,6 +93,9 @@ def spf_facts(ctx: "EvalContext", spf_result: Any) -> SpfFacts:
     else:
         domain, scope = ctx.conn.helo, "helo"
     word = _word(getattr(spf_result, "result", spf_result))
+    identity = getattr(spf_result, "identity", None)
+    if identity is not None and scope == "mfrom" and _word(identity) == "helo":
+        word = "none"   # SPF judged the HELO name, which says nothing about this MAIL FROM
     return SpfFacts(word, (to_alabel(domain) or domain.lower()), scope)
 
 

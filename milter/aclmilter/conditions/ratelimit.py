@@ -28,11 +28,14 @@ registry.setting("ratelimit_key_prefix", st.text, "aclmilter:ratelimit:",
 
 
 def _build_store(settings: dict, svc: services.Services) -> Any:
-    """RedisStore over the `redis` service when Redis is configured, else a MemoryStore."""
-    client = svc.get("redis") if settings.get("redis_servers") else None
-    if client is None:
+    """RedisStore over the shared `redis` service when Redis is configured, else a MemoryStore."""
+    if not settings.get("redis_servers"):
         return rl.MemoryStore()
-    return rl.RedisStore(client, str(settings.get("ratelimit_key_prefix") or "aclmilter:ratelimit:"))
+    # The Redis client is fetched on first use, not here: Services builds one service at a
+    # time under a lock, so asking it for another service from inside a factory would wait
+    # for ourselves.
+    return rl.RedisStore(lambda: svc.get("redis"),
+                         str(settings.get("ratelimit_key_prefix") or "aclmilter:ratelimit:"))
 
 
 services.register_factory("ratelimit", _build_store)

@@ -83,16 +83,19 @@ def run(args: argparse.Namespace) -> int:
     metrics_addr = None
     mp_dir = None
     if args.metrics:
+        if args.workers > 1:
+            # must be set before prometheus_client is first imported: it picks its value
+            # class (in-memory or per-process files) at import time
+            mp_dir = tempfile.mkdtemp(prefix="aclmilter-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = mp_dir
         from .metrics import parse_addr
         try:
             metrics_addr = parse_addr(args.metrics)
         except ValueError as exc:
             log.error("%s", exc)
+            if mp_dir:
+                shutil.rmtree(mp_dir, ignore_errors=True)
             return 2
-        if args.workers > 1:
-            # must be set before prometheus_client is imported (it picks its value class then)
-            mp_dir = tempfile.mkdtemp(prefix="aclmilter-metrics-")
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = mp_dir
 
     from ..runtime import Runtime
     runtime = Runtime(args.policy, dry_run=True if args.dry_run else None)

@@ -1,0 +1,146 @@
+"""The pymilter glue with a fake libmilter context and scripted sessions (no sockets)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import milter
+import pytest
+
+from aclmilter.actions import Edits, HeaderAdd, HeaderPosition, RecipientDelete, Reply
+from aclmilter.service import glue
+from aclmilter.session import Action, EomResult, Response
+
+CONT = Response(Action.CONTINUE)
+
+
+class FakeCtx:
+    """Records every libmilter call the glue makes."""
+
+    def __init__(self, macros: dict[str, str] | None = None) -> None:
+        self.priv: Any = None
+        self.macros = {"v": "Postfix 3.7", "i": "QID", **(macros or {})}
+        self.calls: list[tuple] = []
+
+    def setpriv(self, p: Any) -> None:
+        self.priv = p
+
+    def getpriv(self) -> Any:
+        return self.priv
+
+    def getsymval(self, name: str) -> str | None:
+        return self.macros.get(name)
+
+    def __getattr__(self, name: str):  # setreply, addheader, chgheader, delrcpt, ...
+        def record(*args: Any) -> None:
+            self.calls.append((name, *args))
+        return record
+
+
+class ScriptedSession:
+    """A session whose answers (or exceptions) are set per callback by the test."""
+
+    answers: dict[str, Any] = {}
+
+    def __init__(self, runtime: Any, **kw: Any) -> None:
+        self.txn = type("T", (), {"headers": [("Received", "x"), ("Subject", "s")]})()
+        self.records: list = []
+
+    def _ans(self, name: str) -> Any:
+        a = self.answers.get(name, CONT)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    def connect(self, *a: Any) -> Response: return self._ans("connect")
+    def helo(self, *a: Any) -> Response: return self._ans("helo")
+    def mail(self, *a: Any) -> Response: return self._ans("mail")
+    def rcpt(self, *a: Any) -> Response: return self._ans("rcpt")
+    def data(self, *a: Any) -> Response: return self._ans("data")
+    def header(self, *a: Any) -> Response: return self._ans("header")
+    def eoh(self) -> Response: return self._ans("eoh")
+    def body(self, *a: Any) -> Response: return self._ans("body")
+    def eom(self, *a: Any) -> EomResult: return self._ans("eom")
+    def abort(self) -> None: pass
+    def close(self) -> None: pass
+    def log_record(self, *a: Any) -> dict: return {"queue_id": "QID", "decision": ""}
+
+
+class FakeRuntime:
+    def current(self) -> Any:
+        raise RuntimeError("no policy in this unit test")
+
+
+@pytest.fixture()
+def m(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(glue.CONFIG, "session_factory", ScriptedSession, raising=False)
+    monkeypatch.setattr(glue.CONFIG, "runtime", FakeRuntime(), raising=False)
+    ScriptedSession.answers = {}
+    ctx = FakeCtx()
+    obj = glue.AclMilter()
+    obj._setctx(ctx)
+    opts = [milter.CURR_ACTS, 0x1FFFFF, 0, 0]
+    assert obj.negotiate(opts) == milter.CONTINUE
+    assert obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711)) == milter.CONTINUE
+    return obj, ctx
+
+
+def test_negotiation_asks_no_reply_for_header_and_body(m) -> None:
+    obj, ctx = m
+    assert obj._protocol & milter.P_NR_HDR and obj._protocol & milter.P_NR_BODY
+    assert obj._protocol & milter.P_NOEOH and not obj._protocol & milter.P_NOHDRS
+    assert [c[0] for c in ctx.calls].count("setsymlist") == 7
+
+
+def test_exception_in_callback_tempfails_and_service_goes_on(m) -> None:
+    obj, ctx = m
+    ScriptedSession.answers = {"rcpt": ValueError("boom")}
+    assert obj.envfrom("<a@example.org>") == milter.CONTINUE
+    assert obj.envrcpt("<b@example.test>") == milter.TEMPFAIL
+    assert ("setreply", "451", "4.3.0", "Temporary local problem - please try later") in ctx.calls
+    ScriptedSession.answers = {}
+    assert obj.envrcpt("<c@example.test>") == milter.CONTINUE
+
+
+def test_refusal_from_no_reply_step_is_given_at_eom(m) -> None:
+    obj, ctx = m
+    ScriptedSession.answers = {
+        "body": Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("spool full",))),
+        "eom": EomResult(CONT, Edits(), [], None, {"queue_id": "QID"}),
+    }
+    obj.envfrom("<a@example.org>")
+    assert obj.body(b"x") == milter.NOREPLY
+    assert obj.eom() == milter.TEMPFAIL
+    assert ("setreply", "451", "4.3.0", "spool full") in ctx.calls
+    assert not any(c[0] in ("addheader", "delrcpt") for c in ctx.calls)
+
+
+def test_eom_edits_in_fixed_order(m) -> None:
+    obj, ctx = m
+    ed = Edits()
+    ed.add_header(HeaderAdd("X-End", "e"))
+    ed.add_header(HeaderAdd("X-After-Received", "r", HeaderPosition.AFTER_RECEIVED))
+    ed.rcpt_deletes.append(RecipientDelete("<gone@example.test>"))
+    ScriptedSession.answers = {"eom": EomResult(CONT, ed, [("Subject", 1, "")], "hold it", {"queue_id": "QID"})}
+    obj.envfrom("<a@example.org>")
+    assert obj.eom() == milter.CONTINUE
+    edits = [c for c in ctx.calls if c[0] != "setsymlist"]
+    assert edits == [("delrcpt", "<gone@example.test>"), ("chgheader", "Subject", 1, ""),
+                     ("addheader", "X-After-Received", "r", 2), ("addheader", "X-End", "e", -1),
+                     ("quarantine", "hold it")]
+
+
+def test_exception_at_eom_tempfails(m) -> None:
+    obj, ctx = m
+    ScriptedSession.answers = {"eom": RuntimeError("bad")}
+    obj.envfrom("<a@example.org>")
+    assert obj.eom() == milter.TEMPFAIL
+
+
+def test_drop_sets_hangup_reply(m) -> None:
+    obj, ctx = m
+    ScriptedSession.answers = {"rcpt": Response(Action.REJECT, Reply(550, "5.7.1", ("go away",)), drop=True)}
+    obj.envfrom("<a@example.org>")
+    assert obj.envrcpt("<b@example.test>") == milter.REJECT
+    assert ("setreply", "521", "5.7.1", "go away") in ctx.calls
