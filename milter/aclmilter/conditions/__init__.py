@@ -22,11 +22,7 @@ FEATURES = (
 
 def load_all() -> None:
     """Import every feature module that exists (features land one issue at a time)."""
-    import os  # DEV-ONLY: remove before landing
-    skip = set(os.environ.get("ACLMILTER_DEV_SKIP", "").split(","))
     for name in FEATURES:
-        if name in skip:
-            continue
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:

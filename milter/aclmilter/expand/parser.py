@@ -278,6 +278,9 @@ class _Parser:
         self.skip_ws()
         src_at = self.i
         source = self.braced("for the lookup file or query")
+        if entry.query_style and not _literal_first_word(source):
+            raise self.err("the command word of a query must be fixed text (no variables or items), "
+                           "so message data can never choose the command", src_at)
         if not entry.query_style:
             fname = _static(source)
             if fname is None:
@@ -394,3 +397,14 @@ class _Parser:
                 raise self.err(f"missing '}}' after a condition of {name}", inner)
             self.i += 1
         return Cond(name, (), negated, subconds=tuple(subs))
+
+
+def _literal_first_word(source: "Seq") -> bool:
+    """True when a query's first word (its command) is complete literal text."""
+    parts = getattr(source, "parts", ())
+    if not parts or not isinstance(parts[0], Literal):
+        return False
+    text = parts[0].text.lstrip()
+    if not text:
+        return False
+    return len(parts) == 1 or any(c.isspace() for c in text)
