@@ -66,7 +66,8 @@ def main() -> int:
     ap.add_argument("--policy", type=Path, default=default_policy())
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--trials", type=int, default=1)
-    ap.add_argument("--cases", default="none,unix,inet")
+    ap.add_argument("--cases", default="none,noop,unix,inet",
+                    help="none = no milter, noop = do-nothing pymilter (floor), unix, inet = aclmilter")
     ap.add_argument("--warmup", type=int, default=100, help="messages sent before each case")
     a = ap.parse_args()
 
@@ -118,16 +119,26 @@ def main() -> int:
         if os.environ.get("ACLMILTER_KEEP_TMP") != "1":
             shutil.rmtree(work, ignore_errors=True)
 
+    import statistics
     base = [r for r in results if r["case"] == "none"]
-    base_acc = sorted(r["acc_rate"] for r in base)[len(base) // 2] if base else None
+    base_acc = statistics.median(r["acc_rate"] for r in base) if base else None
+    base_del = statistics.median(r["del_rate"] for r in base) if base else None
     print(f"\n{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  n={a.n} c={a.c} "
           f"size={a.size} policy={a.policy.relative_to(ROOT) if a.policy.is_relative_to(ROOT) else a.policy} "
           f"workers={a.workers} trials={a.trials}")
-    print("| case | accepted msg/s | delivered msg/s | ratio to no milter (accepted) |")
-    print("|---|---|---|---|")
+    print("ratios are to the median no-milter rate of this run")
+    print("| case | accepted msg/s | delivered msg/s | ratio accepted | ratio delivered |")
+    print("|---|---|---|---|---|")
     for r in results:
-        ratio = f"{r['acc_rate'] / base_acc:.2f}" if base_acc else "-"
-        print(f"| {r['case']} (trial {r['trial']}) | {r['acc_rate']:.0f} | {r['del_rate']:.0f} | {ratio} |")
+        ra = f"{r['acc_rate'] / base_acc:.2f}" if base_acc else "-"
+        rd = f"{r['del_rate'] / base_del:.2f}" if base_del else "-"
+        print(f"| {r['case']} (trial {r['trial']}) | {r['acc_rate']:.0f} | {r['del_rate']:.0f} | {ra} | {rd} |")
+    for case in dict.fromkeys(r["case"] for r in results):
+        rs = [r for r in results if r["case"] == case]
+        ma = statistics.median(r["acc_rate"] for r in rs)
+        md = statistics.median(r["del_rate"] for r in rs)
+        print(f"median {case:5s}: accepted {ma:.0f} msg/s ({ma / base_acc:.2f}x)  "
+              f"delivered {md:.0f} msg/s ({md / base_del:.2f}x)" if base_acc and base_del else case)
     return 0 if all(r["sent"] >= r["n"] for r in results) else 1
 
 

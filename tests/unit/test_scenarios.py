@@ -32,9 +32,10 @@ SCENARIOS = _load()
 def run_scenario(sc: dict, tmp_path: Path) -> dict:
     policy = tmp_path / "policy.yaml"
     text = sc["policy"] if isinstance(sc["policy"], str) else yaml.safe_dump(sc["policy"], sort_keys=False)
-    policy.write_text(text)
     for name, content in (sc.get("files") or {}).items():
         (tmp_path / name).write_text(content)
+        text = text.replace("@TMPFILE@", str(tmp_path / name))
+    policy.write_text(text)
     runtime = Runtime(policy, dry_run=bool(sc.get("dry_run", False)))
     runtime.load()
     s = sc["session"]
