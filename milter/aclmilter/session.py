@@ -11,11 +11,12 @@ Dry-run is applied in exactly one place: `_finish()`, which every response passe
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import engine, lists
 from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
@@ -79,6 +80,22 @@ class StageRecord:
 
 
 PROXY_REFUSED = Reply(503, "5.7.0", ("Command refused, required Proxy negotiation failed",))
+
+
+def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Wrap a pre-EOM callback: time it, and turn any exception into on_internal_error."""
+    def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(fn)
+        def run(self: "Session", *args: Any, **kwargs: Any) -> Response:
+            started = time.monotonic()
+            try:
+                return fn(self, *args, **kwargs)
+            except Exception:  # noqa: BLE001 - one bad message must never kill the service
+                return self._finish(self._internal_error(stage), stage)
+            finally:
+                self._timed(stage, started)
+        return run
+    return wrap
 
 
 class Session:
@@ -199,142 +216,117 @@ class Session:
         return None
 
     # ---- callbacks -------------------------------------------------------------------------
+    @_callback("connect")
     def connect(self, hostname: str, family: str, address: str, port: Any,
                 macros: Mapping[str, str] | None = None) -> Response:
         """New SMTP connection (also after XCLIENT): fresh Connection, then the connect ACL."""
-        started = time.monotonic()
-        try:
-            self.snapshot = self.runtime.current()
-            self.dry_run = self.runtime.dry_run
-            if self.txn is not None:
-                self.txn.close()
-            self.txn = None
-            self.conn = Connection(hostname=hostname)
-            settings = self.policy.settings
-            self.conn.client = derive_identity(hostname, address if family != "unix" else "", port,
-                                               macros or {}, settings.get("proxy_listeners") or (),
-                                               self.listen_port)
-            self._macros(macros)
-            required = settings.get("proxy_required_hosts")
-            if required is not None and not self.conn.client.proxied:
-                ctx = self._ctx(Stage.CONNECT)
-                rc = lists.match(ctx, required, None)
-                if rc is Result.OK:
-                    self.conn.client.proxy_required_failed = True
-                    log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "
-                                "through a proxy listener: refusing every command",
-                                self.conn.client.address, self.conn.client.local_port)
-            decision = self._run(Stage.CONNECT, command="connect")
-            # A failed proxy negotiation is refused from HELO on, not here: a refusal at connect
-            # makes Postfix send a 554 banner and still answer EHLO with 250, whereas Exim
-            # answers every command but QUIT with 503.
-            return self._finish(self._response(decision, Stage.CONNECT), "connect")
-        except Exception:  # noqa: BLE001
-            return self._finish(self._internal_error("connect"), "connect")
-        finally:
-            self._timed("connect", started)
+        self.snapshot = self.runtime.current()
+        self.dry_run = self.runtime.dry_run
+        if self.txn is not None:
+            self.txn.close()
+        self.txn = None
+        self.conn = Connection(hostname=hostname)
+        settings = self.policy.settings
+        self.conn.client = derive_identity(hostname, address if family != "unix" else "", port,
+                                           macros or {}, settings.get("proxy_listeners") or (),
+                                           self.listen_port)
+        self._macros(macros)
+        required = settings.get("proxy_required_hosts")
+        if required is not None and not self.conn.client.proxied:
+            ctx = self._ctx(Stage.CONNECT)
+            rc = lists.match(ctx, required, None)
+            if rc is Result.OK:
+                self.conn.client.proxy_required_failed = True
+                log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "
+                            "through a proxy listener: refusing every command",
+                            self.conn.client.address, self.conn.client.local_port)
+        decision = self._run(Stage.CONNECT, command="connect")
+        # A failed proxy negotiation is refused from HELO on, not here: a refusal at connect
+        # makes Postfix send a 554 banner and still answer EHLO with 250, whereas Exim
+        # answers every command but QUIT with 503.
+        return self._finish(self._response(decision, Stage.CONNECT), "connect")
 
+    @_callback("helo")
     def helo(self, name: str, macros: Mapping[str, str] | None = None) -> Response:
         """HELO/EHLO: the helo ACL; a deny clears $sender_helo_name (Exim)."""
-        started = time.monotonic()
-        try:
-            self._macros(macros)
-            refused = self._refused_by_proxy()
-            if refused is not None:
-                return self._finish(refused, "helo")
-            self.conn.helo = clean_line(name or "").strip()
-            decision = self._run(Stage.HELO, command="helo")
-            if decision.result is not Result.OK:
-                self.conn.helo = ""
-            return self._finish(self._response(decision, Stage.HELO), "helo")
-        except Exception:  # noqa: BLE001
-            return self._finish(self._internal_error("helo"), "helo")
-        finally:
-            self._timed("helo", started)
+        self._macros(macros)
+        refused = self._refused_by_proxy()
+        if refused is not None:
+            return self._finish(refused, "helo")
+        self.conn.helo = clean_line(name or "").strip()
+        decision = self._run(Stage.HELO, command="helo")
+        if decision.result is not Result.OK:
+            self.conn.helo = ""
+        return self._finish(self._response(decision, Stage.HELO), "helo")
 
+    @_callback("mail")
     def mail(self, sender: str, params: list[str] | tuple[str, ...] = (),
              macros: Mapping[str, str] | None = None) -> Response:
         """MAIL FROM: a new transaction, then the mail ACL (discard there discards the message)."""
-        started = time.monotonic()
-        try:
-            if self.txn is not None:
-                self.txn.close()
-            self.txn = Transaction(sender=_strip_brackets(sender), sender_params=tuple(params))
-            self.txn.edits = Edits()
-            self.txn.body.threshold = int(self.policy.settings.get("body_spool_threshold") or (1 << 20))
-            for p in params:
-                if p.upper().startswith("SIZE="):
-                    try:
-                        self.txn.size_param = int(p[5:])
-                    except ValueError:
-                        pass
-            self._macros(macros)
-            self.conn.message_count += 1
-            refused = self._refused_by_proxy()
-            if refused is not None:
-                return self._finish(refused, "mail")
-            decision = self._run(Stage.MAIL, command="mail")
-            if decision.result is Result.DISCARD:
-                self.txn.discard_all = True
-            return self._finish(self._response(decision, Stage.MAIL), "mail")
-        except Exception:  # noqa: BLE001
-            return self._finish(self._internal_error("mail"), "mail")
-        finally:
-            self._timed("mail", started)
+        if self.txn is not None:
+            self.txn.close()
+        self.txn = Transaction(sender=_strip_brackets(sender), sender_params=tuple(params))
+        self.txn.edits = Edits()
+        self.txn.body.threshold = int(self.policy.settings.get("body_spool_threshold") or (1 << 20))
+        for p in params:
+            if p.upper().startswith("SIZE="):
+                try:
+                    self.txn.size_param = int(p[5:])
+                except ValueError:
+                    pass
+        self._macros(macros)
+        self.conn.message_count += 1
+        refused = self._refused_by_proxy()
+        if refused is not None:
+            return self._finish(refused, "mail")
+        decision = self._run(Stage.MAIL, command="mail")
+        if decision.result is Result.DISCARD:
+            self.txn.discard_all = True
+        return self._finish(self._response(decision, Stage.MAIL), "mail")
 
+    @_callback("rcpt")
     def rcpt(self, rcpt: str, params: list[str] | tuple[str, ...] = (),
              macros: Mapping[str, str] | None = None) -> Response:
         """RCPT TO: the rcpt ACL for this recipient (skipped after a MAIL discard)."""
-        started = time.monotonic()
-        try:
-            self._macros(macros)
-            if self.txn is None:   # defensive: an MTA always sends MAIL first
-                self.txn = Transaction()
-                self.txn.edits = Edits()
-            refused = self._refused_by_proxy()
-            if refused is not None:
-                return self._finish(refused, "rcpt")
-            r = Recipient(_strip_brackets(rcpt), tuple(params), rcpt if rcpt.startswith("<") else f"<{rcpt}>")
-            self.txn.recipients.append(r)
-            if self.txn.discard_all:
-                r.discarded = True
-                return CONTINUE
-            decision = self._run(Stage.RCPT, r, command="rcpt")
-            response = self._response(decision, Stage.RCPT)
-            if decision.result is Result.DISCARD:
-                r.discarded = True
-            elif response.action is Action.REJECT:
-                r.accepted = False
-                self.txn.rcpt_fail_count += 1
-            elif response.action is Action.TEMPFAIL:
-                r.accepted = False
-                self.txn.rcpt_defer_count += 1
-            final = self._finish(response, "rcpt")
-            if final is CONTINUE and not r.accepted:
-                r.accepted = True    # dry run: the MTA keeps the recipient
-            return final
-        except Exception:  # noqa: BLE001
-            return self._finish(self._internal_error("rcpt"), "rcpt")
-        finally:
-            self._timed("rcpt", started)
+        self._macros(macros)
+        if self.txn is None:   # defensive: an MTA always sends MAIL first
+            self.txn = Transaction()
+            self.txn.edits = Edits()
+        refused = self._refused_by_proxy()
+        if refused is not None:
+            return self._finish(refused, "rcpt")
+        r = Recipient(_strip_brackets(rcpt), tuple(params), rcpt if rcpt.startswith("<") else f"<{rcpt}>")
+        self.txn.recipients.append(r)
+        if self.txn.discard_all:
+            r.discarded = True
+            return CONTINUE
+        decision = self._run(Stage.RCPT, r, command="rcpt")
+        response = self._response(decision, Stage.RCPT)
+        if decision.result is Result.DISCARD:
+            r.discarded = True
+        elif response.action is Action.REJECT:
+            r.accepted = False
+            self.txn.rcpt_fail_count += 1
+        elif response.action is Action.TEMPFAIL:
+            r.accepted = False
+            self.txn.rcpt_defer_count += 1
+        final = self._finish(response, "rcpt")
+        if final is CONTINUE and not r.accepted:
+            r.accepted = True    # dry run: the MTA keeps the recipient
+        return final
 
+    @_callback("predata")
     def data(self, macros: Mapping[str, str] | None = None) -> Response:
         """DATA command: the predata ACL (discard is not allowed there -> ERROR, as Exim)."""
-        started = time.monotonic()
-        try:
-            self._macros(macros)
-            refused = self._refused_by_proxy()
-            if refused is not None:
-                return self._finish(refused, "predata")
-            decision = self._run(Stage.PREDATA, command="data")
-            if decision.result is Result.DISCARD:
-                decision = Decision(Result.ERROR, build_reply(None, 451, "Temporary local problem - please try later"),
-                                    "discard is not allowed in the predata ACL", decision.where, Stage.PREDATA)
-            return self._finish(self._response(decision, Stage.PREDATA), "predata")
-        except Exception:  # noqa: BLE001
-            return self._finish(self._internal_error("predata"), "predata")
-        finally:
-            self._timed("predata", started)
+        self._macros(macros)
+        refused = self._refused_by_proxy()
+        if refused is not None:
+            return self._finish(refused, "predata")
+        decision = self._run(Stage.PREDATA, command="data")
+        if decision.result is Result.DISCARD:
+            decision = Decision(Result.ERROR, build_reply(None, 451, "Temporary local problem - please try later"),
+                                "discard is not allowed in the predata ACL", decision.where, Stage.PREDATA)
+        return self._finish(self._response(decision, Stage.PREDATA), "predata")
 
     def header(self, name: str, value: str) -> Response:
         """One header as the MTA sent it (Postfix: value without the leading space)."""

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..validators import bounded_number
 from ..errors import SyntaxProblem
 
 SCANNER_TYPES = ("spamd", "rspamd")
@@ -244,15 +245,7 @@ def parse_scanner(raw: Any) -> ScannerConfig:
 
 
 def _number(value: Any, key: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SyntaxProblem(f"bmi.scanner.{key}: a number is expected")
-    try:
-        n = float(value)
-    except ValueError:
-        raise SyntaxProblem(f"bmi.scanner.{key}: {value!r} is not a number") from None
-    if not low <= n <= high:
-        raise SyntaxProblem(f"bmi.scanner.{key}: must be between {low:g} and {high:g}")
-    return n
+    return float(bounded_number(value, f"bmi.scanner.{key}", low, high))
 
 
 def build_scanner(config: ScannerConfig) -> Scanner:

@@ -33,6 +33,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from ..validators import bounded_number
 from ..errors import LookupDefer, SyntaxProblem
 from .dns_cache import TtlCache
 from .dns_names import BadName, to_name
@@ -102,15 +103,7 @@ def _port(text: str, p: str) -> int:
 
 
 def _seconds(key: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SyntaxProblem(f"dns.{key}: a number of seconds is expected")
-    try:
-        n = float(value)
-    except ValueError:
-        raise SyntaxProblem(f"dns.{key}: {value!r} is not a number") from None
-    if not low <= n <= high:
-        raise SyntaxProblem(f"dns.{key}: must be between {low:g} and {high:g} seconds")
-    return n
+    return float(bounded_number(value, f"dns.{key}", low, high, unit="seconds"))
 
 
 def _count(key: str, value: Any, low: int, high: int) -> int:

@@ -13,7 +13,7 @@ from ..errors import ExpansionFailed, SyntaxProblem
 from ..outcome import Result
 from ..registry import ArgMode
 from ..stages import ALL, BEFORE_DATA, MESSAGE, Stage
-from . import settings_types as st
+from .. import validators as st
 
 # ---- settings ------------------------------------------------------------------------------
 registry.setting("authserv_id", st.optional_text, None,

@@ -20,7 +20,7 @@ from ..errors import LookupDefer, SyntaxProblem
 from ..outcome import Result
 from ..services import Services, register_factory
 from ..stages import Stage
-from . import settings_types as st
+from .. import validators as st
 
 DEFAULT_ADDRESS = "/var/dcc/dccifd"
 DEFAULT_OPTIONS = "header"

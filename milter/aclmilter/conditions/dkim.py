@@ -10,7 +10,7 @@ from ..errors import SyntaxProblem
 from ..outcome import Result
 from ..stages import Stage
 from .. import registry
-from . import settings_types as st
+from .. import validators as st
 
 registry.setting("dkim_max_signatures", st.number(0, 100, integer=True), dkim_check.DEFAULT_MAX_SIGNATURES,
                  "verify at most this many DKIM-Signature fields per message (the rest are ignored)")

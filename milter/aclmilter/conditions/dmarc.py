@@ -17,7 +17,7 @@ from ..context import EvalContext
 from ..errors import SyntaxProblem
 from ..outcome import Result
 from ..stages import BEFORE_DATA, Stage
-from . import settings_types as st
+from .. import validators as st
 from .dkim import match_words, parse_word_list
 
 DMARC_WORDS = tuple(s.value for s in DmarcStatus)

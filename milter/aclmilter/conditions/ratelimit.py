@@ -21,7 +21,7 @@ from ..context import EvalContext
 from ..errors import ExpansionFailed, LookupDefer
 from ..outcome import Result
 from ..stages import ALL
-from . import settings_types as st
+from .. import validators as st
 
 registry.setting("ratelimit_key_prefix", st.text, "aclmilter:ratelimit:",
                  "prefix of the Redis keys holding ratelimit records (lets several policies share a server)")

@@ -17,7 +17,7 @@ from typing import Any
 from .. import registry, services
 from ..clients import redis as rc
 from ..errors import ExpansionFailed, LookupDefer
-from . import settings_types as st
+from .. import validators as st
 
 #: Data commands a policy may use in `${lookup redis{...}}`. Administrative and scripting
 #: commands (CONFIG, FLUSHALL, EVAL, MULTI, KEYS, DEL, ...) are refused: they are never

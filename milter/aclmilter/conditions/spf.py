@@ -23,7 +23,7 @@ from ..context import EvalContext
 from ..errors import SyntaxProblem
 from ..outcome import Result
 from ..stages import Stage
-from . import settings_types as st
+from .. import validators as st
 
 STAGES = Stage.MAIL | Stage.RCPT | Stage.PREDATA | Stage.DATA
 

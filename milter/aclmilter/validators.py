@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import SyntaxProblem
+from .errors import SyntaxProblem
 
 
 def text(value: Any) -> str:
@@ -34,18 +34,25 @@ def boolean(value: Any) -> bool:
     raise SyntaxProblem("true or false is expected")
 
 
+def bounded_number(value: Any, what: str, minimum: float, maximum: float, integer: bool = False,
+                   unit: str = "") -> Any:
+    """`value` as a number within [minimum, maximum]; errors name `what` (e.g. "dns.timeout")."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SyntaxProblem(f"{prefix}a number{' of ' + unit if unit else ''} is expected")
+    try:
+        n = int(value) if integer else float(value)
+    except ValueError:
+        raise SyntaxProblem(f"{prefix}{value!r} is not a number") from None
+    if not minimum <= n <= maximum:
+        raise SyntaxProblem(f"{prefix}must be between {minimum:g} and {maximum:g}{' ' + unit if unit else ''}")
+    return n
+
+
 def number(minimum: float = 0, maximum: float = float("inf"), integer: bool = False) -> Callable[[Any], Any]:
-    """A number within [minimum, maximum]."""
+    """A validator for a number within [minimum, maximum]."""
     def parse(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise SyntaxProblem("a number is expected")
-        try:
-            n = int(value) if integer else float(value)
-        except ValueError:
-            raise SyntaxProblem(f"{value!r} is not a number") from None
-        if not minimum <= n <= maximum:
-            raise SyntaxProblem(f"must be between {minimum:g} and {maximum:g}")
-        return n
+        return bounded_number(value, "", minimum, maximum, integer)
     return parse
 
 
