@@ -15,3 +15,4 @@ if str(ROOT) not in sys.path:
 from tests.harness.knot import knot_dns, silent_dns  # noqa: E402,F401  (fixtures)
 from tests.harness.mariadb import mariadb_server, opendmarc_db  # noqa: E402,F401  (fixtures)
 from tests.harness.redis import redis_module_server  # noqa: E402,F401  (fixture)
+from tests.harness.scanners import rspamd, spamd  # noqa: E402,F401  (fixtures)

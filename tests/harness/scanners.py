@@ -9,7 +9,7 @@ and no rule updates, and are stopped by the PID we started (never by name).
 - rspamd: Debian's /etc/rspamd/rspamd.conf with LOCAL_CONFDIR pointed at a private dir:
   only the normal worker (127.0.0.1:free port), no controller/proxy/fuzzy, no Redis, every
   network-dependent module off, DNS pointed at an unused loopback port so lookups fail fast.
-  It takes 10-15 s to start, so tests share one instance per session (`shared_rspamd`).
+  It takes 10-15 s to start, so tests share one instance per session (the `rspamd` fixture).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
+
+import pytest
 
 from .procs import free_port, require_binary, running, wait_path, wait_port
 
@@ -189,24 +191,18 @@ def _wait_rspamd_ready(host: str, port: int, proc: subprocess.Popen, timeout: fl
     raise TimeoutError("rspamd did not answer /ping")
 
 
-# One rspamd per test session even when several modules need it: each module's
-# session-scoped fixture calls `shared_rspamd`, the first call starts it and registers the stop.
-_SHARED: dict[str, Any] = {}
+@pytest.fixture(scope="session")
+def spamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpamdServer]:
+    """One real spamd for the whole test run (defined once, in tests/conftest.py)."""
+    with spamd_server(tmp_path_factory.mktemp("spamd")) as server:
+        yield server
 
 
-def shared_rspamd(workdir_factory: Callable[[], Path], add_finalizer: Callable[[Callable[[], None]], None]
-                  ) -> RspamdServer:
-    """Return the session's rspamd, starting it on first use (stopped at session end by PID)."""
-    if "rspamd" not in _SHARED:
-        cm = rspamd_server(workdir_factory())
-        server = cm.__enter__()
-        _SHARED["rspamd"] = server
-
-        def stop() -> None:
-            _SHARED.pop("rspamd", None)
-            cm.__exit__(None, None, None)
-        add_finalizer(stop)
-    return _SHARED["rspamd"]
+@pytest.fixture(scope="session")
+def rspamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RspamdServer"]:
+    """One real rspamd for the whole test run (it takes 10-15 s to start)."""
+    with rspamd_server(tmp_path_factory.mktemp("rspamd")) as server:
+        yield server
 
 
 def message(subject: str, body: str, sender: str = "alice@example.org", to: str = "bob@example.com"

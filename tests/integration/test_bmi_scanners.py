@@ -20,7 +20,7 @@ from aclmilter.services import Services
 from aclmilter.stages import Stage
 from aclmilter.state import ClientIdentity, Connection, Recipient, Transaction
 from tests.harness.procs import free_port
-from tests.harness.scanners import GTUBE, message, shared_rspamd, spamd_server
+from tests.harness.scanners import GTUBE, message
 
 PROFILES = [
     {"name": "quarantine", "optin": "spam-to-quarantine", "when": "spam", "verdict": "alternate",
@@ -31,17 +31,6 @@ PROFILES = [
 ]
 OPTINS = {"q@example.com": ("spam-to-quarantine",), "d@example.com": ("drop-spam",),
           "g@example.com": ("gtube-watch",), "p@example.com": ()}
-
-
-@pytest.fixture(scope="module")
-def spamd(tmp_path_factory):
-    with spamd_server(tmp_path_factory.mktemp("spamd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def rspamd(tmp_path_factory, request):
-    return shared_rspamd(lambda: tmp_path_factory.mktemp("rspamd"), request.addfinalizer)
 
 
 def scanner_settings(kind: str, spamd, rspamd) -> dict:

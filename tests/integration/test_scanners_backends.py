@@ -11,7 +11,7 @@ from aclmilter.checks.scan import Endpoint, Envelope, ScannerError, assemble_mes
 from aclmilter.clients.rspamd import RspamdScanner
 from aclmilter.clients.spamd import SpamdScanner
 from tests.harness.procs import free_port
-from tests.harness.scanners import GTUBE, message, shared_rspamd, spamd_server
+from tests.harness.scanners import GTUBE, message
 
 ENV = Envelope("192.0.2.7", "mx.example.net", "mx.example.net", "alice@example.org",
                ("bob@example.com", "carol@example.com"), "QID42")
@@ -24,17 +24,6 @@ def _msg(body: str) -> bytes:
 
 SPAM_MSG = _msg(f"Buy now.\n{GTUBE}\n")
 CLEAN_MSG = _msg("Hi Bob,\n\nthe meeting notes are attached to the wiki page.\n\nAlice\n")
-
-
-@pytest.fixture(scope="module")
-def spamd(tmp_path_factory):
-    with spamd_server(tmp_path_factory.mktemp("spamd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def rspamd(tmp_path_factory, request):
-    return shared_rspamd(lambda: tmp_path_factory.mktemp("rspamd"), request.addfinalizer)
 
 
 def test_spamd_tcp_gtube_symbols(spamd):
