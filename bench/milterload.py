@@ -130,6 +130,7 @@ def main() -> int:
     finally:
         if daemon:
             daemon.stop()
+            daemon.remove()
     print(f"{spec} n={r['n']} c={a.c} per_conn={a.per_conn} quickack={a.quickack}: "
           f"{r['rate']:.0f} msg/s  p50 {r['p50']:.1f} ms  p90 {r['p90']:.1f} ms  p99 {r['p99']:.1f} ms  "
           f"answers {r['answers']}  errors {r['error_count']} {r['errors']}")

@@ -60,6 +60,8 @@ case "$MODE" in
 run)
     apt_install $RUN_PKGS
     python_env ""
+    # the systemd unit (systemd/aclmilter.service) runs /usr/local/bin/aclmilter
+    ln -sf "$VENV/bin/aclmilter" /usr/local/bin/aclmilter
     install -d -m 0750 /run/aclmilter
     getent group postfix >/dev/null && chgrp postfix /run/aclmilter || true
     SOCK=/run/aclmilter/aclmilter.sock

@@ -390,7 +390,8 @@ class Session:
                 for hook in hooks("after_deliver"):
                     hook.run(dctx, decision)
                 self._flush_log(dctx, "deliver hooks")
-        return self._eom_result(self._finish(response, "data"), edits, decision, response.action.value)
+        outcome = "accept" if response.action is Action.CONTINUE else response.action.value
+        return self._eom_result(self._finish(response, "data"), edits, decision, outcome)
 
     def _deliver(self, kept: list[Recipient], edits: Edits) -> Response:
         """Run the deliver ACL per recipient: keep, delete (discard/deny/drop) or tempfail all."""

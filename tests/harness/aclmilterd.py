@@ -48,6 +48,7 @@ class AclMilterd:
                  metrics_port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.policy = Path(policy)
         self.kind = kind
+        self._own_workdir = workdir is None
         self.workdir = workdir or world_traversable_dir("aclmilterd-")
         self.log_path = self.workdir / "aclmilter.log"
         self.extra_args = list(extra_args)
@@ -169,5 +170,11 @@ class AclMilterd:
     def __enter__(self) -> "AclMilterd":
         return self.start()
 
+    def remove(self) -> None:
+        """Delete the work directory if this object created it (after stop())."""
+        if self._own_workdir and self.proc is None and os.environ.get("ACLMILTER_KEEP_TMP") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self.remove()

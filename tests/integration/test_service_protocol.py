@@ -181,7 +181,7 @@ def test_huge_body_spools(daemon: AclMilterd) -> None:
     try:
         eom = mc.message("<a@example.org>", ["<b@example.test>"], HDRS, body)
         assert eom.action in ("continue", "accept")
-        assert f"size=" in dict(eom.headers_added())["X-Seen"]
+        assert "size=" in dict(eom.headers_added())["X-Seen"]
     finally:
         mc.close()
 

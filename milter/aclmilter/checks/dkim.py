@@ -127,10 +127,10 @@ def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         seen[qname] = records[0] if records else None
         return records[0].encode("utf-8", "replace") if records else None
 
-    verifier = dkim.DKIM(message, minkey=min_key_bits, logger=log)
     try:
+        verifier = dkim.DKIM(message, minkey=min_key_bits, logger=log)
         verifier.verify_headerprep(idx)
-    except dkim.DKIMException as exc:
+    except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for malformed input
         # Missing or contradictory tags, expired signature, bad syntax: permanent.
         return made(DkimStatus.PERMERROR, f"signature syntax: {exc}")
     try:
@@ -174,8 +174,15 @@ def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int
         return DkimResult()
     raw_sigs = [v for n, v in probe.headers if n.lower() == b"dkim-signature"]
     checked = raw_sigs[:max_signatures]
-    sigs = tuple(_verify_one(message, i, raw, txt_lookup, min_key_bits) for i, raw in enumerate(checked))
-    return DkimResult(sigs, len(raw_sigs) - len(checked))
+    sigs: list[DkimSignature] = []
+    for i, raw in enumerate(checked):
+        try:
+            sigs.append(_verify_one(message, i, raw, txt_lookup, min_key_bits))
+        except Exception as exc:  # noqa: BLE001 - hostile input: an unverifiable signature, never a crash
+            log.warning("DKIM signature %d unverifiable: %s", i, type(exc).__name__)
+            sigs.append(DkimSignature("", "", "", "", DkimStatus.PERMERROR,
+                                      f"unverifiable signature ({type(exc).__name__})"))
+    return DkimResult(tuple(sigs), len(raw_sigs) - len(checked))
 
 
 def build_message(headers: list[tuple[str, str]], body: bytes, leading_space: str = "auto") -> bytes:

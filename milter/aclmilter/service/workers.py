@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ctypes
 import signal
 import time
 from typing import Callable
@@ -19,6 +20,19 @@ log = logging.getLogger("aclmilter")
 #: A child that dies faster than this after its start counts as a crash loop.
 MIN_LIFETIME = 5.0
 MAX_QUICK_DEATHS = 5
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker if the master dies (e.g. SIGKILL): no orphan keeps the socket.
+
+    The MTA then sees the connection close and applies milter_default_action (nothing lost).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the master's SIGTERM forwarding still works
+        log.debug("prctl(PR_SET_PDEATHSIG) not available")
 
 
 def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] | None = None) -> int:
@@ -33,6 +47,7 @@ def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] |
             # the child gets default signal dispositions back: libmilter handles them there
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 signal.signal(sig, signal.SIG_DFL)
+            _die_with_parent()
             code = 1
             try:
                 code = child_main()
