@@ -14,6 +14,7 @@ Traffic stays on 127.0.0.1. Timing belongs here, never in tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import shutil
@@ -28,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 from tests.harness.aclmilterd import AclMilterd  # noqa: E402
 from tests.harness.postfix import Postfix, world_traversable_dir  # noqa: E402
 from tests.harness.procs import free_port, require_binary, stop_pid, wait_port  # noqa: E402
+
+from localdns import with_local_dns  # noqa: E402
 
 
 def default_policy() -> Path:
@@ -69,6 +72,8 @@ def main() -> int:
     ap.add_argument("--cases", default="none,noop,unix,inet",
                     help="none = no milter, noop = do-nothing pymilter (floor), unix, inet = aclmilter")
     ap.add_argument("--warmup", type=int, default=100, help="messages sent before each case")
+    ap.add_argument("--system-dns", action="store_true",
+                    help="keep the policy's DNS settings (default: a private loopback knotd)")
     a = ap.parse_args()
 
     work = world_traversable_dir("aclmilter-bench-")
@@ -76,6 +81,10 @@ def main() -> int:
     sink = subprocess.Popen([require_binary("smtp-sink"), "-u", "postfix", f"127.0.0.1:{sink_port}", "1024"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     results: list[dict] = []
+    stack = contextlib.ExitStack()
+    if not a.system_dns:
+        # DNS traffic must stay on loopback: resolve through a private knotd (warm cache).
+        a.policy = stack.enter_context(with_local_dns(a.policy, work))
     pf = Postfix(relay_port=sink_port, root=work / "pf")
     daemons: dict[str, AclMilterd] = {}
     noop = None
@@ -116,6 +125,7 @@ def main() -> int:
             d.stop()
         pf.stop()
         stop_pid(sink.pid)
+        stack.close()
         if os.environ.get("ACLMILTER_KEEP_TMP") != "1":
             shutil.rmtree(work, ignore_errors=True)
 
@@ -124,7 +134,7 @@ def main() -> int:
     base_acc = statistics.median(r["acc_rate"] for r in base) if base else None
     base_del = statistics.median(r["del_rate"] for r in base) if base else None
     print(f"\n{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  n={a.n} c={a.c} "
-          f"size={a.size} policy={a.policy.relative_to(ROOT) if a.policy.is_relative_to(ROOT) else a.policy} "
+          f"size={a.size} policy={a.policy.name} "
           f"workers={a.workers} trials={a.trials}")
     print("ratios are to the median no-milter rate of this run")
     print("| case | accepted msg/s | delivered msg/s | ratio accepted | ratio delivered |")

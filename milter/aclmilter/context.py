@@ -15,8 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .policy.model import Policy
     from .services import Services
 
-_ACL_VAR = re.compile(r"^acl_[cm](?:\d|_)[A-Za-z0-9_]*$")
-_NUMERIC = re.compile(r"^\d$")
+_ACL_VAR = re.compile(r"^acl_[cm](?:\d|_)[A-Za-z0-9_]*\Z")
+_NUMERIC = re.compile(r"^\d\Z")
 
 
 def is_acl_variable(name: str) -> bool:

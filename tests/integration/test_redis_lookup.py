@@ -7,7 +7,7 @@ import pytest
 
 import aclmilter.conditions  # noqa: F401 - registers every feature
 from aclmilter import expand, registry, state
-from aclmilter.errors import ExpansionFailed, LookupDefer
+from aclmilter.errors import SyntaxProblem, ExpansionFailed, LookupDefer
 from aclmilter.services import Services
 from tests.harness import procs
 from tests.harness.redis import RedisServer, make_context, settings_for
@@ -102,8 +102,12 @@ def test_network_data_cannot_choose_the_command(server):
     for cmd in ("FLUSHALL", "DEL victim", "CONFIG SET dir /tmp", "EVAL return 1 0", "SCRIPT FLUSH"):
         ctx = _ctx(server, sender=cmd)
         ctx.set_var("acl_m_cmd", cmd)
-        with pytest.raises(ExpansionFailed):
+        # refused when the policy is loaded: the command word must be literal policy text
+        with pytest.raises(SyntaxProblem, match="command word"):
             _expand(ctx, "${lookup redis{$acl_m_cmd}}")
+        # and at run time, a command outside the data allow-list is refused even if literal
+        with pytest.raises(ExpansionFailed):
+            _expand(ctx, "${lookup redis{" + cmd + "}}")
     assert r.get("victim") == "precious" and r.dbsize() == 1
 
 

@@ -29,9 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dmarc import DmarcResult
 
 HEADER = "Authentication-Results"
-_SAFE_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_SAFE_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 _REASON_JUNK = re.compile(r"[^A-Za-z0-9 .,:_=@/+-]")
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._@+=/-]{1,255}$")
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._@+=/-]{1,255}\Z")
 
 
 def authserv_id(ctx: "EvalContext") -> str:

@@ -26,8 +26,8 @@ from typing import Any, Callable
 from ..errors import SyntaxProblem
 from .scan import ScannerConfig, ScanReport, ScanResult, parse_scanner
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}\Z")
 #: Keep the tracker's plain text short enough that its base64 fits one header line (< 998).
 TRACKER_BUDGET = 600
 
@@ -109,7 +109,7 @@ def parse_rule_list(text: str) -> tuple[str, ...]:
     if not names:
         raise SyntaxProblem("at least one rule name is expected")
     for name in names:
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise SyntaxProblem(f"{name!r} is not a rule name (letters, digits, _ . -)")
     return names
 
@@ -165,7 +165,7 @@ def parse_profile(raw: Any, index: int) -> ProfileRule:
     if unknown:
         raise SyntaxProblem(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_PROFILE_KEYS)})")
     name = str(raw.get("name", f"profile{index + 1}"))
-    if not _TOKEN.match(name):
+    if not _TOKEN.fullmatch(name):
         raise SyntaxProblem(f"{where}.name: letters, digits, _ . - only (it goes into a header)")
     optin = parse_optin(raw["optin"]) if raw.get("optin") not in (None, "", "*") else ()
     if "when" not in raw:
@@ -304,10 +304,10 @@ def tracker(report: ScanReport | None) -> str:
         return ""
     head = (f"v=1; scanner={report.backend}; score={_num(report.score)}; "
             f"required={_num(report.threshold)}; spam={'yes' if report.is_spam else 'no'}; ")
-    if report.action and _TOKEN.match(report.action.replace(" ", "_")):
+    if report.action and _TOKEN.fullmatch(report.action.replace(" ", "_")):
         head += f"action={report.action.replace(' ', '_')}; "
     kept: list[str] = []
-    names = [r for r in report.rules if _TOKEN.match(r)]
+    names = [r for r in report.rules if _TOKEN.fullmatch(r)]
     size = len(head) + len("rules=")
     for name in names:
         if size + len(name) + 1 + len("; more=99999") > TRACKER_BUDGET:

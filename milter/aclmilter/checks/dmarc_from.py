@@ -17,7 +17,7 @@ from email.errors import HeaderParseError, ObsoleteHeaderDefect
 from email.policy import default as _default_policy
 
 #: A host name after IDNA conversion: LDH labels, 1..63 octets, at least two labels.
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 

@@ -31,7 +31,7 @@ ARES = {"pass": 0, "softfail": 2, "neutral": 3, "temperror": 4, "permerror": 5, 
 #: DMARC_RESULT codes for `action`.
 ACTION_REJECT, ACTION_DISCARD, ACTION_ACCEPT, ACTION_TEMPFAIL, ACTION_QUARANTINE = 0, 1, 2, 3, 4
 
-_SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+_SAFE = re.compile(r"^[A-Za-z0-9._-]+\Z")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._@+=-]")
 
 

@@ -66,7 +66,7 @@ class DmarcRecord:
 
 
 _VERSION = re.compile(r"^\s*v\s*=\s*DMARC1\s*(;|$)")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s,;]+$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s,;]+\Z")
 
 
 def is_dmarc(text: str) -> bool:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,253}$")   # CVE-2020-12272: reject `a.net(.b.com` style values
+_DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,253}\Z")   # CVE-2020-12272: reject `a.net(.b.com` style values
 _FEATURES = authres.all_features()
 
 

@@ -41,7 +41,7 @@ OPTION_WORDS = frozenset({
 })
 
 _UNSAFE = re.compile(r"[\r\n\0]")
-_HEADER_NAME = re.compile(r"^X-DCC[!-9;-~]*$")
+_HEADER_NAME = re.compile(r"^X-DCC[!-9;-~]*\Z")
 _METRICS_NAME = re.compile(rb"^X-DCC-[!-9;-~]*-Metrics$", re.I)
 
 

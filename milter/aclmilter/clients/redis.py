@@ -52,7 +52,7 @@ class ServerSpec:
         return f"{where}/{self.db}"
 
 
-_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s/()]+))(?::(?P<port>\d{1,5}))?$")
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s/()]+))(?::(?P<port>\d{1,5}))?\Z")
 
 
 def _parse_location(text: str) -> tuple[str, int, str]:

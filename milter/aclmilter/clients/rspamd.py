@@ -19,7 +19,7 @@ from ..checks.scan import Endpoint, Envelope, ScanReport, ScannerError, exchange
 PATH = "/checkv2"
 #: rspamd actions that mean "this is spam" (its `no action`, `greylist` and `soft reject` do not).
 SPAM_ACTIONS = ("reject", "add header", "rewrite subject")
-_SYMBOL = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_SYMBOL = re.compile(r"^[A-Za-z0-9_.\-]{1,128}\Z")
 _STATUS = re.compile(rb"^HTTP/(\d)\.(\d) +(\d{3})(?: +(.*))?$")
 
 

@@ -15,7 +15,7 @@ from ..checks.scan import Endpoint, Envelope, ScanReport, ScannerError, exchange
 
 _STATUS = re.compile(rb"^SPAMD/(\d+)\.(\d+) +(\d+) *(.*)$")
 _SPAM = re.compile(r"^\s*(true|false|yes|no)\s*;\s*(-?\d+(?:\.\d+)?)\s*/\s*(-?\d+(?:\.\d+)?)\s*$", re.I)
-_RULE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_RULE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}\Z")
 _REPORT_LINE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Za-z0-9_.\-]{1,128})(?:\s|$)")
 COMMANDS = ("SYMBOLS", "REPORT")
 

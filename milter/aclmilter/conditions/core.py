@@ -211,7 +211,7 @@ def _control(ctx: EvalContext, value: tuple[str, str]) -> Result:
     return Result.OK
 
 
-_TIME_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_TIME_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 
 
 def parse_time(text: str) -> float:
@@ -238,7 +238,7 @@ def _delay(ctx: EvalContext, seconds: float) -> Result:
 
 
 _POSITIONS = {p.value: p for p in HeaderPosition}
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+\Z")
 
 
 def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]:

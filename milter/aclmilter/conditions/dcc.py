@@ -177,7 +177,7 @@ def _dcc_rcpt_result(ctx: EvalContext) -> str | None:
 
 
 # ---- X-DCC header ---------------------------------------------------------------------------
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+\Z")
 
 
 def split_headers(text: str) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from .regexes import search
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
 
-_NUMBER = re.compile(r"^\s*([+-]?\d+)\s*([KkMmGg]?)\s*$")
+_NUMBER = re.compile(r"^\s*([+-]?\d+)\s*([KkMmGg]?)\s*\Z")
 _SUFFIX = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
 Bindings = dict[str, str]

@@ -58,8 +58,8 @@ ITEM_NAMES = frozenset({"if", "lookup", *FUNCTION_ITEMS})
 OPERATORS = frozenset({"lc", "uc", "domain", "local_part", "address", "mask", "reverse_ip",
                        "listcount", "eval", "eval10", "quote", "quote_local_part", "strlen"})
 
-_PARAM_OPS = {"length": re.compile(r"^length_(\d+)$"),
-              "substr": re.compile(r"^substr_(-?\d+)(?:_(\d+))?$")}
+_PARAM_OPS = {"length": re.compile(r"^length_(\d+)\Z"),
+              "substr": re.compile(r"^substr_(-?\d+)(?:_(\d+))?\Z")}
 
 
 def known_variable(name: str) -> bool:

@@ -19,9 +19,9 @@ from .regexes import MAX_SUBJECT
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
 
-_INT = re.compile(r"^\s*[+-]?\d+\s*$")
-_QUOTE_SAFE = re.compile(r"^[A-Za-z0-9_.\-]*$")
-_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_INT = re.compile(r"^\s*[+-]?\d+\s*\Z")
+_QUOTE_SAFE = re.compile(r"^[A-Za-z0-9_.\-]*\Z")
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 
 
 def apply(ctx: "EvalContext", node: Op) -> str:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-_LOOKS_IP = re.compile(r"^(?:[0-9.]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(?:/.*)?$")
+_LOOKS_IP = re.compile(r"^(?:[0-9.]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(?:/.*)?\Z")
 
 
 class BadAddress(ValueError):

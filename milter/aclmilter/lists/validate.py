@@ -16,7 +16,7 @@ from .spec import ListSpec
 
 _SWITCHES = {"host": {"ignore_unknown", "include_unknown", "ignore_defer", "include_defer"},
              "address": {"caseful"}, "localpart": {"caseful"}}
-_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_]+\Z")
 
 
 def _offset(spec: ListSpec, raw: str, start: int) -> tuple[int, int]:

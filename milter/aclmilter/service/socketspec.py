@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
-_INET = re.compile(r"^(inet6?):(\d{1,5})(?:@(.+))?$")
+_INET = re.compile(r"^(inet6?):(\d{1,5})(?:@(.+))?\Z")
 
 
 @dataclass(frozen=True)
