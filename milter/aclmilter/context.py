@@ -27,7 +27,7 @@ def is_acl_variable(name: str) -> bool:
 def is_known_variable(name: str) -> bool:
     """True if `$name` can be expanded (checked at load time so no live message finds the typo)."""
     return (name in TABLES.variables or is_acl_variable(name) or bool(_NUMERIC.match(name))
-            or name in ("value", "acl_narg") or bool(re.match(r"^acl_arg[1-9]$", name)))
+            or name in ("value", "acl_narg") or bool(re.fullmatch(r"acl_arg[1-9]", name)))
 
 
 @dataclass

@@ -29,6 +29,7 @@ import authres
 import spf as pyspf
 
 from .. import registry
+from ..clients.dns_cache import TtlCache
 from ..clients.dns import DnsClient, DnsTempError
 from ..clients.dns_names import BadName, to_alabel
 
@@ -285,7 +286,7 @@ def _split_sender(address: str) -> tuple[str, str]:
 
 def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: str,
              guess_record: str | None = None, explanation_url: str = DEFAULT_EXPLANATION_URL,
-             check: str = "spf") -> SpfOutcome:
+             check: str = "spf", results: "TtlCache | None" = None, results_ttl: float = 0.0) -> SpfOutcome:
     """Evaluate SPF for one transaction and return its outcome; never raises for DNS or record problems.
 
     Identity: MAIL FROM when `sender` is not empty, else HELO (`postmaster@<helo>`).
@@ -317,10 +318,23 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
         raw = _Raw(SpfResult.NONE, problem="no identity to check")
     else:
         deadline = client.deadline()
-        raw = _run_pyspf(client, deadline, ip, checked, helo, receiver, None)
+
+        def run(record: str | None) -> _Raw:
+            # A warm result cache skips pyspf for a repeated (client, identity, HELO): the
+            # records behind it were fetched moments ago. Temporary errors are never kept.
+            key = (ip, checked, helo, record)
+            hit = results.get(key) if results is not None else None
+            if hit is not None:
+                return hit
+            got = _run_pyspf(client, deadline, ip, checked, helo, receiver, record)
+            if results is not None and results_ttl > 0 and got.result is not SpfResult.TEMPERROR:
+                results.put(key, got, results_ttl)
+            return got
+
+        raw = run(None)
         guessed = False
         if guess_record and raw.result is SpfResult.NONE:
-            raw = _run_pyspf(client, deadline, ip, checked, helo, receiver, guess_record)
+            raw = run(guess_record)
             if raw.result is SpfResult.PERMERROR:
                 raw = _Raw(SpfResult.NEUTRAL, raw.mechanism)
             guessed = True
@@ -346,9 +360,11 @@ def _evaluate_ctx(ctx: "EvalContext", check: str, guess: bool) -> SpfOutcome:
     client: DnsClient = ctx.services.get("dns")
     record = (ctx.setting("spf_guess") or DEFAULT_GUESS_RECORD) if guess else None
     url = ctx.setting("spf_explanation_url")
+    ttl = float(ctx.setting("spf_result_cache_ttl") or 0)
     return evaluate(client, ip=ctx.conn.client.address, sender=ctx.txn.sender if ctx.txn else "",
                     helo=ctx.conn.helo, receiver=_receiver(ctx), guess_record=record,
-                    explanation_url=DEFAULT_EXPLANATION_URL if url is None else url, check=check)
+                    explanation_url=DEFAULT_EXPLANATION_URL if url is None else url, check=check,
+                    results=ctx.services.get("spf_results") if ttl > 0 else None, results_ttl=ttl)
 
 
 @registry.check("spf", scope="transaction")

@@ -23,7 +23,8 @@ from ..context import EvalContext
 from ..errors import SyntaxProblem
 from ..outcome import Result
 from ..stages import Stage
-from .. import validators as st
+from .. import services, validators as st
+from ..clients.dns_cache import TtlCache
 
 STAGES = Stage.MAIL | Stage.RCPT | Stage.PREDATA | Stage.DATA
 
@@ -139,3 +140,15 @@ _VARS = {
 
 for _name, (_get, _doc) in _VARS.items():
     registry.add_variable(_name, _field(_get), _doc)
+
+
+registry.setting("spf_result_cache_ttl", st.number(0, 3600), 30.0,
+                 "seconds an SPF result is reused for the same client IP, sender and HELO (0: off); "
+                 "temporary errors are never reused")
+
+
+def _build_results(settings: dict, _services: object) -> TtlCache:
+    return TtlCache(max_entries=20000)
+
+
+services.register_factory("spf_results", _build_results)
