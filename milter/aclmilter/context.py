@@ -59,6 +59,7 @@ class EvalContext:
     smtp_command: str = ""
     cond_message: str | None = None     # text produced by a condition (nested acl), used if no `message`
     dry_run: bool = False               # the `aclmilter test` dry run: no sleeping, no sending
+    tracing: bool = True                # keep the trace (dry run, tests); the daemon logs without it
 
     # ---- variables -------------------------------------------------------------------------
     def var(self, name: str) -> str:
@@ -129,7 +130,8 @@ class EvalContext:
 
     # ---- misc ------------------------------------------------------------------------------
     def note(self, where: str, what: str, result: str = "") -> None:
-        self.trace.append(TraceEntry(where, what, result))
+        if self.tracing:
+            self.trace.append(TraceEntry(where, what, result))
 
     def setting(self, name: str) -> Any:
         """Return a policy setting (already validated and defaulted by the loader)."""
@@ -139,4 +141,4 @@ class EvalContext:
         """A context for a nested `acl =` evaluation sharing state and trace."""
         return EvalContext(self.conn, self.txn, self.stage, self.services, self.policy, self.rcpt,
                            self.trace, self.log_lines, dict(self.locals), self.depth + 1,
-                           self.smtp_command, None, self.dry_run)
+                           self.smtp_command, None, self.dry_run, self.tracing)

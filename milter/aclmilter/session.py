@@ -125,7 +125,7 @@ class Session:
 
     def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
         return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
-                           smtp_command=command, dry_run=self.simulate)
+                           smtp_command=command, dry_run=self.simulate, tracing=self.record_variables)
 
     def _macros(self, macros: Mapping[str, str] | None) -> None:
         if macros:
@@ -150,6 +150,9 @@ class Session:
     def _record(self, stage: Stage, decision: Decision, ctx: EvalContext, rcpt: Recipient | None) -> None:
         for line in ctx.log_lines:
             log.info("%s %s: %s", self._qid(), stage.key, line)
+        if not self.record_variables:
+            # The daemon keeps only what the per-message log line needs (the deciding statement).
+            return
         rec = StageRecord(stage.key, decision.result.value, decision.where,
                           decision.reply.text() if decision.reply else None, decision.log_message,
                           [t.as_dict() for t in ctx.trace], list(ctx.log_lines),

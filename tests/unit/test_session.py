@@ -97,7 +97,7 @@ def test_proxied_session_variables(tmp_path: Path) -> None:
 
 
 def test_proxy_required_host_direct_is_refused_but_logged(tmp_path: Path) -> None:
-    s = make_session(tmp_path, PROXY)
+    s = make_session(tmp_path, PROXY, record_variables=True)
     r = s.connect("[192.0.2.5]", "inet", "192.0.2.5", 5000,
                   {"{client_addr}": "192.0.2.5", "{daemon_name}": "mx", "{daemon_port}": "25"})
     assert r.action is Action.CONTINUE      # refused from HELO on (see Session.connect)
@@ -166,3 +166,13 @@ acl:
     assert res.header_changes == [("Received", 2, ""), ("X-Spam", 2, ""), ("X-Spam", 1, "")]
     added = res.edits.header_adds
     assert len(added) == 1 and "\r" not in added[0].value and "\nInjected" not in added[0].value.replace("\n ", "")
+
+
+def test_engine_and_session_run_without_any_milter_import() -> None:
+    """The sans-I/O core never imports pymilter (its C module `milter` or `Milter`)."""
+    import subprocess
+    import sys
+    code = ("import sys, aclmilter.dryrun, aclmilter.engine, aclmilter.session, aclmilter.cli; "
+            "print(sorted(m for m in ('milter', 'Milter') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
