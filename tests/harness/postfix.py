@@ -321,12 +321,36 @@ class Postfix:
         next test connection from reaching an smtpd that still runs the old configuration.
         """
         before = self.maillog().count("reload -- version")
+        old_smtpd = self._smtpd_pids()
         self._postfix("reload")
         deadline = time.monotonic() + timeout
         while self.maillog().count("reload -- version") <= before:
             if time.monotonic() > deadline:
                 raise TimeoutError("postfix master did not log its reload")
             time.sleep(0.05)
+        # An idle smtpd of the old generation may still accept one more session with the old
+        # settings; wait (bounded) until those processes are gone. A busy one finishes its
+        # session first, which is what a reload under traffic must allow.
+        settle = time.monotonic() + min(timeout, 10.0)
+        while old_smtpd & self._smtpd_pids() and time.monotonic() < settle:
+            time.sleep(0.05)
+
+    def _smtpd_pids(self) -> set[int]:
+        """PIDs of this instance's smtpd processes (children of our master), from /proc."""
+        if self.master_pid is None:
+            return set()
+        pids = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == self.master_pid and b"smtpd" in (entry / "cmdline").read_bytes():
+                    pids.add(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return pids
 
     def postconf(self, settings: Mapping[str, str]) -> None:
         """Change main.cf settings and reload."""
