@@ -84,6 +84,36 @@ def test_workers_reload_and_merged_metrics(workdir: Path) -> None:
     assert "Traceback" not in d.log()
 
 
+def _threads_taking(pid: int, signum: int) -> list[int]:
+    """Thread ids of `pid` that do not block `signum` (could be handed a process signal)."""
+    takers = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as fh:
+            blocked = next(int(line.split()[1], 16) for line in fh if line.startswith("SigBlk:"))
+        if not blocked & (1 << (signum - 1)):
+            takers.append(int(tid))
+    return takers
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stop_signal_reaches_only_the_thread_that_acts_on_it(workdir: Path, workers: int) -> None:
+    """A helper thread (metrics server, reload reader) must never swallow SIGTERM: in the
+    master only the main thread takes it (it forwards it), in a libmilter process only
+    libmilter's own signal thread does (it sigwaits for it, which unblocks it there)."""
+    import signal
+    with AclMilterd(POLICY, "unix", workdir=workdir, workers=workers, metrics_port=free_port()) as d:
+        d.wait_log(r"serving \(pid \d+\)", count=workers)
+        one_message(d.client_spec)
+        servers = [int(p) for p in re.findall(r"serving \(pid (\d+)\)", d.log())]
+        assert d.pid is not None
+        if workers > 1:
+            assert len(os.listdir(f"/proc/{d.pid}/task")) >= 2      # main + metrics server
+            for sig in (signal.SIGTERM, signal.SIGUSR1):
+                assert _threads_taking(d.pid, sig) == [d.pid]
+        for pid in servers:
+            assert len(_threads_taking(pid, signal.SIGTERM)) == 1     # sigwait shows it unblocked
+
+
 def test_worker_killed_is_restarted(workdir: Path) -> None:
     import signal
     with AclMilterd(POLICY, "unix", workdir=workdir, workers=2) as d:

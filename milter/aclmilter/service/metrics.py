@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 
 #: Latency buckets in seconds: milter callbacks are sub-millisecond to a few seconds (DNS).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -75,14 +75,19 @@ def parse_addr(text: str) -> tuple[str, int]:
 
 
 def start_server(addr: tuple[str, int], multiprocess_dir: str | None = None) -> None:
-    """Serve /metrics on addr in a daemon thread (merging worker files in multiprocess mode)."""
+    """Serve /metrics on addr in a daemon thread (merging worker files in multiprocess mode).
+
+    The server thread never receives SIGTERM/SIGINT/SIGHUP/SIGUSR1 (see
+    `reloader.signals_blocked`): a stop or reload sent while it runs still takes effect.
+    """
+    from .reloader import signals_blocked
+    registry = REGISTRY
     if multiprocess_dir:
         from prometheus_client import multiprocess
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+    with signals_blocked():
         start_http_server(addr[1], addr[0], registry=registry)
-    else:
-        start_http_server(addr[1], addr[0])
 
 
 def multiprocess_enabled() -> bool:

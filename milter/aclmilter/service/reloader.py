@@ -14,12 +14,32 @@ import logging
 import os
 import signal
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 log = logging.getLogger("aclmilter")
 
 #: Left to libmilter's signal thread (stop/abort); our threads must not swallow them.
 LIBMILTER_SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+#: Every signal the service acts on.
+SERVICE_SIGNALS = LIBMILTER_SIGNALS | {signal.SIGUSR1}
+
+
+@contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Threads started inside this block never receive the service's signals.
+
+    A thread inherits its creator's signal mask. A helper thread (the metrics server, the
+    reload reader) that could receive SIGTERM would take it away from the thread that must act
+    on it: libmilter's sigwait thread in a worker, or the master's main thread (blocked in
+    wait(), which a signal delivered to another thread does not interrupt), so a stop or a
+    reload would be lost.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SERVICE_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def install(on_reload: Callable[[], None], extra: dict[int, Callable[[], None]] | None = None) -> threading.Thread:
@@ -32,7 +52,6 @@ def install(on_reload: Callable[[], None], extra: dict[int, Callable[[], None]] 
         signal.signal(sig, lambda *_: None)   # installs Python's C handler (the fd writer)
 
     def loop() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, LIBMILTER_SIGNALS)
         while True:
             data = os.read(rfd, 64)
             if not data:
@@ -47,5 +66,6 @@ def install(on_reload: Callable[[], None], extra: dict[int, Callable[[], None]] 
                     log.exception("handling signal %d failed", signum)
 
     t = threading.Thread(target=loop, name="aclmilter-signals", daemon=True)
-    t.start()
+    with signals_blocked():      # SIGUSR1 still reaches the pipe through other threads
+        t.start()
     return t
