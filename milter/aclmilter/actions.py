@@ -31,9 +31,12 @@ def has_crlf(text: str) -> bool:
     return "\r" in text or "\n" in text or "\0" in text
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def clean_line(text: str) -> str:
-    """Return text with CR/LF/NUL and other control characters replaced by spaces."""
-    return "".join(" " if (ord(c) < 32 and c != "\t") or c == "\x7f" else c for c in text)
+    """Return text with CR/LF/NUL and other control characters (not TAB) replaced by spaces."""
+    return _CONTROL_CHARS.sub(" ", text)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import PolicyErrors
 from .policy.loader import load_file
 from .policy.model import Policy
+from .policy.needs import Needs, analyse
 from .services import Services
 
 log = logging.getLogger("aclmilter")
@@ -29,6 +30,7 @@ class Snapshot:
     policy: Policy
     services: Services
     generation: int
+    needs: Needs            # which milter steps and content this policy uses (negotiation)
 
 
 class Runtime:
@@ -55,7 +57,7 @@ class Runtime:
         policy = load_file(self.policy_path)
         services = self._services_factory(policy.settings)
         services.metrics = self.metrics
-        return Snapshot(policy, services, generation)
+        return Snapshot(policy, services, generation, analyse(policy))
 
     def current(self) -> Snapshot:
         """The snapshot new connections use."""
@@ -66,10 +68,14 @@ class Runtime:
 
     @property
     def dry_run(self) -> bool:
-        """Dry run from the command line, else from the policy settings."""
+        """Dry run from the command line, else from the current policy's settings."""
+        return self.dry_run_for(self.current())
+
+    def dry_run_for(self, snap: Snapshot) -> bool:
+        """Dry run from the command line, else from that snapshot's policy settings."""
         if self.dry_run_flag is not None:
             return self.dry_run_flag
-        return bool(self.current().policy.settings.get("dry_run"))
+        return bool(snap.policy.settings.get("dry_run"))
 
     def reload(self) -> list[str]:
         """Re-read the policy. Returns [] on success, else the error lines (old policy kept)."""
@@ -89,5 +95,6 @@ class Runtime:
         timer = threading.Timer(OLD_SERVICES_GRACE, old.services.close)
         timer.daemon = True
         timer.start()
-        log.info("policy %s reloaded (generation %d)", self.policy_path, snap.generation)
+        log.info("policy %s reloaded (generation %d); %s", self.policy_path, snap.generation,
+                 snap.needs.summary())
         return []

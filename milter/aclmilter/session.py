@@ -102,16 +102,19 @@ class Session:
     """One MTA connection."""
 
     def __init__(self, runtime: Runtime, *, record_variables: bool = False, listen_port: str = "",
-                 simulate: bool = False) -> None:
+                 simulate: bool = False, snapshot: Snapshot | None = None) -> None:
         self.runtime = runtime
-        self.snapshot: Snapshot = runtime.current()
+        # The service pins the snapshot it negotiated the milter steps with: a reload must not
+        # hand this connection a policy that needs steps the MTA was told to skip.
+        self.pinned = snapshot
+        self.snapshot: Snapshot = snapshot or runtime.current()
         self.conn = Connection()
         self.txn: Transaction | None = None
         self.records: list[StageRecord] = []
         self.record_variables = record_variables
         self.listen_port = listen_port
         self.final: dict | None = None
-        self.dry_run = runtime.dry_run
+        self.dry_run = runtime.dry_run_for(self.snapshot)
         self.simulate = simulate      # `aclmilter test`: no waiting in `delay`, no reports sent
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -223,8 +226,8 @@ class Session:
     def connect(self, hostname: str, family: str, address: str, port: Any,
                 macros: Mapping[str, str] | None = None) -> Response:
         """New SMTP connection (also after XCLIENT): fresh Connection, then the connect ACL."""
-        self.snapshot = self.runtime.current()
-        self.dry_run = self.runtime.dry_run
+        self.snapshot = self.pinned or self.runtime.current()
+        self.dry_run = self.runtime.dry_run_for(self.snapshot)
         if self.txn is not None:
             self.txn.close()
         self.txn = None

@@ -230,3 +230,30 @@ def test_negated_item_before_its_positive_twin(dnsconf):
     ctx = make_ctx(dnsconf, GOOD4, "a@strict.spf.test")
     assert cond(ctx, "spf", "!pass:pass") is Result.OK
     assert parse_result_list("!pass:pass") == ((True, "pass"), (False, "pass"))
+
+
+def test_result_cache_answers_a_repeated_transaction_without_dns(dnsconf, silent_dns):
+    """spf_result_cache_ttl: the second identical evaluation is a cache hit (no DNS at all,
+    same facts and texts, a newer seq); a temperror is never kept."""
+    from aclmilter.checks.spf import evaluate
+    from aclmilter.clients.dns_cache import TtlCache
+
+    class NoDns:
+        def __getattr__(self, name: str):
+            raise AssertionError(f"DNS client used on a cache hit ({name})")
+
+    cache: TtlCache = TtlCache()
+    real = make_ctx(dnsconf, GOOD4, "a@strict.spf.test").services.get("dns")
+    args = dict(ip=GOOD4, sender="a@strict.spf.test", helo="h.example", receiver="mx.test")
+    first = evaluate(real, results=cache, results_ttl=30, **args)
+    again = evaluate(NoDns(), results=cache, results_ttl=30, **args)
+    assert first.result is SpfResult.PASS and again.seq > first.seq
+    assert again.received == first.received and again.header_comment == first.header_comment
+    other = evaluate(real, results=cache, results_ttl=30, **{**args, "helo": "other.example"})
+    assert other.seq > again.seq and "helo=other.example" in other.received
+
+    dead = make_ctx(silent_dns.settings(timeout=0.2, lifetime=0.4, budget=0.8), GOOD4,
+                    "a@strict.spf.test").services.get("dns")
+    fresh: TtlCache = TtlCache()
+    assert evaluate(dead, results=fresh, results_ttl=30, **args).result is SpfResult.TEMPERROR
+    assert len(fresh) == 0

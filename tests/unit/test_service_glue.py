@@ -144,3 +144,81 @@ def test_drop_sets_hangup_reply(m) -> None:
     obj.envfrom("<a@example.org>")
     assert obj.envrcpt("<b@example.test>") == milter.REJECT
     assert ("setreply", "521", "5.7.1", "go away") in ctx.calls
+
+
+class NeedsRuntime:
+    """A runtime whose policy answers only at MAIL (so connect/HELO/RCPT are no-reply)."""
+
+    def __init__(self) -> None:
+        from aclmilter.policy.needs import Needs
+        self.snap = type("Snap", (), {"needs": Needs(frozenset({"mail"}), False, (), False)})()
+
+    def current(self) -> Any:
+        return self.snap
+
+
+@pytest.fixture()
+def nr(monkeypatch: pytest.MonkeyPatch):
+    created: list[dict] = []
+
+    class Recording(ScriptedSession):
+        def __init__(self, runtime: Any, **kw: Any) -> None:
+            super().__init__(runtime, **kw)
+            created.append(kw)
+
+    runtime = NeedsRuntime()
+    monkeypatch.setattr(glue.CONFIG, "session_factory", Recording, raising=False)
+    monkeypatch.setattr(glue.CONFIG, "runtime", runtime, raising=False)
+    monkeypatch.setattr(glue.CONFIG, "unix_socket", True, raising=False)
+    ScriptedSession.answers = {}
+    ctx = FakeCtx()
+    obj = glue.AclMilter()
+    obj._setctx(ctx)
+    assert obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0]) == milter.CONTINUE
+    return obj, ctx, created, runtime
+
+
+EOM_OK = EomResult(CONT, Edits(), [], None, {"queue_id": "QID"})
+
+
+def test_session_gets_the_snapshot_negotiated_with(nr) -> None:
+    obj, _ctx, created, runtime = nr
+    assert obj._protocol & milter.P_NR_CONN and obj._protocol & milter.P_NR_RCPT
+    assert obj._protocol & milter.P_NODATA and obj._protocol & milter.P_NOHDRS
+    assert not obj._protocol & milter.P_NR_MAIL
+    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
+    assert created == [{"listen_port": "", "snapshot": runtime.snap}]
+
+
+def test_failure_in_unanswered_connect_refuses_the_rest_of_the_connection(nr) -> None:
+    obj, ctx, _created, _rt = nr
+    ScriptedSession.answers = {"connect": RuntimeError("identity")}
+    assert obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711)) == milter.NOREPLY
+    ScriptedSession.answers = {"eom": EOM_OK}
+    assert obj.hello("client.example") == milter.NOREPLY          # still not answered
+    assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL      # first answered step
+    assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL      # and every later one
+    assert obj.eom() == milter.TEMPFAIL
+    assert ("setreply", "451", "4.3.0", "Temporary local problem - please try later") in ctx.calls
+
+
+def test_failure_in_unanswered_rcpt_tempfails_that_message_only(nr) -> None:
+    obj, ctx, _created, _rt = nr
+    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
+    assert obj.envfrom("<a@example.org>") == milter.CONTINUE
+    ScriptedSession.answers = {"rcpt": ValueError("boom"), "eom": EOM_OK}
+    assert obj.envrcpt("<b@example.test>") == milter.NOREPLY
+    assert obj.eom() == milter.TEMPFAIL
+    ScriptedSession.answers = {"eom": EOM_OK}
+    assert obj.envfrom("<a@example.org>") == milter.CONTINUE      # a new transaction starts clean
+    assert obj.envrcpt("<c@example.test>") == milter.NOREPLY
+    assert obj.eom() == milter.CONTINUE
+
+
+def test_tcp_listener_answers_every_step(monkeypatch: pytest.MonkeyPatch, nr) -> None:
+    monkeypatch.setattr(glue.CONFIG, "unix_socket", False, raising=False)
+    obj = glue.AclMilter()
+    obj._setctx(FakeCtx())
+    obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
+    assert not obj._protocol & (milter.P_NR_CONN | milter.P_NR_RCPT | milter.P_NODATA)
+    assert obj._protocol & milter.P_NOHDRS

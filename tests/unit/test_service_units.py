@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 import milter  # noqa: E402 - the C extension shipped with pymilter
@@ -133,3 +135,13 @@ def test_metrics_addr() -> None:
     assert parse_addr("9108") == ("127.0.0.1", 9108)
     with pytest.raises(ValueError):
         parse_addr("nohost")
+
+
+@given(st.text())
+def test_clean_line_leaves_no_control_character_but_tab(text: str) -> None:
+    from aclmilter.actions import clean_line
+    out = clean_line(text)
+    assert len(out) == len(text)
+    for before, after in zip(text, out):
+        control = (ord(before) < 32 and before != "\t") or before == "\x7f"
+        assert after == (" " if control else before)

@@ -294,6 +294,13 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
     a permerror of our own guess record says nothing about the domain and becomes neutral.
     All DNS work shares one deadline (`settings.dns.budget`).
     """
+    # A warm cache answers a repeated transaction (same client, sender, HELO) with the whole
+    # outcome, texts included: the default policy runs SPF on every message.
+    outcome_key = ("outcome", ip, sender, helo, receiver, guess_record, explanation_url, check)
+    if results is not None:
+        cached = results.get(outcome_key)
+        if cached is not None:
+            return replace(cached, seq=next(_SEQ))
     identity = Identity.MAILFROM if sender else Identity.HELO
     raw_address = sender if sender else (f"postmaster@{helo}" if helo else "")
     local, raw_domain = _split_sender(raw_address)
@@ -339,9 +346,11 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
                 raw = _Raw(SpfResult.NEUTRAL, raw.mechanism)
             guessed = True
         base["guessed"] = guessed
-    outcome = SpfOutcome(result=raw.result, mechanism=raw.mechanism, explanation=raw.explanation,
-                         problem=raw.problem, seq=next(_SEQ), **base)
-    return _with_texts(outcome, explanation_url)
+    outcome = _with_texts(SpfOutcome(result=raw.result, mechanism=raw.mechanism, explanation=raw.explanation,
+                                     problem=raw.problem, seq=next(_SEQ), **base), explanation_url)
+    if results is not None and results_ttl > 0 and outcome.result is not SpfResult.TEMPERROR:
+        results.put(outcome_key, outcome, results_ttl)
+    return outcome
 
 
 def _with_texts(o: SpfOutcome, url: str) -> SpfOutcome:

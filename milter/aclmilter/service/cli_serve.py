@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from . import glue, netopts
     glue.CONFIG.runtime = runtime
     glue.CONFIG.listen_port = spec.listen_port
+    glue.CONFIG.unix_socket = spec.kind == "unix"
     glue.register(args.name)
     milter.setconn(spec.libmilter)
     milter.settimeout(args.timeout)
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     nodelay = netopts.set_nodelay_on_listener(spec)
     log.info("listening on %s%s, policy %s%s", spec, " (TCP_NODELAY)" if nodelay else "",
              args.policy, ", DRY RUN" if runtime.dry_run else "")
+    log.info("policy %s", runtime.current().needs.summary())
 
     try:
         if args.workers == 1:

@@ -19,19 +19,14 @@ import milter
 from ..actions import Reply
 from ..runtime import Runtime
 from ..session import Action, EomResult, Response, Session
+from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import macros as mac
+from . import negotiation
 from .reply import map_response
 
 log = logging.getLogger("aclmilter")
 msglog = logging.getLogger("aclmilter.message")
-
-#: Protocol steps we never want: unknown SMTP commands, and EOH (the glue tells the session
-#: about the end of headers itself, before the first body chunk or EOM: one callback fewer
-#: per message, and each callback costs a GIL hand-over).
-_NOT_WANTED = milter.P_NOUNKNOWN | milter.P_NOEOH
-#: Steps that never decide anything: the MTA need not wait for a reply (saves round trips).
-_NO_REPLY = milter.P_NR_HDR | milter.P_NR_EOH | milter.P_NR_BODY
 
 INTERNAL_TEMPFAIL = Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
 
@@ -41,6 +36,8 @@ class GlueConfig:
 
     runtime: Runtime
     listen_port: str = ""
+    #: the MTA talks to us over a unix socket (changes what is negotiated: negotiation.wanted)
+    unix_socket: bool = False
     session_factory: Callable[..., Any] = Session
 
 
@@ -68,7 +65,11 @@ class AclMilter(Milter.Base):
 
     def __init__(self) -> None:
         self.session: Any = None
-        self.pending: Response | None = None    # a refusal from a no-reply step, given at EOM
+        self.snapshot: Any = None                # the policy snapshot negotiated with (pinned)
+        self._protocol = 0                       # the SMFIP_* bits agreed with the MTA
+        # A refusal from a step the MTA did not wait for, given at the next step it waits for:
+        self.pending: Response | None = None      # ... from the transaction (sticky until MAIL)
+        self.pending_conn: Response | None = None  # ... from connect (sticky for the connection)
         self.hides_own_received = True          # Postfix (macro v) unless Sendmail says otherwise
         self.in_txn = False
         self.eoh_sent = False
@@ -76,7 +77,7 @@ class AclMilter(Milter.Base):
 
     # ---- negotiation -------------------------------------------------------------------------
     def negotiate(self, opts: list[int]) -> int:
-        """Keep every offered action; skip UNKNOWN; no replies for header/EOH/body; ask macros."""
+        """Keep every offered action, ask for the macros, and only the steps the policy uses."""
         actions, offered, _f1, _f2 = opts
         self._actions = actions
         if actions & milter.SETSYMLIST:
@@ -86,7 +87,13 @@ class AclMilter(Milter.Base):
                     self._ctx.setsymlist(stage, " ".join(names))
                 except Exception:  # noqa: BLE001 - without the list the MTA sends its defaults
                     log.warning("setsymlist for stage %d failed:\n%s", stage, traceback.format_exc())
-        self._protocol = offered & (_NOT_WANTED | _NO_REPLY)
+        try:
+            self.snapshot = CONFIG.runtime.current()
+            needs = self.snapshot.needs
+        except Exception:  # noqa: BLE001 - cannot tell what the policy needs: ask for everything
+            log.error("policy needs unknown, negotiating every step:\n%s", traceback.format_exc())
+            self.snapshot, needs = None, EVERYTHING
+        self._protocol = offered & negotiation.wanted(needs, over_tcp=not CONFIG.unix_socket)
         opts[1] = self._protocol
         opts[2] = opts[3] = 0
         return milter.CONTINUE
@@ -96,7 +103,9 @@ class AclMilter(Milter.Base):
         return mac.collect(self.getsymval, mac.BY_STAGE[stage])
 
     def _new_session(self) -> Any:
-        return CONFIG.session_factory(CONFIG.runtime, listen_port=CONFIG.listen_port)
+        if self.snapshot is None:
+            return CONFIG.session_factory(CONFIG.runtime, listen_port=CONFIG.listen_port)
+        return CONFIG.session_factory(CONFIG.runtime, listen_port=CONFIG.listen_port, snapshot=self.snapshot)
 
     def _internal(self, where: str) -> Response:
         """Answer for an exception that escaped the session (logged with traceback)."""
@@ -127,11 +136,31 @@ class AclMilter(Milter.Base):
             log.info("dropping the connection after %s: %s", stage, mr.setreply)
         return mr.rc
 
-    def _guard(self, stage: str, call: Callable[[], Response]) -> int:
+    def _held(self) -> Response | None:
+        """A refusal held from a step the MTA did not wait for (connection first)."""
+        return self.pending_conn or self.pending
+
+    def _step(self, stage: str, call: Callable[[], Response], no_reply_bit: int) -> int:
+        """Run one step before EOM; never raises.
+
+        When the MTA does not wait for this step's answer, a refusal (only an internal error
+        can produce one: such steps have no ACL) is held and given at the next step it waits
+        for, so nothing is accepted that should have been refused.
+        """
         try:
-            return self._answer(stage, call())
+            response = call()
         except Exception:  # noqa: BLE001
-            return self._answer(stage, self._internal(stage))
+            response = self._internal(stage)
+        if self._protocol & no_reply_bit:
+            if response.action is not Action.CONTINUE:
+                if stage == "connect":
+                    self.pending_conn = self.pending_conn or response
+                elif self.pending is None:
+                    self.pending = response
+            return milter.NOREPLY
+        if response.action is Action.CONTINUE:
+            response = self._held() or response
+        return self._answer(stage, response)
 
     # ---- callbacks ---------------------------------------------------------------------------
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
@@ -141,40 +170,36 @@ class AclMilter(Milter.Base):
             if self.session is not None:       # second CONNECT (Postfix XCLIENT): start afresh
                 self.session.close()
             self.session = self._new_session()
-            self.pending, self.in_txn = None, False
+            self.pending = self.pending_conn = None
+            self.in_txn = False
             if isinstance(hostaddr, tuple):
                 address, port = hostaddr[0], hostaddr[1]
             else:
                 address, port = "", None
             return self.session.connect(hostname, _family_name(family), address, port, macros)
-        return self._guard("connect", run)
+        return self._step("connect", run, negotiation.NO_REPLY_BIT["connect"])
 
     def hello(self, hostname: str) -> int:
-        return self._guard("helo", lambda: self.session.helo(hostname, self._macros(milter.M_HELO)))
+        return self._step("helo", lambda: self.session.helo(hostname, self._macros(milter.M_HELO)),
+                          negotiation.NO_REPLY_BIT["helo"])
 
     def envfrom(self, sender: str, *params: str) -> int:
         def run() -> Response:
             self.pending, self.in_txn, self.last_refusal, self.eoh_sent = None, True, None, False
             return self.session.mail(sender, list(params), self._macros(milter.M_ENVFROM))
-        return self._guard("mail", run)
+        return self._step("mail", run, negotiation.NO_REPLY_BIT["mail"])
 
     def envrcpt(self, rcpt: str, *params: str) -> int:
-        return self._guard("rcpt", lambda: self.session.rcpt(rcpt, list(params), self._macros(milter.M_ENVRCPT)))
+        return self._step("rcpt", lambda: self.session.rcpt(rcpt, list(params), self._macros(milter.M_ENVRCPT)),
+                          negotiation.NO_REPLY_BIT["rcpt"])
 
     def data(self) -> int:
-        return self._guard("predata", lambda: self.session.data(self._macros(milter.M_DATA)))
-
-    def _no_reply(self, stage: str, call: Callable[[], Response], nr_bit: int) -> int:
-        try:
-            response = call()
-        except Exception:  # noqa: BLE001
-            response = self._internal(stage)
-        if response.action is not Action.CONTINUE and self.pending is None:
-            self.pending = response          # the MTA is not listening now: answer at EOM
-        return milter.NOREPLY if self._protocol & nr_bit else milter.CONTINUE
+        return self._step("predata", lambda: self.session.data(self._macros(milter.M_DATA)),
+                          negotiation.NO_REPLY_BIT["predata"])
 
     def header(self, name: str, value: str) -> int:
-        return self._no_reply("header", lambda: self.session.header(name, value), milter.P_NR_HDR)
+        return self._step("header", lambda: self.session.header(name, value),
+                          negotiation.CONTENT_NO_REPLY_BIT["header"])
 
     def _end_of_headers(self) -> Response:
         if self.eoh_sent:
@@ -184,13 +209,13 @@ class AclMilter(Milter.Base):
 
     def eoh(self) -> int:
         """Only called by an MTA that ignores P_NOEOH."""
-        return self._no_reply("eoh", self._end_of_headers, milter.P_NR_EOH)
+        return self._step("eoh", self._end_of_headers, negotiation.CONTENT_NO_REPLY_BIT["eoh"])
 
     def body(self, chunk: bytes) -> int:
         def run() -> Response:
             r = self._end_of_headers()
             return r if r.action is not Action.CONTINUE else self.session.body(chunk)
-        return self._no_reply("body", run, milter.P_NR_BODY)
+        return self._step("body", run, negotiation.CONTENT_NO_REPLY_BIT["body"])
 
     def eom(self) -> int:
         try:
@@ -199,8 +224,9 @@ class AclMilter(Milter.Base):
                 self.pending = eoh
             result: EomResult = self.session.eom(self._macros(milter.M_EOM))
             response = result.response
-            if self.pending is not None and self.pending.action is not Action.CONTINUE:
-                response = self.pending
+            held = self._held()
+            if held is not None:
+                response = held
             elif response.action in (Action.CONTINUE, Action.ACCEPT):
                 headers = list(self.session.txn.headers) if self.session.txn is not None else []
                 ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,

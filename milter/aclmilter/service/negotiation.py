@@ -1,0 +1,51 @@
+"""Which milter protocol steps to ask the MTA for, from what the loaded policy needs.
+
+A step the MTA skips (SMFIP_NO*) or does not wait for (SMFIP_NR_*) saves a round trip and a
+callback per message. Only steps whose answer is always "continue" are made no-reply; a
+failure inside such a step is held by the glue and given at the next step the MTA waits for.
+"""
+
+from __future__ import annotations
+
+import milter
+
+from ..policy.needs import Needs
+
+#: Never wanted: unknown SMTP commands, and EOH (the glue tells the session about the end of
+#: headers itself, before the first body chunk or EOM).
+ALWAYS_SKIPPED = milter.P_NOUNKNOWN | milter.P_NOEOH
+#: Never decide anything on their own: headers, EOH and body chunks are only collected.
+ALWAYS_NO_REPLY = milter.P_NR_HDR | milter.P_NR_EOH | milter.P_NR_BODY
+
+#: Pre-EOM step (policy stage key) -> its no-reply bit.
+NO_REPLY_BIT = {"connect": milter.P_NR_CONN, "helo": milter.P_NR_HELO, "mail": milter.P_NR_MAIL,
+                "rcpt": milter.P_NR_RCPT, "predata": milter.P_NR_DATA}
+#: Content steps -> their no-reply bit (used by the glue for header/body callbacks).
+CONTENT_NO_REPLY_BIT = {"header": milter.P_NR_HDR, "eoh": milter.P_NR_EOH, "body": milter.P_NR_BODY}
+
+
+def wanted(needs: Needs, *, over_tcp: bool) -> int:
+    """The SMFIP_* bits to ask for (the glue intersects them with what the MTA offers).
+
+    Over TCP no pre-EOM step is made no-reply and DATA is never skipped: Postfix's next
+    command after one we do not answer waits in its Nagle buffer for our delayed ACK, about
+    40 ms per message (measured through Postfix: 22 msg/s sequentially instead of ~450, see
+    bench/RESULTS.md), whereas an answer carries the ACK at once. A unix socket has no such
+    stall, so there every step the policy cannot refuse at is skipped or left unanswered.
+    """
+    bits = ALWAYS_SKIPPED | ALWAYS_NO_REPLY
+    if not needs.content:
+        bits |= milter.P_NOHDRS | milter.P_NOBODY
+    if over_tcp:
+        return bits
+    for step, bit in NO_REPLY_BIT.items():
+        if step not in needs.replies:
+            bits |= bit
+    if not needs.predata:
+        bits |= milter.P_NODATA
+    return bits
+
+
+def describe(bits: int) -> str:
+    """The P_* names set in `bits` (for the debug log)."""
+    return " ".join(sorted(n for n in dir(milter) if n.startswith("P_") and bits & getattr(milter, n)))

@@ -1,0 +1,93 @@
+"""What a policy needs from the MTA (policy.needs) and the protocol bits asked for (negotiation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import milter
+import pytest
+
+from aclmilter.policy.loader import load_file, load_text
+from aclmilter.policy.needs import EVERYTHING, analyse
+from aclmilter.service import negotiation
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def needs(text: str):  # noqa: ANN201
+    return analyse(load_text(text, "p.yaml"))
+
+
+def test_default_policy_answers_at_helo_and_mail_and_needs_no_content() -> None:
+    n = analyse(load_file(ROOT / "policies" / "default.yaml"))
+    assert n.replies == {"helo", "mail"}
+    assert not n.content and not n.predata
+
+
+@pytest.mark.parametrize("policy, reason", [
+    ("acl:\n  data:\n    - accept\n", "a data ACL"),
+    ("acl:\n  deliver:\n    - accept\n", "a deliver ACL"),
+    ("settings:\n  authserv_id: mx.example\nacl: {}\n", "settings.authserv_id"),
+    ("acl:\n  rcpt:\n    - warn:\n        remove_header: X-Spam\n    - accept\n", "remove_header at p.yaml:4"),
+    ("acl:\n  mail:\n    - accept:\n        add_header: \":after_received:X-A: 1\"\n",
+     "depends on the message's headers at p.yaml:4"),
+    ("acl:\n  mail:\n    - accept:\n        add_header: \":at_start_rfc:X-A: 1\"\n", "p.yaml:4"),
+    # the position is read after expansion: text that starts with an expansion could be any
+    ("acl:\n  mail:\n    - accept:\n        set: {acl_m_h: x}\n        add_header: \"$acl_m_h\"\n",
+     "p.yaml:5"),
+    ("acl:\n  rcpt:\n    - warn:\n        message: \":after_received:X-B: 2\"\n    - accept\n", "p.yaml:4"),
+])
+def test_content_needed_and_why(policy: str, reason: str) -> None:
+    n = needs(policy)
+    assert n.content
+    assert any(reason in r for r in n.content_reasons), n.content_reasons
+
+
+@pytest.mark.parametrize("text", [":at_start:X-A: 1", ":at_end:X-A: 1", "X-A: $sender_address"])
+def test_top_or_bottom_headers_need_no_content(text: str) -> None:
+    n = needs(f"acl:\n  rcpt:\n    - accept:\n        add_header: \"{text}\"\n")
+    assert not n.content and n.replies == {"rcpt"}
+
+
+def test_message_of_a_deny_is_a_reply_not_a_header() -> None:
+    n = needs("acl:\n  rcpt:\n    - deny:\n        message: \"$acl_m_x\"\n")
+    assert not n.content
+
+
+def test_named_acls_are_looked_into() -> None:
+    n = needs("acl:\n  rcpt:\n    - accept: {acl: strip}\n  strip:\n    - warn: {remove_header: X-Spam}\n")
+    assert n.content and "remove_header" in n.content_reasons[0]
+
+
+def test_proxy_required_hosts_makes_every_command_answer() -> None:
+    n = needs("settings:\n  proxy_required_hosts: 192.0.2.0/24\nacl: {}\n")
+    assert n.replies == {"helo", "mail", "rcpt", "predata"} and n.predata
+
+
+def test_summary_names_steps_and_reasons() -> None:
+    text = needs("acl:\n  predata:\n    - accept\n  data:\n    - accept\n").summary()
+    assert "answers needed at: predata" in text and "yes (a data ACL)" in text
+
+
+def test_unix_socket_skips_and_leaves_unanswered_what_the_policy_cannot_use() -> None:
+    bits = negotiation.wanted(analyse(load_file(ROOT / "policies" / "default.yaml")), over_tcp=False)
+    for skipped in (milter.P_NOHDRS, milter.P_NOBODY, milter.P_NODATA, milter.P_NOEOH, milter.P_NOUNKNOWN):
+        assert bits & skipped
+    assert bits & milter.P_NR_CONN and bits & milter.P_NR_RCPT
+    assert not bits & milter.P_NR_HELO and not bits & milter.P_NR_MAIL    # the policy answers there
+    assert not bits & (milter.P_NOCONNECT | milter.P_NOHELO | milter.P_NOMAIL | milter.P_NORCPT)
+
+
+def test_tcp_answers_every_pre_eom_step_and_keeps_data() -> None:
+    bits = negotiation.wanted(analyse(load_file(ROOT / "policies" / "default.yaml")), over_tcp=True)
+    assert bits & milter.P_NOHDRS and bits & milter.P_NOBODY
+    assert not bits & milter.P_NODATA
+    for nr in negotiation.NO_REPLY_BIT.values():
+        assert not bits & nr
+
+
+def test_unknown_needs_ask_for_everything() -> None:
+    bits = negotiation.wanted(EVERYTHING, over_tcp=False)
+    assert not bits & (milter.P_NOHDRS | milter.P_NOBODY | milter.P_NODATA)
+    assert not any(bits & nr for nr in negotiation.NO_REPLY_BIT.values())
+    assert "P_NOEOH" in negotiation.describe(bits)
