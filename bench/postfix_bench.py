@@ -41,9 +41,46 @@ def count_sent(pf: Postfix, start: int) -> int:
     return pf.maillog()[start:].count("status=sent")
 
 
-def run_case(pf: Postfix, name: str, n: int, c: int, size: int) -> dict:
-    """Run smtp-source once against pf; wait for all deliveries (bounded)."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def system_busy() -> float:
+    """Seconds of non-idle CPU time of the whole machine so far (all CPUs, /proc/stat)."""
+    with open("/proc/stat") as fh:
+        v = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / _TICK
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its live descendants (0 if gone)."""
+    if pid is None:
+        return 0.0
+    total, todo, seen = 0.0, [pid], set()
+    while todo and len(seen) < 256:           # bounded: a milter has a handful of processes
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / _TICK
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return total
+
+
+def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int | None = None) -> dict:
+    """Run smtp-source once against pf; wait for all deliveries (bounded).
+
+    Also returns the CPU time per message of the whole machine and of the milter process tree
+    (everything else on the machine runs in the same window, so treat the first as an upper
+    bound of what one message costs)."""
     start = len(pf.maillog())
+    busy0, milter0 = system_busy(), tree_cpu(milter_pid)
     cmd = [require_binary("smtp-source"), "-s", str(c), "-m", str(n), "-l", str(size),
            "-f", "sender@bench.example", "-t", "rcpt@bench.test", f"127.0.0.1:{pf.port}"]
     t0 = time.monotonic()
@@ -56,7 +93,10 @@ def run_case(pf: Postfix, name: str, n: int, c: int, size: int) -> dict:
         time.sleep(0.1)
         sent = count_sent(pf, start)
     t_del = time.monotonic() - t0
+    busy_ms = (system_busy() - busy0) / max(sent, 1) * 1000
+    milter_ms = (tree_cpu(milter_pid) - milter0) / max(sent, 1) * 1000
     return {"case": name, "n": n, "rc": proc.returncode, "accepted_s": t_acc, "delivered_s": t_del,
+            "busy_ms": busy_ms, "milter_ms": milter_ms,
             "sent": sent, "acc_rate": n / t_acc, "del_rate": sent / t_del,
             "stderr": proc.stderr.strip()[-300:]}
 
@@ -112,11 +152,14 @@ def main() -> int:
                 pf.set_milter(spec if case in ("none", "noop") else daemons[case].postfix_spec)
                 if a.warmup:
                     run_case(pf, "warmup", a.warmup, a.c, a.size)
-                r = run_case(pf, case, a.n, a.c, a.size)
+                pid = noop.pid if case == "noop" and noop else (
+                    daemons[case].pid if case in daemons else None)
+                r = run_case(pf, case, a.n, a.c, a.size, pid)
                 r["trial"] = trial + 1
                 results.append(r)
                 print(f"trial {trial + 1} {case:5s} accepted {r['acc_rate']:7.1f} msg/s   "
-                      f"delivered {r['del_rate']:7.1f} msg/s   ({r['sent']}/{a.n} sent, rc={r['rc']})",
+                      f"delivered {r['del_rate']:7.1f} msg/s   ({r['sent']}/{a.n} sent, rc={r['rc']})  "
+                      f"CPU/msg: machine {r['busy_ms']:.2f} ms, milter {r['milter_ms']:.2f} ms",
                       flush=True)
     finally:
         if "noop" in a.cases and noop is not None:
@@ -137,18 +180,25 @@ def main() -> int:
           f"size={a.size} policy={a.policy.name} "
           f"workers={a.workers} trials={a.trials}")
     print("ratios are to the median no-milter rate of this run")
-    print("| case | accepted msg/s | delivered msg/s | ratio accepted | ratio delivered |")
-    print("|---|---|---|---|---|")
+    print("| case | accepted msg/s | delivered msg/s | ratio accepted | ratio delivered "
+          "| machine CPU ms/msg | milter CPU ms/msg |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         ra = f"{r['acc_rate'] / base_acc:.2f}" if base_acc else "-"
         rd = f"{r['del_rate'] / base_del:.2f}" if base_del else "-"
-        print(f"| {r['case']} (trial {r['trial']}) | {r['acc_rate']:.0f} | {r['del_rate']:.0f} | {ra} | {rd} |")
+        print(f"| {r['case']} (trial {r['trial']}) | {r['acc_rate']:.0f} | {r['del_rate']:.0f} | {ra} | {rd} "
+              f"| {r['busy_ms']:.2f} | {r['milter_ms']:.2f} |")
+    none_by_trial = {r["trial"]: r for r in base}
     for case in dict.fromkeys(r["case"] for r in results):
         rs = [r for r in results if r["case"] == case]
         ma = statistics.median(r["acc_rate"] for r in rs)
         md = statistics.median(r["del_rate"] for r in rs)
+        # paired: each trial against the no-milter run of the same trial (drift cancels)
+        pa = [r["acc_rate"] / none_by_trial[r["trial"]]["acc_rate"] for r in rs if r["trial"] in none_by_trial]
+        pd = [r["del_rate"] / none_by_trial[r["trial"]]["del_rate"] for r in rs if r["trial"] in none_by_trial]
+        paired = (f"  paired {statistics.median(pa):.2f}x / {statistics.median(pd):.2f}x" if pa and pd else "")
         print(f"median {case:5s}: accepted {ma:.0f} msg/s ({ma / base_acc:.2f}x)  "
-              f"delivered {md:.0f} msg/s ({md / base_del:.2f}x)" if base_acc and base_del else case)
+              f"delivered {md:.0f} msg/s ({md / base_del:.2f}x){paired}" if base_acc and base_del else case)
     return 0 if all(r["sent"] >= r["n"] for r in results) else 1
 
 

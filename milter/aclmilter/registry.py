@@ -242,6 +242,15 @@ def eom_hook(name: str, *, phase: str = "after_data", order: int = 50) -> Callab
     return wrap
 
 
-def hooks(phase: str) -> list[EomHook]:
-    """Return the hooks of one phase in execution order."""
-    return sorted((h for h in TABLES.eom_hooks.values() if h.phase == phase), key=lambda h: (h.order, h.name))
+_HOOKS_BY_PHASE: dict[str, tuple[int, tuple[EomHook, ...]]] = {}
+
+
+def hooks(phase: str) -> tuple[EomHook, ...]:
+    """Return the hooks of one phase in execution order (sorted once per registration change)."""
+    count = len(TABLES.eom_hooks)
+    cached = _HOOKS_BY_PHASE.get(phase)
+    if cached is None or cached[0] != count:
+        ordered = tuple(sorted((h for h in TABLES.eom_hooks.values() if h.phase == phase),
+                               key=lambda h: (h.order, h.name)))
+        cached = _HOOKS_BY_PHASE[phase] = (count, ordered)
+    return cached[1]

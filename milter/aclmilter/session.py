@@ -26,7 +26,7 @@ from .context import EvalContext
 from .outcome import Result
 from .registry import TABLES, hooks
 from .runtime import Runtime, Snapshot
-from .stages import Stage
+from .stages import ORDERED, Stage
 from .state import Connection, Recipient, Transaction
 
 log = logging.getLogger("aclmilter")
@@ -78,6 +78,9 @@ class StageRecord:
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
 
+
+#: The decision of a stage the policy leaves out (what engine.run returns for it).
+_NO_ACL = {stage: Decision(Result.OK, where="no ACL", stage=stage) for stage in ORDERED}
 
 PROXY_REFUSED = Reply(503, "5.7.0", ("Command refused, required Proxy negotiation failed",))
 
@@ -145,8 +148,11 @@ class Session:
                 self.conn.tls_version = macros.get("{tls_version}", "")
 
     def _run(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> Decision:
+        acl = self.policy.acl_for(stage.key)
+        if acl is None and not self.record_variables:
+            return _NO_ACL[stage]      # a stage left out accepts; nothing to evaluate or trace
         ctx = self._ctx(stage, rcpt, command)
-        decision = engine.run(ctx, self.policy.acl_for(stage.key))
+        decision = engine.run(ctx, acl)
         self._record(stage, decision, ctx, rcpt)
         return decision
 

@@ -19,13 +19,18 @@ class Stage(enum.IntFlag):
     @property
     def key(self) -> str:
         """The policy file key of this stage (lower-case name)."""
-        return (self.name or "").lower()
+        key = _KEYS.get(self)
+        if key is None:
+            key = _KEYS[self] = (self.name or "").lower()
+        return key
 
     @classmethod
     def from_key(cls, key: str) -> "Stage":
         """Return the stage for a policy key; KeyError if there is none."""
         return cls[key.upper()]
 
+
+_KEYS: dict["Stage", str] = {}
 
 #: The stages in the order a transaction passes through them.
 ORDERED: tuple[Stage, ...] = (

@@ -9,6 +9,7 @@ Which sessions are proxied is configuration: a listener named by `{daemon_name}`
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -43,7 +44,9 @@ def strip_ipv6_prefix(text: str) -> str:
     return text.strip().strip("[]")
 
 
+@functools.lru_cache(maxsize=4096)
 def _valid_ip(text: str) -> str:
+    """The canonical form of an IP address, or "" (pure: cached, clients repeat)."""
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

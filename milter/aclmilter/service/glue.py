@@ -81,10 +81,10 @@ class AclMilter(Milter.Base):
         actions, offered, _f1, _f2 = opts
         self._actions = actions
         if actions & milter.SETSYMLIST:
-            for stage, names in mac.BY_STAGE.items():
+            for stage, names in mac.SYMLISTS.items():
                 # pymilter 1.0.5's Base.setsymlist hands bytes to a C function wanting str
                 try:
-                    self._ctx.setsymlist(stage, " ".join(names))
+                    self._ctx.setsymlist(stage, names)
                 except Exception:  # noqa: BLE001 - without the list the MTA sends its defaults
                     log.warning("setsymlist for stage %d failed:\n%s", stage, traceback.format_exc())
         try:
@@ -100,7 +100,7 @@ class AclMilter(Milter.Base):
 
     # ---- helpers -----------------------------------------------------------------------------
     def _macros(self, stage: int) -> dict[str, str]:
-        return mac.collect(self.getsymval, mac.BY_STAGE[stage])
+        return mac.collect(self._ctx.getsymval, mac.BY_STAGE[stage])
 
     def _new_session(self) -> Any:
         if self.snapshot is None:

@@ -26,6 +26,10 @@ BY_STAGE: dict[int, tuple[str, ...]] = {
 }
 
 
+#: libmilter stage constant -> the space-separated list smfi_setsymlist takes (built once).
+SYMLISTS: dict[int, str] = {stage: " ".join(names) for stage, names in BY_STAGE.items()}
+
+
 def collect(getsymval, names: tuple[str, ...]) -> dict[str, str]:  # noqa: ANN001 - ctx.getsymval
     """The values the MTA sent for `names` (missing macros are left out)."""
     out: dict[str, str] = {}
