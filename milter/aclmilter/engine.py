@@ -126,7 +126,7 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
             ctx.services.metrics.check_latency(use.name, time.monotonic() - started)
     if use.negated:
         rc = rc.negated()
-    if entry.kind is Kind.CONDITION:
+    if entry.kind is Kind.CONDITION and ctx.tracing:     # the label costs: build it only to trace
         ctx.note(where, _label(use), rc.value)
     return rc
 
@@ -180,10 +180,12 @@ def _verb_outcome(ctx: EvalContext, st: Statement, run_: _StatementRun) -> Decis
             _hit(ctx, where)
             result = Result.DROP if rc is Result.DROP else Result.FAIL
             return _decide(ctx, result, run_.message, run_.log_message, where, verb)
-        ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
+        if ctx.tracing:
+            ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
         return None
     if not passed:
-        ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
+        if ctx.tracing:
+            ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
         return None
     _hit(ctx, where)
     result = {Verb.DENY: Result.FAIL, Verb.DEFER: Result.DEFER, Verb.DROP: Result.DROP}[verb]
@@ -240,8 +242,9 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
         reply = build_reply(user, DEFAULT_ACCEPT_CODE[ctx.stage], "OK")
     if logtext is None and user:
         logtext = user.split("\n")[0]
-    ctx.note(where, f"{verb.value} decides: {result.value}" + (f" ({reply.text()})" if reply else ""),
-             result.value)
+    if ctx.tracing:
+        ctx.note(where, f"{verb.value} decides: {result.value}" + (f" ({reply.text()})" if reply else ""),
+                 result.value)
     return Decision(result, reply, logtext, where, ctx.stage)
 
 

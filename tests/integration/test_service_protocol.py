@@ -60,7 +60,7 @@ def test_negotiation_requests_macros_and_noreply_steps(daemon: AclMilterd) -> No
         assert not mc.protocol & (C.SMFIP_NOHDRS | C.SMFIP_NOBODY | C.SMFIP_NORCPT)
         connect_list = mc.symlists[C.SMFIM_CONNECT].split()
         for name in ("{client_addr}", "{client_port}", "{client_name}", "{client_ptr}", "{daemon_name}",
-                     "{daemon_addr}", "{daemon_port}", "{if_addr}", "j", "_"):
+                     "{daemon_addr}", "{daemon_port}", "j", "v"):
             assert name in connect_list
         assert "{auth_authen}" in mc.symlists[C.SMFIM_ENVFROM]
         assert "{cipher}" in mc.symlists[C.SMFIM_HELO] and "{tls_version}" in mc.symlists[C.SMFIM_HELO]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,9 @@ class Statement:
     items: tuple[ItemUse, ...]
     mark: Mark
 
-    @property
+    @functools.cached_property
     def where(self) -> str:
+        """file:line of the statement (computed once: it is read on every evaluation)."""
         return f"{self.mark.file}:{self.mark.line}"
 
 

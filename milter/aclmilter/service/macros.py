@@ -1,7 +1,8 @@
 """Which MTA macros aclmilter asks for at each stage (sent with smfi_setsymlist).
 
-The connect list carries the client/listener identity (`{daemon_name}` tells a PROXY
-listener apart; `v` tells Postfix from Sendmail). The queue id `i` is requested from MAIL on,
+Only macros the session reads are asked for: every one costs the MTA formatting and libmilter
+parsing on every message. The connect list carries the client/listener identity
+(`{daemon_name}` tells a PROXY listener apart; `v` tells Postfix from Sendmail). The queue id `i` is requested from MAIL on,
 but Postfix only has it after the first accepted RCPT, so the session takes it when it
 appears.
 """
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import milter
 
-CONNECT = ("{client_addr}", "{client_port}", "{client_name}", "{client_ptr}", "{client_resolve}",
-           "{daemon_name}", "{daemon_addr}", "{daemon_port}", "{if_addr}", "j", "_", "v")
-HELO = ("{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}")
-MAIL = ("i", "{auth_authen}", "{auth_type}", "{auth_author}", "{mail_addr}")
-RCPT = ("i", "{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}")
+CONNECT = ("{client_addr}", "{client_port}", "{client_name}", "{client_ptr}",
+           "{daemon_name}", "{daemon_addr}", "{daemon_port}", "j", "v")
+HELO = ("{tls_version}", "{cipher}")
+MAIL = ("i", "{auth_authen}", "{auth_type}")
+RCPT = ("i",)
 DATA = ("i",)
 EOH = ("i",)
 EOM = ("i",)
