@@ -72,6 +72,9 @@ class Control:
     aliases: tuple[str, ...] = ()
     takes_options: bool = False
     doc: str = ""
+    #: setting it makes end-of-message work read the message (e.g. bmi_run: a scan), so the
+    #: MTA must send headers and body even without a data/deliver ACL (policy/needs.py)
+    needs_content: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,11 @@ def modifier(name: str, stages: Stage, *, arg: ArgMode = ArgMode.EXPANDED, parse
 
 
 def control(name: str, stages: Stage, *, aliases: tuple[str, ...] = (), takes_options: bool = False,
+            needs_content: bool = False,
             ) -> Callable[[Callable[["EvalContext", str], None]], Callable[["EvalContext", str], None]]:
     """Register a `control =` value (and its aliases)."""
     def wrap(fn: Callable[["EvalContext", str], None]) -> Callable[["EvalContext", str], None]:
-        entry = Control(name, stages, fn, aliases, takes_options, (fn.__doc__ or "").strip())
+        entry = Control(name, stages, fn, aliases, takes_options, (fn.__doc__ or "").strip(), needs_content)
         for n in (name, *aliases):
             _add(TABLES.controls, n, entry)
         return fn

@@ -91,3 +91,12 @@ def test_unknown_needs_ask_for_everything() -> None:
     assert not bits & (milter.P_NOHDRS | milter.P_NOBODY | milter.P_NODATA)
     assert not any(bits & nr for nr in negotiation.NO_REPLY_BIT.values())
     assert "P_NOEOH" in negotiation.describe(bits)
+
+
+def test_a_control_that_makes_eom_read_the_message_needs_content() -> None:
+    import aclmilter.conditions  # noqa: F401 - registers bmi_run
+    n = needs("acl:\n  rcpt:\n    - accept:\n        control: bmi_run\n")
+    assert n.content and "control = bmi_run at p.yaml:4" in n.content_reasons
+    assert not needs("acl:\n  rcpt:\n    - accept:\n        control: no_multiline_responses\n").content
+    # computed at run time: could be bmi_run
+    assert needs("acl:\n  rcpt:\n    - accept:\n        control: \"${if eq{1}{1}{bmi_run}}\"\n").content

@@ -53,7 +53,7 @@ services.register_factory(SCANNER_SERVICE, _scanner_factory)
 
 
 # ---- marking the message and the recipients -------------------------------------------------
-@registry.control("bmi_run", BEFORE_DATA)
+@registry.control("bmi_run", BEFORE_DATA, needs_content=True)
 def _bmi_run(ctx: EvalContext, options: str) -> None:
     """Scan this message at end of data (before CONNECT/HELO's transaction exists: every message)."""
     if ctx.txn is not None:

@@ -14,6 +14,7 @@ from typing import Iterator
 
 from ..actions import HeaderPosition
 from ..outcome import Verb
+from ..registry import TABLES
 from .model import ItemUse, Policy
 
 #: add_header positions that do not depend on the headers already in the message.
@@ -74,6 +75,12 @@ def _content_reasons(policy: Policy) -> list[str]:
         where = f"{use.mark.file}:{use.mark.line}"
         if use.name == "remove_header":
             reasons.append(f"remove_header at {where}")
+        elif use.name == "control":
+            name = use.static[0] if use.has_static else None
+            entry = TABLES.controls.get(name) if name else None
+            if entry is None or entry.needs_content:
+                # a control computed at run time could be any of them: assume it reads the message
+                reasons.append(f"control = {name or use.text} at {where}")
         elif (use.name == "add_header" or (in_warn and use.name == "message")) \
                 and _header_text_needs_headers(use.text):
             reasons.append(f"a header position that depends on the message's headers at {where}")
