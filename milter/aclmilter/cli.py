@@ -15,10 +15,11 @@ EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .policy.loader import load_file
+    from .policy.needs import analyse
     status = EXIT_OK
     for path in args.policy:
         try:
-            load_file(path)
+            policy = load_file(path)
         except PolicyErrors as exc:
             for e in exc.errors:
                 print(str(e), file=sys.stderr)
@@ -30,6 +31,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         else:
             if not args.quiet:
                 print(f"{path}: OK")
+                print(f"  MTA steps: {analyse(policy).summary()}")
     return status
 
 

@@ -59,6 +59,8 @@ def test_check_cli_exit_status_and_format(tmp_path: Path, capsys: pytest.Capture
     good = tmp_path / "good.yaml"
     good.write_text("acl:\n  rcpt:\n    - accept\n")
     assert main(["check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert f"{good}: OK" in out and "answers needed at: rcpt; headers and body needed: no" in out
     assert main(["check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:3:7: unknown verb" in err
