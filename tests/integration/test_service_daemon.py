@@ -80,7 +80,7 @@ def test_workers_reload_and_merged_metrics(workdir: Path) -> None:
         assert d.proc is not None
         sock = d.sock_path
     assert d.proc is None
-    assert sock is not None and not os.path.exists(sock)
+    assert sock is not None and not os.path.exists(sock), d.log()[-3000:]
     assert "Traceback" not in d.log()
 
 
@@ -112,6 +112,42 @@ def test_stop_signal_reaches_only_the_thread_that_acts_on_it(workdir: Path, work
                 assert _threads_taking(d.pid, sig) == [d.pid]
         for pid in servers:
             assert len(_threads_taking(pid, signal.SIGTERM)) == 1     # sigwait shows it unblocked
+
+
+def _in_accept(pid: int) -> bool:
+    """True if the main thread of `pid` is blocked in accept() (syscall 43 on x86-64)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/syscall") as fh:
+            return fh.read().split()[0] in ("43", "288")       # accept, accept4
+    except (OSError, IndexError):
+        return False
+
+
+def test_stop_frees_a_worker_stuck_in_accept(workdir: Path) -> None:
+    """Workers share one listener; the one that loses the race for a connection sits in a
+    blocking accept() holding libmilter's listener lock, which libmilter's stop waits for.
+    The parent wakes such workers with a connection of its own, so a stop always finishes."""
+    import signal
+    import time
+    d = AclMilterd(POLICY, "unix", workdir=workdir, workers=2)
+    with d:
+        d.wait_log(r"serving \(pid \d+\)", count=2)
+        workers = [int(p) for p in re.findall(r"serving \(pid (\d+)\)", d.log())]
+        stuck = []
+        for _ in range(60):             # bounded: the race usually shows within a few messages
+            one_message(d.client_spec)
+            time.sleep(0.05)
+            stuck = [w for w in workers if _in_accept(w)]
+            if stuck:
+                break
+        assert d.proc is not None
+        os.kill(d.proc.pid, signal.SIGTERM)
+        d.proc.wait(timeout=25)         # the parent's own SIGKILL fallback comes only after 30 s
+        sock = d.sock_path
+        log = d.log()
+    assert not os.path.exists(sock), log[-2000:]
+    assert log.count("INFO stopped (pid") == 2, (stuck, log[-2000:])
+    assert "did not stop" not in log
 
 
 def test_worker_killed_is_restarted(workdir: Path) -> None:

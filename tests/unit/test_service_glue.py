@@ -222,3 +222,35 @@ def test_tcp_listener_answers_every_step(monkeypatch: pytest.MonkeyPatch, nr) ->
     obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     assert not obj._protocol & (milter.P_NR_CONN | milter.P_NR_RCPT | milter.P_NODATA)
     assert obj._protocol & milter.P_NOHDRS
+
+
+def test_abort_is_not_registered_and_transactions_end_lazily(m, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Postfix sends ABORT after every message; no abort callback means no Python call for it.
+    A transaction that never reached EOM is still logged once: at the next HELO/MAIL/close."""
+    obj, ctx = m
+    lines: list[str] = []
+    monkeypatch.setattr(glue.msglog, "info", lambda fmt, *a: lines.append(fmt % a))
+    ScriptedSession.answers = {"rcpt": Response(Action.REJECT, Reply(550, "5.7.1", ("no",)))}
+    obj.envfrom("<a@example.org>")
+    assert obj.envrcpt("<b@example.test>") == milter.REJECT
+    assert lines == []                                   # RSET: nothing seen yet
+    ScriptedSession.answers = {}
+    obj.envfrom("<c@example.org>")                       # the next MAIL ends the refused one
+    assert len(lines) == 1 and "decision=reject_at_rcpt" in lines[0]
+    obj.hello("again.example")                           # EHLO after RSET: aborted, logged once
+    assert len(lines) == 2 and "decision=aborted" in lines[1]
+    obj.close()
+    assert len(lines) == 2                               # nothing left to log
+
+
+def test_register_leaves_abort_and_unknown_to_libmilter(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: dict[str, Any] = {}
+    for name in dir(milter):
+        if name.startswith("set_") and name.endswith("_callback"):
+            monkeypatch.setattr(milter, name, lambda cb, _n=name: calls.__setitem__(_n, cb))
+    monkeypatch.setattr(milter, "set_exception_policy", lambda p: None)
+    monkeypatch.setattr(milter, "register", lambda name, **kw: calls.__setitem__("register", kw))
+    glue.register("t")
+    assert "set_abort_callback" not in calls
+    assert calls["register"]["unknown"] is None
+    assert "set_connect_callback" in calls and "set_eom_callback" in calls

@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 from .metrics import start_server
                 start_server(metrics_addr, mp_dir)
 
-        return workers.run(args.workers, child, after_fork)
+        return workers.run(args.workers, child, after_fork, nudge=lambda: socketspec.wake_listener(spec))
     finally:
         if spec.kind == "unix" and args.workers > 1:
             try:

@@ -168,6 +168,7 @@ class AclMilter(Milter.Base):
             macros = self._macros(milter.M_CONNECT)
             self.hides_own_received = macros.get("v", "Postfix").lower().startswith("postfix")
             if self.session is not None:       # second CONNECT (Postfix XCLIENT): start afresh
+                self._end_transaction()
                 self.session.close()
             self.session = self._new_session()
             self.pending = self.pending_conn = None
@@ -180,11 +181,14 @@ class AclMilter(Milter.Base):
         return self._step("connect", run, negotiation.NO_REPLY_BIT["connect"])
 
     def hello(self, hostname: str) -> int:
-        return self._step("helo", lambda: self.session.helo(hostname, self._macros(milter.M_HELO)),
-                          negotiation.NO_REPLY_BIT["helo"])
+        def run() -> Response:
+            self._end_transaction()            # HELO/EHLO starts afresh (RFC 5321 4.1.4)
+            return self.session.helo(hostname, self._macros(milter.M_HELO))
+        return self._step("helo", run, negotiation.NO_REPLY_BIT["helo"])
 
     def envfrom(self, sender: str, *params: str) -> int:
         def run() -> Response:
+            self._end_transaction()
             self.pending, self.in_txn, self.last_refusal, self.eoh_sent = None, True, None, False
             return self.session.mail(sender, list(params), self._macros(milter.M_ENVFROM))
         return self._step("mail", run, negotiation.NO_REPLY_BIT["mail"])
@@ -239,13 +243,25 @@ class AclMilter(Milter.Base):
             self.in_txn = False
             return self._answer("eom", self._internal("eom"), at_eom=True)
 
+    def _end_transaction(self) -> None:
+        """Forget the current transaction; one that never reached EOM is logged first.
+
+        Called where the next thing the MTA does shows the transaction is over (HELO, MAIL, a
+        second CONNECT, close) instead of from libmilter's abort callback: Postfix sends ABORT
+        after every message (twice when the session ends), and an unregistered callback costs
+        no Python call and no GIL hand-over.
+        """
+        if self.session is None:
+            return
+        if self.in_txn:
+            self._log_unfinished()
+        self.in_txn = False
+        self.session.abort()
+
     def abort(self) -> int:
+        """RSET or an aborted message (not registered with libmilter, see _end_transaction)."""
         try:
-            if self.in_txn and self.session is not None:
-                self._log_unfinished()
-            self.in_txn = False
-            if self.session is not None:
-                self.session.abort()
+            self._end_transaction()
         except Exception:  # noqa: BLE001
             self._internal("abort")
         return milter.CONTINUE
@@ -266,6 +282,7 @@ class AclMilter(Milter.Base):
     def close(self) -> int:
         try:
             if self.session is not None:
+                self._end_transaction()
                 self.session.close()
         except Exception:  # noqa: BLE001
             self._internal("close")
@@ -318,12 +335,11 @@ def register(name: str = "aclmilter") -> None:
     milter.set_eoh_callback(lambda ctx: _priv(ctx).eoh())
     milter.set_body_callback(lambda ctx, chunk: _priv(ctx).body(chunk))
     milter.set_eom_callback(lambda ctx: _priv(ctx).eom())
-    milter.set_abort_callback(lambda ctx: _priv(ctx).abort())
+    # No abort callback: see AclMilter._end_transaction.
     milter.set_close_callback(_close)
     # An exception raised inside pymilter's C layer (before our guards run: e.g. a header
     # *name* that is not UTF-8, which Postfix never sends) would answer TEMPFAIL on a
     # no-reply step and desynchronise libmilter; skipping that one callback is the safe
     # choice. pymilter prints the traceback to stderr.
     milter.set_exception_policy(milter.CONTINUE)
-    milter.register(name, data=lambda ctx: _priv(ctx).data(),
-                    unknown=lambda ctx, cmd: milter.CONTINUE, negotiate=_negotiate)
+    milter.register(name, data=lambda ctx: _priv(ctx).data(), unknown=None, negotiate=_negotiate)

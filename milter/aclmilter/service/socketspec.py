@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import re
+import socket
 from dataclasses import dataclass
 
 _INET = re.compile(r"^(inet6?):(\d{1,5})(?:@(.+))?\Z")
@@ -33,6 +35,28 @@ class SocketSpec:
 
     def __str__(self) -> str:
         return self.libmilter
+
+
+def wake_listener(spec: SocketSpec, timeout: float = 1.0) -> None:
+    """Open and at once close one connection to our own listening socket (errors ignored).
+
+    With pre-forked workers every worker waits on the one listener; a worker that lost the
+    race for a connection sits in a blocking accept() holding libmilter's listener lock, and
+    libmilter's stop waits for that lock. A connection that goes nowhere frees it.
+    """
+    with contextlib.suppress(OSError):
+        if spec.kind == "unix":
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(spec.path)
+            finally:
+                s.close()
+            return
+        host = spec.host or ("::1" if spec.kind == "inet6" else "127.0.0.1")
+        if host in ("0.0.0.0", "::"):
+            host = "::1" if host == "::" else "127.0.0.1"
+        socket.create_connection((host, spec.port), timeout=timeout).close()
 
 
 def parse(text: str) -> SocketSpec:

@@ -20,6 +20,13 @@ log = logging.getLogger("aclmilter")
 #: A child that dies faster than this after its start counts as a crash loop.
 MIN_LIFETIME = 5.0
 MAX_QUICK_DEATHS = 5
+#: How often the parent looks for exited workers (it never blocks in wait(): a signal must
+#: be acted on at once, and a stop must be helped along).
+POLL_INTERVAL = 0.2
+#: While stopping, wake workers stuck in accept() this often...
+NUDGE_INTERVAL = 1.0
+#: ...and SIGKILL those still there after this long (the MTA then tempfails their messages).
+STOP_GRACE = 30.0
 
 
 def _die_with_parent() -> None:
@@ -35,8 +42,14 @@ def _die_with_parent() -> None:
         log.debug("prctl(PR_SET_PDEATHSIG) not available")
 
 
-def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] | None = None) -> int:
-    """Fork n workers running child_main(); supervise until told to stop. Returns exit code."""
+def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] | None = None,
+        nudge: Callable[[], None] | None = None) -> int:
+    """Fork n workers running child_main(); supervise until told to stop. Returns exit code.
+
+    While stopping, `nudge()` is called once per live worker every NUDGE_INTERVAL (it should
+    make one connection to the shared listener, see socketspec.wake_listener); workers still
+    alive after STOP_GRACE are killed.
+    """
     children: dict[int, float] = {}
     stopping = False
     quick_deaths = 0
@@ -79,12 +92,27 @@ def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] |
     if after_start is not None:
         after_start()
     status = 0
+    stop_deadline = 0.0
+    last_nudge = 0.0
     while children:
         try:
-            pid, raw = os.wait()
+            pid, raw = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
-        except InterruptedError:
+        if pid == 0:
+            if stopping:
+                now = time.monotonic()
+                stop_deadline = stop_deadline or now + STOP_GRACE
+                if now >= stop_deadline:
+                    log.error("workers %s did not stop within %.0f s; killing them",
+                              " ".join(map(str, children)), STOP_GRACE)
+                    forward(signal.SIGKILL)
+                    stop_deadline = float("inf")
+                elif nudge is not None and now - last_nudge >= NUDGE_INTERVAL:
+                    last_nudge = now
+                    for _ in list(children):
+                        nudge()
+            time.sleep(POLL_INTERVAL)
             continue
         started = children.pop(pid, None)
         if started is None:
