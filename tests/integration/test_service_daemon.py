@@ -142,7 +142,7 @@ def test_stop_frees_a_worker_stuck_in_accept(workdir: Path) -> None:
                 break
         assert d.proc is not None
         os.kill(d.proc.pid, signal.SIGTERM)
-        d.proc.wait(timeout=25)         # the parent's own SIGKILL fallback comes only after 30 s
+        d.proc.wait(timeout=18)         # the parent's own SIGKILL fallback comes only after 20 s
         sock = d.sock_path
         log = d.log()
     assert not os.path.exists(sock), log[-2000:]

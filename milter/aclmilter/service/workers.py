@@ -26,7 +26,7 @@ POLL_INTERVAL = 0.2
 #: While stopping, wake workers stuck in accept() this often...
 NUDGE_INTERVAL = 1.0
 #: ...and SIGKILL those still there after this long (the MTA then tempfails their messages).
-STOP_GRACE = 30.0
+STOP_GRACE = 20.0       # below the unit's TimeoutStopSec=30
 
 
 def _die_with_parent() -> None:
