@@ -254,3 +254,12 @@ def test_register_leaves_abort_and_unknown_to_libmilter(monkeypatch: pytest.Monk
     assert "set_abort_callback" not in calls
     assert calls["register"]["unknown"] is None
     assert "set_connect_callback" in calls and "set_eom_callback" in calls
+
+
+def test_failure_in_unanswered_helo_is_not_forgotten_at_mail(nr) -> None:
+    obj, _ctx, _created, _rt = nr
+    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
+    ScriptedSession.answers = {"helo": RuntimeError("helo broke")}
+    assert obj.hello("client.example") == milter.NOREPLY
+    ScriptedSession.answers = {}
+    assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL      # MAIL is answered: held here

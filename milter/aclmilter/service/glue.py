@@ -69,7 +69,7 @@ class AclMilter(Milter.Base):
         self._protocol = 0                       # the SMFIP_* bits agreed with the MTA
         # A refusal from a step the MTA did not wait for, given at the next step it waits for:
         self.pending: Response | None = None      # ... from the transaction (sticky until MAIL)
-        self.pending_conn: Response | None = None  # ... from connect (sticky for the connection)
+        self.pending_conn: Response | None = None  # ... from connect/HELO (sticky for the connection)
         self.hides_own_received = True          # Postfix (macro v) unless Sendmail says otherwise
         self.in_txn = False
         self.eoh_sent = False
@@ -153,7 +153,7 @@ class AclMilter(Milter.Base):
             response = self._internal(stage)
         if self._protocol & no_reply_bit:
             if response.action is not Action.CONTINUE:
-                if stage == "connect":
+                if stage in ("connect", "helo"):      # MAIL must not forget it
                     self.pending_conn = self.pending_conn or response
                 elif self.pending is None:
                     self.pending = response
