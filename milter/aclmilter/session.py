@@ -165,9 +165,7 @@ class Session:
         rec = StageRecord(stage.key, decision.result.value, decision.where,
                           decision.reply.text() if decision.reply else None, decision.log_message,
                           [t.as_dict() for t in ctx.trace], list(ctx.log_lines),
-                          rcpt.address if rcpt else None)
-        if self.record_variables:
-            rec.variables = self.variables(ctx)
+                          rcpt.address if rcpt else None, self.variables(ctx))
         self.records.append(rec)
 
     def variables(self, ctx: EvalContext) -> dict[str, str]:

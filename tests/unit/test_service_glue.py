@@ -151,7 +151,7 @@ class NeedsRuntime:
 
     def __init__(self) -> None:
         from aclmilter.policy.needs import Needs
-        self.snap = type("Snap", (), {"needs": Needs(frozenset({"mail"}), False, (), False)})()
+        self.snap = type("Snap", (), {"needs": Needs(frozenset({"mail"}), ())})()
 
     def current(self) -> Any:
         return self.snap

@@ -467,7 +467,7 @@ class RedisStore:
     """
 
     def __init__(self, client: Any, prefix: str = "aclmilter:ratelimit:") -> None:
-        """`client` is a clients.redis.RedisClient, or a callable returning it on first use."""
+        """`client` is a clients.redis.RedisClient."""
         from ..clients.redis import Script
         self._client = client
         self._prefix = prefix
@@ -485,9 +485,8 @@ class RedisStore:
                            update.value]
         if hashes is not None:
             args.extend(str(h) for h in hashes)
-        client = self._client if hasattr(self._client, "run_script") else self._client()
         try:
-            reply = client.run_script(self._script, self.keys_for(key), args)
+            reply = self._client.run_script(self._script, self.keys_for(key), args)
         except RedisUnavailable as exc:
             raise StoreUnavailable(str(exc)) from exc
         return float(reply.decode() if isinstance(reply, bytes) else reply)

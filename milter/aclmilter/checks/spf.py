@@ -327,16 +327,7 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
         deadline = client.deadline()
 
         def run(record: str | None) -> _Raw:
-            # A warm result cache skips pyspf for a repeated (client, identity, HELO): the
-            # records behind it were fetched moments ago. Temporary errors are never kept.
-            key = (ip, checked, helo, record)
-            hit = results.get(key) if results is not None else None
-            if hit is not None:
-                return hit
-            got = _run_pyspf(client, deadline, ip, checked, helo, receiver, record)
-            if results is not None and results_ttl > 0 and got.result is not SpfResult.TEMPERROR:
-                results.put(key, got, results_ttl)
-            return got
+            return _run_pyspf(client, deadline, ip, checked, helo, receiver, record)
 
         raw = run(None)
         guessed = False

@@ -31,11 +31,8 @@ def _build_store(settings: dict, svc: services.Services) -> Any:
     """RedisStore over the shared `redis` service when Redis is configured, else a MemoryStore."""
     if not settings.get("redis_servers"):
         return rl.MemoryStore()
-    # The Redis client is fetched on first use, not here: Services builds one service at a
-    # time under a lock, so asking it for another service from inside a factory would wait
-    # for ourselves.
-    return rl.RedisStore(lambda: svc.get("redis"),
-                         str(settings.get("ratelimit_key_prefix") or "aclmilter:ratelimit:"))
+    # Services' lock is re-entrant, so a factory may build the service it depends on.
+    return rl.RedisStore(svc.get("redis"), str(settings.get("ratelimit_key_prefix") or "aclmilter:ratelimit:"))
 
 
 services.register_factory("ratelimit", _build_store)

@@ -27,13 +27,21 @@ REPLY_STEPS = ("connect", "helo", "mail", "rcpt", "predata")
 
 @dataclass(frozen=True)
 class Needs:
-    """`replies`: the pre-EOM steps whose answer may refuse; `content`: headers+body needed
-    (`content_reasons` says why, for the log); `predata`: the DATA step must be seen."""
+    """`replies`: the pre-EOM steps whose answer may refuse; `content_reasons`: why headers
+    and body are needed (empty: they are not)."""
 
     replies: frozenset[str]
-    content: bool
     content_reasons: tuple[str, ...]
-    predata: bool
+
+    @property
+    def content(self) -> bool:
+        """Headers and body must be sent."""
+        return bool(self.content_reasons)
+
+    @property
+    def predata(self) -> bool:
+        """The DATA step must be seen."""
+        return "predata" in self.replies
 
     def summary(self) -> str:
         """One log line: what the MTA will be asked to send and wait for."""
@@ -43,15 +51,15 @@ class Needs:
 
 
 #: What a policy we cannot analyse needs: everything.
-EVERYTHING = Needs(frozenset(REPLY_STEPS), True, ("policy not analysed",), True)
+EVERYTHING = Needs(frozenset(REPLY_STEPS), ("policy not analysed",))
 
 
-def _uses(policy: Policy) -> Iterator[tuple[str, bool, ItemUse]]:
-    """Every item of every ACL (named ones too): (acl name, in a warn statement, item)."""
-    for name, acl in policy.acls.items():
+def _uses(policy: Policy) -> Iterator[tuple[bool, ItemUse]]:
+    """Every item of every ACL (named ones too): (in a warn statement, item)."""
+    for acl in policy.acls.values():
         for st in acl.statements:
             for use in st.items:
-                yield name, st.verb is Verb.WARN, use
+                yield st.verb is Verb.WARN, use
 
 
 def _header_text_needs_headers(text: str) -> bool:
@@ -71,7 +79,7 @@ def _content_reasons(policy: Policy) -> list[str]:
     reasons = [f"a {stage} ACL" for stage in ("data", "deliver") if policy.acl_for(stage) is not None]
     if policy.settings.get("authserv_id"):
         reasons.append("settings.authserv_id (forged Authentication-Results are removed)")
-    for acl, in_warn, use in _uses(policy):
+    for in_warn, use in _uses(policy):
         where = f"{use.mark.file}:{use.mark.line}"
         if use.name == "remove_header":
             reasons.append(f"remove_header at {where}")
@@ -96,5 +104,4 @@ def analyse(policy: Policy) -> Needs:
             replies.add(step)
         elif proxy_required and step != "connect":
             replies.add(step)        # proxy_required_hosts refuses every command from HELO on
-    reasons = _content_reasons(policy)
-    return Needs(frozenset(replies), bool(reasons), tuple(reasons), "predata" in replies)
+    return Needs(frozenset(replies), tuple(_content_reasons(policy)))

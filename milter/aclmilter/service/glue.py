@@ -258,14 +258,6 @@ class AclMilter(Milter.Base):
         self.in_txn = False
         self.session.abort()
 
-    def abort(self) -> int:
-        """RSET or an aborted message (not registered with libmilter, see _end_transaction)."""
-        try:
-            self._end_transaction()
-        except Exception:  # noqa: BLE001
-            self._internal("abort")
-        return milter.CONTINUE
-
     def _log_unfinished(self) -> None:
         """A transaction that ended before EOM (refused RCPTs/DATA, RSET): log it once."""
         rec = dict(self.session.log_record())
