@@ -117,6 +117,7 @@ class Session:
         self.record_variables = record_variables
         self.listen_port = listen_port
         self.final: dict | None = None
+        self.last_refusal: Decision | None = None   # the transaction's latest non-accept decision
         self.dry_run = runtime.dry_run_for(self.snapshot)
         self.simulate = simulate      # `aclmilter test`: no waiting in `delay`, no reports sent
 
@@ -153,6 +154,8 @@ class Session:
             return _NO_ACL[stage]      # a stage left out accepts; nothing to evaluate or trace
         ctx = self._ctx(stage, rcpt, command)
         decision = engine.run(ctx, acl)
+        if decision.result is not Result.OK:
+            self.last_refusal = decision       # names the statement in an unfinished message's log line
         self._record(stage, decision, ctx, rcpt)
         return decision
 
@@ -275,6 +278,7 @@ class Session:
         """MAIL FROM: a new transaction, then the mail ACL (discard there discards the message)."""
         if self.txn is not None:
             self.txn.close()
+        self.last_refusal = None
         self.txn = Transaction(sender=_strip_brackets(sender), sender_params=tuple(params))
         self.txn.edits = Edits()
         self.txn.body.threshold = int(self.policy.settings.get("body_spool_threshold") or (1 << 20))

@@ -97,6 +97,13 @@ def test_rcpt_defer_gives_4xx(pf: Postfix) -> None:
     assert r.data is None
 
 
+def test_refused_transaction_is_logged_with_the_deciding_statement(pf: Postfix, milterd: AclMilterd) -> None:
+    r = pf.send(SENDER, ["rcptdefer@example.test"], simple_message())
+    assert r.rcpt["rcptdefer@example.test"][0] == 451
+    # the transaction never reaches end of data: it is logged when the session goes on or ends
+    milterd.wait_log(rf"from=<{SENDER}> to=- decision=tempfail_at_rcpt where=\S+policy\.yaml:11")
+
+
 def test_data_deny_rejects_message(pf: Postfix, sink: Sink) -> None:
     r = pf.send(SENDER, ["ok@example.test"], simple_message(subject="please datadeny me"))
     assert r.data is not None and r.data[0] == 550, r

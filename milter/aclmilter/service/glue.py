@@ -260,13 +260,10 @@ class AclMilter(Milter.Base):
 
     def _log_unfinished(self) -> None:
         """A transaction that ended before EOM (refused RCPTs/DATA, RSET): log it once."""
-        rec = dict(self.session.log_record())
+        rec = dict(self.session.log_record("", getattr(self.session, "last_refusal", None)))
         if self.last_refusal is not None:
             stage, resp = self.last_refusal
             rec["decision"] = f"{resp.action.value}_at_{stage}"
-            records = getattr(self.session, "records", None)
-            if records:
-                rec["where"] = records[-1].where
         else:
             rec["decision"] = "aborted"
         msglog.info("%s", _format_record(rec))
