@@ -73,7 +73,8 @@ def tree_cpu(pid: int | None) -> float:
     return total
 
 
-def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int | None = None) -> dict:
+def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int | None = None,
+             keep_session: bool = False) -> dict:
     """Run smtp-source once against pf; wait for all deliveries (bounded).
 
     Also returns the CPU time per message of the whole machine and of the milter process tree
@@ -83,6 +84,8 @@ def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int 
     busy0, milter0 = system_busy(), tree_cpu(milter_pid)
     cmd = [require_binary("smtp-source"), "-s", str(c), "-m", str(n), "-l", str(size),
            "-f", "sender@bench.example", "-t", "rcpt@bench.test", f"127.0.0.1:{pf.port}"]
+    if keep_session:                 # several messages per SMTP (and milter) connection
+        cmd.insert(1, "-d")
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     t_acc = time.monotonic() - t0
@@ -111,6 +114,8 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=1)
     ap.add_argument("--cases", default="none,noop,unix,inet",
                     help="none = no milter, noop = do-nothing pymilter (floor), unix, inet = aclmilter")
+    ap.add_argument("--keep-session", action="store_true",
+                    help="send every message of a client over one SMTP session (smtp-source -d)")
     ap.add_argument("--warmup", type=int, default=100, help="messages sent before each case")
     ap.add_argument("--system-dns", action="store_true",
                     help="keep the policy's DNS settings (default: a private loopback knotd)")
@@ -151,10 +156,10 @@ def main() -> int:
                 spec = {"none": None, "noop": f"unix:{work / 'noop.sock'}"}.get(case)
                 pf.set_milter(spec if case in ("none", "noop") else daemons[case].postfix_spec)
                 if a.warmup:
-                    run_case(pf, "warmup", a.warmup, a.c, a.size)
+                    run_case(pf, "warmup", a.warmup, a.c, a.size, keep_session=a.keep_session)
                 pid = noop.pid if case == "noop" and noop else (
                     daemons[case].pid if case in daemons else None)
-                r = run_case(pf, case, a.n, a.c, a.size, pid)
+                r = run_case(pf, case, a.n, a.c, a.size, pid, a.keep_session)
                 r["trial"] = trial + 1
                 results.append(r)
                 print(f"trial {trial + 1} {case:5s} accepted {r['acc_rate']:7.1f} msg/s   "
@@ -177,7 +182,7 @@ def main() -> int:
     base_acc = statistics.median(r["acc_rate"] for r in base) if base else None
     base_del = statistics.median(r["del_rate"] for r in base) if base else None
     print(f"\n{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  n={a.n} c={a.c} "
-          f"size={a.size} policy={a.policy.name} "
+          f"size={a.size} policy={a.policy.name} keep_session={a.keep_session} "
           f"workers={a.workers} trials={a.trials}")
     print("ratios are to the median no-milter rate of this run")
     print("| case | accepted msg/s | delivered msg/s | ratio accepted | ratio delivered "

@@ -78,12 +78,22 @@ def test_unix_socket_skips_and_leaves_unanswered_what_the_policy_cannot_use() ->
     assert not bits & (milter.P_NOCONNECT | milter.P_NOHELO | milter.P_NOMAIL | milter.P_NORCPT)
 
 
-def test_tcp_answers_every_pre_eom_step_and_keeps_data() -> None:
+def test_tcp_keeps_data_answered_but_leaves_other_unused_steps_unanswered() -> None:
     bits = negotiation.wanted(analyse(load_file(ROOT / "policies" / "default.yaml")), over_tcp=True)
     assert bits & milter.P_NOHDRS and bits & milter.P_NOBODY
-    assert not bits & milter.P_NODATA
-    for nr in negotiation.NO_REPLY_BIT.values():
-        assert not bits & nr
+    # DATA is the last step smtpd writes before handing the connection to cleanup: it must be
+    # sent and answered, or cleanup's end of message waits for our delayed ACK
+    assert not bits & milter.P_NODATA and not bits & milter.P_NR_DATA
+    assert bits & milter.P_NR_CONN and bits & milter.P_NR_RCPT
+    assert not bits & milter.P_NR_HELO and not bits & milter.P_NR_MAIL    # the policy answers there
+
+
+def test_a_predata_acl_is_answered_on_both_socket_kinds() -> None:
+    n = needs("acl:\n  predata:\n    - deny:\n        message: no\n")
+    for over_tcp in (False, True):
+        bits = negotiation.wanted(n, over_tcp=over_tcp)
+        assert not bits & (milter.P_NODATA | milter.P_NR_DATA)
+        assert bits & milter.P_NR_MAIL and bits & milter.P_NR_HELO
 
 
 def test_unknown_needs_ask_for_everything() -> None:

@@ -215,13 +215,13 @@ def test_failure_in_unanswered_rcpt_tempfails_that_message_only(nr) -> None:
     assert obj.eom() == milter.CONTINUE
 
 
-def test_tcp_listener_answers_every_step(monkeypatch: pytest.MonkeyPatch, nr) -> None:
+def test_tcp_listener_always_gets_and_answers_data(monkeypatch: pytest.MonkeyPatch, nr) -> None:
     monkeypatch.setattr(glue.CONFIG, "unix_socket", False, raising=False)
     obj = glue.AclMilter()
     obj._setctx(FakeCtx())
     obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
-    assert not obj._protocol & (milter.P_NR_CONN | milter.P_NR_RCPT | milter.P_NODATA)
-    assert obj._protocol & milter.P_NOHDRS
+    assert not obj._protocol & (milter.P_NR_DATA | milter.P_NODATA)
+    assert obj._protocol & milter.P_NR_CONN and obj._protocol & milter.P_NOHDRS
 
 
 def test_abort_is_not_registered_and_transactions_end_lazily(m, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,21 +27,22 @@ CONTENT_NO_REPLY_BIT = {"header": milter.P_NR_HDR, "eoh": milter.P_NR_EOH, "body
 def wanted(needs: Needs, *, over_tcp: bool) -> int:
     """The SMFIP_* bits to ask for (the glue intersects them with what the MTA offers).
 
-    Over TCP no pre-EOM step is made no-reply and DATA is never skipped: Postfix's next
-    command after one we do not answer waits in its Nagle buffer for our delayed ACK, about
-    40 ms per message (measured through Postfix: 22 msg/s sequentially instead of ~450, see
-    bench/RESULTS.md), whereas an answer carries the ACK at once. A unix socket has no such
-    stall, so there every step the policy cannot refuse at is skipped or left unanswered.
+    Steps the policy cannot refuse at are left unanswered (and DATA skipped) on a unix socket.
+    Over TCP the same holds except for DATA, which is always sent and answered: Postfix
+    buffers unanswered steps and sends them with the next step it waits for, but smtpd flushes
+    its buffer when it hands the milter connection to cleanup after DATA. Whatever was
+    pending then (an unanswered DATA, or the DATA macros Postfix sends even for a skipped
+    DATA) goes out alone, and cleanup's end-of-message packet waits in Postfix's Nagle buffer
+    for our delayed ACK: about 40 ms per message (22 msg/s sequentially instead of ~450, see
+    bench/RESULTS.md). An answered DATA carries that ACK at once.
     """
     bits = ALWAYS_SKIPPED | ALWAYS_NO_REPLY
     if not needs.content:
         bits |= milter.P_NOHDRS | milter.P_NOBODY
-    if over_tcp:
-        return bits
     for step, bit in NO_REPLY_BIT.items():
-        if step not in needs.replies:
+        if step not in needs.replies and not (over_tcp and step == "predata"):
             bits |= bit
-    if not needs.predata:
+    if not needs.predata and not over_tcp:
         bits |= milter.P_NODATA
     return bits
 
