@@ -90,13 +90,14 @@ def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., R
     def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(fn)
         def run(self: "Session", *args: Any, **kwargs: Any) -> Response:
-            started = time.monotonic()
+            started = time.monotonic() if self.services.metrics is not None else 0.0
             try:
                 return fn(self, *args, **kwargs)
             except Exception:  # noqa: BLE001 - one bad message must never kill the service
                 return self._finish(self._internal_error(stage), stage)
             finally:
-                self._timed(stage, started)
+                if started:
+                    self._timed(stage, started)
         return run
     return wrap
 

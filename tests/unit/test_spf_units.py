@@ -104,3 +104,12 @@ def test_authres_fragments():
     assert str(authres_fragment(bare)) == 'spf=none smtp.mailfrom="<>"'
     guessed = outcome(guessed=True)
     assert str(authres_fragment(guessed)) == "spf=pass (best guess record for domain) smtp.mailfrom=example.org"
+
+
+def test_renumbered_outcome_differs_only_in_seq_and_leaves_the_cached_one_alone():
+    cached = _with_texts(SpfOutcome(SpfResult.PASS, Identity.MAILFROM, "example.org", "a@example.org",
+                                    "a@example.org", "192.0.2.1", "mx.example.org", "mx.test", seq=3), "")
+    twin = cached.renumbered(9)
+    assert twin.seq == 9 and cached.seq == 3 and twin is not cached
+    assert {k: v for k, v in vars(twin).items() if k != "seq"} == {k: v for k, v in vars(cached).items() if k != "seq"}
+    assert twin.received == cached.received and twin.received

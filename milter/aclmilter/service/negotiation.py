@@ -7,6 +7,8 @@ failure inside such a step is held by the glue and given at the next step the MT
 
 from __future__ import annotations
 
+import functools
+
 import milter
 
 from ..policy.needs import Needs
@@ -24,6 +26,7 @@ NO_REPLY_BIT = {"connect": milter.P_NR_CONN, "helo": milter.P_NR_HELO, "mail": m
 CONTENT_NO_REPLY_BIT = {"header": milter.P_NR_HDR, "eoh": milter.P_NR_EOH, "body": milter.P_NR_BODY}
 
 
+@functools.lru_cache(maxsize=64)   # asked once per MTA connection; a policy has one Needs
 def wanted(needs: Needs, *, over_tcp: bool) -> int:
     """The SMFIP_* bits to ask for (the glue intersects them with what the MTA offers).
 
