@@ -160,6 +160,14 @@ def test_deep_nesting_is_a_syntax_problem_not_a_crash() -> None:
     ("${if and{{eq{a}{a}}{eq{b}{c}}}{y}{n}}", "n"),
     ("${if or{{eq{a}{b}}{eq{b}{b}}}{y}{n}}", "y"),
     ("${if or{ {eq{a}{b}} {eq{b}{c}} }{y}{n}}", "n"),
+    # Exim: inside and{} a match's $1.. is seen by the later sub-conditions; afterwards the
+    # last match's values remain
+    ("${if and{{match{user@example.org}{\\N^([^@]+)@(.+)\\N}}{eq{$2}{example.org}}}{$1}{n}}", "user"),
+    ("${if and{{match{ab}{\\N(a)\\N}}{match{cd}{\\N(d)\\N}}}{$1}{n}}", "d"),
+    ("${if and{{match{ab}{\\N(a)(b)\\N}}{match{cd}{\\N(d)\\N}}}{$1$2}{n}}", "d"),
+    ("${if and{{match{ab}{\\N(a)\\N}}{eq{$1}{b}}}{y}{n}}", "n"),
+    # or{}: the values of the first true sub-condition
+    ("${if or{{match{ab}{\\N(x)\\N}}{match{cd}{\\N(c)\\N}}{match{ef}{\\N(e)\\N}}}{$1}{n}}", "c"),
     ("${if !or{{eq{a}{b}}}{y}{n}}", "y"),
     ("${if inlist{b}{a : b : c}{[$value]}{n}}", "[b]"),
     ("${if inlist{B}{a:b}{y}{n}}", "n"),

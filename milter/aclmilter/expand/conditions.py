@@ -78,14 +78,22 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
     from .evaluate import evaluate_seq
     name = cond.name
     if name == "and":
+        # Exim: a match's $0..$9 (and an inlist's $value) are seen by the sub-conditions after
+        # it; afterwards the values of the last match that set them remain.
+        from .evaluate import bound
+        carried: Bindings = {}
         for sub in cond.subconds:
-            if not test(ctx, sub)[0]:
+            with bound(ctx, carried):
+                ok, got = test(ctx, sub)
+            if not ok:
                 return False, {}
-        return True, {}
+            carried = {**carried, **got}
+        return True, carried
     if name == "or":
-        for sub in cond.subconds:
-            if test(ctx, sub)[0]:
-                return True, {}
+        for sub in cond.subconds:       # Exim: the values come from the first one that is true
+            ok, got = test(ctx, sub)
+            if ok:
+                return True, got
         return False, {}
     if name == "def":
         if cond.header is not None:
