@@ -90,7 +90,11 @@ def test_negotiation_asks_no_reply_for_header_and_body(m) -> None:
     obj, ctx = m
     assert obj._protocol & milter.P_NR_HDR and obj._protocol & milter.P_NR_BODY
     assert obj._protocol & milter.P_NOEOH and not obj._protocol & milter.P_NOHDRS
-    assert [c[0] for c in ctx.calls].count("setsymlist") == 7
+    asked = {c[1]: c[2] for c in ctx.calls if c[0] == "setsymlist"}
+    # only the stages whose MTA defaults may lack what the session reads (each call costs a
+    # GIL hand-over in pymilter); `i` from RCPT on is in both MTAs' defaults
+    assert set(asked) == {milter.M_CONNECT, milter.M_HELO, milter.M_ENVFROM}
+    assert "{client_addr}" in asked[milter.M_CONNECT] and "{auth_authen}" in asked[milter.M_ENVFROM]
 
 
 def test_exception_in_callback_tempfails_and_service_goes_on(m) -> None:
