@@ -236,7 +236,8 @@ class AclMilter(Milter.Base):
                 ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,
                                      self.hides_own_received)
                 edit_plan.execute(self, ops)
-            msglog.info("%s", _format_record(result.summary))
+            if msglog.isEnabledFor(logging.INFO):      # the line is built only to be written
+                msglog.info("%s", _format_record(result.summary))
             self.in_txn = False
             return self._answer("eom", response, at_eom=True)
         except Exception:  # noqa: BLE001
