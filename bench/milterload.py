@@ -9,15 +9,18 @@ Each worker thread holds one milter connection and sends messages the way Postfi
 `--per-conn` messages per connection), honouring the NO/NR flags the milter negotiated
 (tests/harness/milterclient.py, on the PyPI miltertest codec). `--quickack` sets TCP_QUICKACK
 after every read, which hides a milter's delayed-ACK stalls: compare with and without to see
-whether the milter still has them. `--serve` starts `aclmilter serve` itself and reports its
-CPU seconds per message. Prints msg/s, latency percentiles and answer counts.
+whether the milter still has them. `--serve` starts `aclmilter serve` itself (its policy
+resolving through a private loopback knotd, bench/localdns.py) and reports its CPU seconds
+per message. Prints msg/s, latency percentiles and answer counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -28,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.harness.milterclient import MilterClient  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from localdns import with_local_dns  # noqa: E402
 
 HEADERS = [("Received", "from client.example.org (client.example.org [203.0.113.7]) by mx"),
            ("From", "Alice <alice@example.org>"), ("To", "<bob@example.test>"),
@@ -114,23 +120,26 @@ def main() -> int:
     ap.add_argument("--per-conn", type=int, default=1)
     ap.add_argument("--quickack", action="store_true")
     a = ap.parse_args()
-    daemon = None
-    if a.serve:
-        from tests.harness.aclmilterd import AclMilterd
-        daemon = AclMilterd(a.policy, a.kind, workers=a.workers, extra_args=["--log-level", "warning"]).start()
-        spec = daemon.client_spec
-    elif a.milter:
-        spec = a.milter
-    else:
+    if not a.serve and not a.milter:
         ap.error("--milter or --serve is required")
-    try:
+    daemon = None
+    with contextlib.ExitStack() as stack:
+        if a.serve:
+            from tests.harness.aclmilterd import AclMilterd
+            from tests.harness.postfix import world_traversable_dir
+            work = world_traversable_dir("aclmilter-load-")
+            stack.callback(shutil.rmtree, work, True)
+            # DNS must stay on loopback: the policy resolves through a private knotd
+            policy = stack.enter_context(with_local_dns(a.policy, work))
+            daemon = AclMilterd(policy, a.kind, workers=a.workers, extra_args=["--log-level", "warning"]).start()
+            stack.callback(daemon.remove)
+            stack.callback(daemon.stop)
+            spec = daemon.client_spec
+        else:
+            spec = a.milter
         cpu0 = cpu_seconds(daemon.pid) if daemon and a.workers == 1 else None
         r = run(spec, a.n, a.c, a.per_conn, a.quickack)
         cpu = cpu_seconds(daemon.pid) - cpu0 if cpu0 is not None else None
-    finally:
-        if daemon:
-            daemon.stop()
-            daemon.remove()
     print(f"{spec} n={r['n']} c={a.c} per_conn={a.per_conn} quickack={a.quickack}: "
           f"{r['rate']:.0f} msg/s  p50 {r['p50']:.1f} ms  p90 {r['p90']:.1f} ms  p99 {r['p99']:.1f} ms  "
           f"answers {r['answers']}  errors {r['error_count']} {r['errors']}")
