@@ -153,11 +153,15 @@ class Expansion:
 
     def evaluate(self, ctx: "EvalContext") -> str:
         """Expand against `ctx`; raises ForcedFail, ExpansionFailed or LookupDefer."""
-        from .evaluate import evaluate_seq
-        return evaluate_seq(ctx, self.root)
+        return _evaluate.evaluate_seq(ctx, self.root)
 
 
 def parse(text: str) -> Expansion:
     """Parse `text` once; raises errors.SyntaxProblem(message, offset) on any mistake."""
     from .parser import parse_text
     return Expansion(text, parse_text(text))
+
+
+# Imported last: evaluate.py imports this module's node classes. A function-level import
+# would run the import machinery on every expansion (measured ~1 us each in the hot path).
+from . import evaluate as _evaluate  # noqa: E402

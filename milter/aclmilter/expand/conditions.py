@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ExpansionFailed, LookupDefer
+from ..outcome import Result
 from .ast import Cond
 from . import headers
 from .regexes import search
@@ -75,12 +76,12 @@ def test(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
 
 
 def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
-    from .evaluate import evaluate_seq
+    evaluate_seq = _evaluate.evaluate_seq
     name = cond.name
     if name == "and":
         # Exim: a match's $0..$9 (and an inlist's $value) are seen by the sub-conditions after
         # it; afterwards the values of the last match that set them remain.
-        from .evaluate import bound
+        bound = _evaluate.bound
         carried: Bindings = {}
         for sub in cond.subconds:
             with bound(ctx, carried):
@@ -98,7 +99,7 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
     if name == "def":
         if cond.header is not None:
             return headers.header_exists(ctx, cond.header.name), {}
-        from .evaluate import variable
+        variable = _evaluate.variable
         return variable(ctx, cond.target) != "", {}
     args = [evaluate_seq(ctx, a) for a in cond.args]
     if name in _NUMERIC:
@@ -126,7 +127,6 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
 
 def _inlist(subject: str, list_text: str, caseless: bool) -> tuple[bool, Bindings]:
     """Plain string membership in a list (no wildcards); binds $value to the matching item."""
-    from .. import lists
     want = subject.lower() if caseless else subject
     for item in lists.split_text(list_text):
         if (item.lower() if caseless else item) == want:
@@ -136,8 +136,6 @@ def _inlist(subject: str, list_text: str, caseless: bool) -> tuple[bool, Binding
 
 def _list_condition(ctx: "EvalContext", name: str, subject: str, list_text: str) -> tuple[bool, Bindings]:
     """match_ip / match_domain / match_address / match_local_part on an already expanded list."""
-    from .. import lists
-    from ..outcome import Result
     kind = {"match_ip": "ip", "match_domain": "domain", "match_address": "address",
             "match_local_part": "localpart"}[name]
     result = lists.match_text(ctx, list_text, subject, kind)
@@ -146,3 +144,8 @@ def _list_condition(ctx: "EvalContext", name: str, subject: str, list_text: str)
     if result is Result.ERROR:
         raise ExpansionFailed(f"{name}: bad list")
     return result is Result.OK, {}
+
+
+# Imported last (evaluate imports this module): looked up when called.
+from . import evaluate as _evaluate  # noqa: E402
+from .. import lists  # noqa: E402

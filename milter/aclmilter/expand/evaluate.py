@@ -50,8 +50,7 @@ def evaluate_node(ctx: "EvalContext", node: object) -> str:
     if isinstance(node, Lookup):
         return _lookup(ctx, node)
     if isinstance(node, Op):
-        from .operators import apply
-        return apply(ctx, node)
+        return _operators.apply(ctx, node)
     raise ExpansionFailed(f"internal: unknown expansion node {type(node).__name__}")
 
 
@@ -83,8 +82,7 @@ def bound(ctx: "EvalContext", values: dict[str, str]) -> Iterator[None]:
 
 
 def _if(ctx: "EvalContext", node: If) -> str:
-    from .conditions import test
-    ok, bindings = test(ctx, node.cond)
+    ok, bindings = _conditions.test(ctx, node.cond)
     if ok:
         if node.yes is None:
             return "true"
@@ -107,3 +105,7 @@ def _lookup(ctx: "EvalContext", node: Lookup) -> str:
     if node.fail:
         raise ForcedFail("forced failure in ${lookup}")
     return "" if node.no is None else evaluate_seq(ctx, node.no)
+
+
+# Imported last (both import this module): module objects, looked up when called.
+from . import conditions as _conditions, operators as _operators  # noqa: E402

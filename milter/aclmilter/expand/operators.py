@@ -14,7 +14,7 @@ from ..errors import ExpansionFailed
 from . import arith
 from .ast import Op
 from .names import lookup_entry
-from .regexes import MAX_SUBJECT
+from .regexes import MAX_SUBJECT, dynamic
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -26,7 +26,7 @@ _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=
 
 def apply(ctx: "EvalContext", node: Op) -> str:
     """Evaluate an operator or function item node."""
-    from .evaluate import evaluate_seq
+    evaluate_seq = _evaluate.evaluate_seq
     args = [evaluate_seq(ctx, a) for a in node.args]
     name = node.name
     if name == "sg":
@@ -73,7 +73,6 @@ def substr(s: str, start: int, length: int | None) -> str:
 
 def sg(node: Op, subject: str, pattern: str, replacement: str) -> str:
     """Replace every match of the regex; `$0`..`$9` in the replacement stand for groups."""
-    from .regexes import dynamic
     rx = node.regex if node.regex is not None else dynamic(pattern)
     subject = subject[:MAX_SUBJECT]
 
@@ -123,7 +122,6 @@ def _local_part(text: str) -> str:
 
 
 def _listcount(text: str) -> str:
-    from .. import lists
     return str(len(lists.split_text(text)))
 
 
@@ -165,3 +163,8 @@ _SIMPLE = {
     "quote_local_part": _quote_local_part,
     "strlen": lambda s: str(len(s)),
 }
+
+
+# Imported last (evaluate imports this module): looked up when called.
+from . import evaluate as _evaluate  # noqa: E402
+from .. import lists  # noqa: E402

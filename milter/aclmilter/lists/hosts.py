@@ -12,7 +12,8 @@ import re
 from typing import TYPE_CHECKING
 
 from ..errors import LookupDefer
-from .kinds import LOOKUP_ITEM, Flags, Outcome, run_lookup
+from .kinds import LOOKUP_ITEM, Flags, Outcome, run_lookup, string_like
+from ..expand.names import lookup_entry
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -116,7 +117,6 @@ def host_item(ctx: "EvalContext", item: str, subject: str, flags: Flags, names_a
             return run_lookup(ctx, "host", type_name, _masked_key(ip, bits, type_name), data)
         if not names_allowed:
             return Outcome.NOMATCH
-        from ..expand.names import lookup_entry
         entry = lookup_entry(type_name)
         if entry is not None and entry.query_style:
             return run_lookup(ctx, "host", type_name, None, data)
@@ -141,7 +141,6 @@ def host_item(ctx: "EvalContext", item: str, subject: str, flags: Flags, names_a
         name = ctx.conn.client.name
         if not name:
             return Outcome.UNKNOWN
-        from .kinds import string_like
         return string_like(ctx, item, name.lower(), True, "host")
     if ip is None:
         return Outcome.NOMATCH

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ExpansionFailed, LookupDefer
+from ..outcome import Result
 from ..expand import lookup as lookup_mod
 from ..expand.names import lookup_entry
 from ..expand.regexes import search
@@ -157,29 +158,30 @@ def address_item(ctx: "EvalContext", item: str, subject: str, flags: Flags) -> O
 
 
 def _named_domain(ctx: "EvalContext", name: str, domain: str) -> Outcome:
-    from ..outcome import Result
-    from .matching import match
     spec = (ctx.policy.lists.get("domain") or {}).get(name)
     if spec is None:
         ctx.log_lines.append(f"address list: no domain list named +{name}")
         return Outcome.DEFER
-    result = match(ctx, spec, domain, "domain", 1)
+    result = _matching.match(ctx, spec, domain, "domain", 1)
     if result is Result.OK:
         return Outcome.MATCH
     return Outcome.DEFER if result is Result.DEFER else Outcome.NOMATCH
 
 
 def _host(ctx: "EvalContext", item: str, subject: str, flags: Flags) -> Outcome:
-    from .hosts import host_item
-    return host_item(ctx, item, subject, flags, names_allowed=True)
+    return _hosts.host_item(ctx, item, subject, flags, names_allowed=True)
 
 
 def _ip(ctx: "EvalContext", item: str, subject: str, flags: Flags) -> Outcome:
-    from .hosts import host_item
-    return host_item(ctx, item, subject, flags, names_allowed=False)
+    return _hosts.host_item(ctx, item, subject, flags, names_allowed=False)
 
 
 MATCHERS: dict[str, Matcher] = {
     "host": _host, "ip": _ip, "domain": domain_item, "localpart": localpart_item,
     "address": address_item, "string": string_item,
 }
+
+
+# Imported last (both import this module): module objects, looked up when called. A
+# function-level import runs the import machinery on every list item matched.
+from . import hosts as _hosts, matching as _matching  # noqa: E402
