@@ -111,7 +111,7 @@ class Session:
         # The service pins the snapshot it negotiated the milter steps with: a reload must not
         # hand this connection a policy that needs steps the MTA was told to skip.
         self.pinned = snapshot
-        self.snapshot: Snapshot = snapshot or runtime.current()
+        self.snapshot = snapshot or runtime.current()
         self.conn = Connection()
         self.txn: Transaction | None = None
         self.records: list[StageRecord] = []
@@ -124,12 +124,17 @@ class Session:
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
-    def policy(self):  # noqa: ANN201 - Policy
-        return self.snapshot.policy
+    def snapshot(self) -> Snapshot:
+        """The (policy, services) pair this connection works with."""
+        return self._snapshot
 
-    @property
-    def services(self):  # noqa: ANN201 - Services
-        return self.snapshot.services
+    @snapshot.setter
+    def snapshot(self, snap: Snapshot) -> None:
+        # policy and services are read a dozen times per message: plain attributes, kept in
+        # step with the snapshot here (the only place it changes)
+        self._snapshot = snap
+        self.policy = snap.policy
+        self.services = snap.services
 
     def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
         return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,

@@ -239,6 +239,7 @@ def _delay(ctx: EvalContext, seconds: float) -> Result:
 
 _POSITIONS = {p.value: p for p in HeaderPosition}
 _HEADER_NAME = re.compile(r"^[!-9;-~]+\Z")
+_NEW_HEADER_LINE = re.compile(r"\n(?![ \t])")     # a newline that does not continue a header
 
 
 def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]:
@@ -254,7 +255,7 @@ def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]
             break
     text = text.replace("\r\n", "\n").replace("\r", " ").strip("\n")
     out: list[tuple[str, str]] = []
-    for block in re.split(r"\n(?![ \t])", text):
+    for block in _NEW_HEADER_LINE.split(text):
         if not block.strip():
             continue
         name, sep, value = block.partition(":")
