@@ -159,7 +159,10 @@ class AclMilter(Milter.Base):
                     self.pending = response
             return milter.NOREPLY
         if response.action is Action.CONTINUE:
-            response = self._held() or response
+            held = self.pending_conn or self.pending
+            if held is None:
+                return milter.CONTINUE          # the common case: nothing to map or remember
+            response = held
         return self._answer(stage, response)
 
     # ---- callbacks ---------------------------------------------------------------------------
