@@ -91,7 +91,8 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
     """Run one condition or modifier. Returns OK/FAIL/DEFER/ERROR (DROP/DISCARD from nested acl)."""
     where = st.where if st else "-"
     entry = use.entry
-    started = time.monotonic()
+    timed = entry.checks and ctx.services.metrics is not None     # check latency histogram
+    started = time.monotonic() if timed else 0.0
     try:
         if entry.arg is ArgMode.EXPANDED:
             if use.has_static:
@@ -122,7 +123,7 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
         ctx.log_lines.append(f"{where}: internal error in {use.name}: {exc!r}")
         return Result.ERROR
     finally:
-        if entry.checks and ctx.services.metrics is not None:
+        if timed:
             ctx.services.metrics.check_latency(use.name, time.monotonic() - started)
     if use.negated:
         rc = rc.negated()

@@ -368,7 +368,7 @@ class Session:
 
     def eom(self, macros: Mapping[str, str] | None = None) -> EomResult:
         """End of message: data ACL, hooks, per-recipient deliver ACL, then the final edits."""
-        started = time.monotonic()
+        started = time.monotonic() if self.services.metrics is not None else 0.0
         try:
             self._macros(macros)
             return self._eom()
@@ -376,7 +376,8 @@ class Session:
             response = self._finish(self._internal_error("eom"), "eom")
             return EomResult(response, Edits(), [], None, {"queue_id": self._qid(), "decision": "internal error"})
         finally:
-            self._timed("eom", started)
+            if started:
+                self._timed("eom", started)
 
     def _eom(self) -> EomResult:
         txn = self.txn
