@@ -3,8 +3,9 @@
 Only macros the session reads are asked for: every one costs the MTA formatting and libmilter
 parsing on every message. The connect list carries the client/listener identity
 (`{daemon_name}` tells a PROXY listener apart; `v` tells Postfix from Sendmail). The queue id
-`i` is requested from MAIL on, but Postfix only has it after the first accepted RCPT, so the
-session takes it when it appears.
+`i` is asked for at MAIL and comes with the MTA's default lists after that (see
+SYMLIST_STAGES); Postfix only has it after the first accepted RCPT, so the session takes it
+when it appears.
 """
 
 from __future__ import annotations
