@@ -23,8 +23,9 @@ DEFAULT_DEFER_TEXT = "Temporary local problem - please try later"
 #: libmilter's smfi_setmlreply accepts at most 32 lines.
 MAX_REPLY_LINES = 32
 
-#: a newline not followed by space/tab would start a new header line (injection)
-_LINE_INJECTION = re.compile(r"\n(?![ \t])")
+#: A newline not followed by space/tab: it starts a new header line (a header value holding
+#: one would inject a header; add_header text is split into headers there).
+NEW_HEADER_LINE = re.compile(r"\n(?![ \t])")
 _CODE_RE = re.compile(r"^([2-5]\d\d)\s+(?:([2-5])\.(\d{1,3})\.(\d{1,3})\s+)?")
 
 
@@ -156,7 +157,7 @@ class Edits:
         """Queue a header; exact duplicates are suppressed (Exim), CR/LF in the value is refused."""
         if has_crlf(add.name) or ":" in add.name or not add.name:
             raise ValueError(f"invalid header name {add.name!r}")
-        if "\r" in add.value or "\0" in add.value or _LINE_INJECTION.search(add.value):
+        if "\r" in add.value or "\0" in add.value or NEW_HEADER_LINE.search(add.value):
             raise ValueError("header value would inject a line")
         if any(a.name.lower() == add.name.lower() and a.value == add.value and a.position == add.position
                for a in self.header_adds):

@@ -90,14 +90,13 @@ def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., R
     def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(fn)
         def run(self: "Session", *args: Any, **kwargs: Any) -> Response:
-            started = time.monotonic() if self.services.metrics is not None else 0.0
+            started = self._clock()
             try:
                 return fn(self, *args, **kwargs)
             except Exception:  # noqa: BLE001 - one bad message must never kill the service
                 return self._finish(self._internal_error(stage), stage)
             finally:
-                if started:
-                    self._timed(stage, started)
+                self._timed(stage, started)
         return run
     return wrap
 
@@ -119,7 +118,6 @@ class Session:
         self.listen_port = listen_port
         self.final: dict | None = None
         self.last_refusal: Decision | None = None   # the transaction's latest non-accept decision
-        self.dry_run = runtime.dry_run_for(self.snapshot)
         self.simulate = simulate      # `aclmilter test`: no waiting in `delay`, no reports sent
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -130,11 +128,12 @@ class Session:
 
     @snapshot.setter
     def snapshot(self, snap: Snapshot) -> None:
-        # policy and services are read a dozen times per message: plain attributes, kept in
-        # step with the snapshot here (the only place it changes)
+        # policy, services and dry_run follow from it and are read many times per message:
+        # plain attributes, kept in step here (the only place the snapshot changes)
         self._snapshot = snap
         self.policy = snap.policy
         self.services = snap.services
+        self.dry_run = self.runtime.dry_run_for(snap)
 
     def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
         return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
@@ -225,8 +224,13 @@ class Session:
             return Response(Action.REJECT, build_reply(None, 550, "Internal error"))
         return Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
 
+    def _clock(self) -> float:
+        """Start time of a callback when there are metrics to feed, else 0.0 (no clock read)."""
+        return time.monotonic() if self.services.metrics is not None else 0.0
+
     def _timed(self, stage: str, started: float) -> None:
-        if self.services.metrics is not None:
+        """Record a callback's latency (started from `_clock`; 0.0 means not timed)."""
+        if started:
             self.services.metrics.callback_latency(stage, time.monotonic() - started)
 
     def _refused_by_proxy(self) -> Response | None:
@@ -240,7 +244,6 @@ class Session:
                 macros: Mapping[str, str] | None = None) -> Response:
         """New SMTP connection (also after XCLIENT): fresh Connection, then the connect ACL."""
         self.snapshot = self.pinned or self.runtime.current()
-        self.dry_run = self.runtime.dry_run_for(self.snapshot)
         if self.txn is not None:
             self.txn.close()
         self.txn = None
@@ -368,7 +371,7 @@ class Session:
 
     def eom(self, macros: Mapping[str, str] | None = None) -> EomResult:
         """End of message: data ACL, hooks, per-recipient deliver ACL, then the final edits."""
-        started = time.monotonic() if self.services.metrics is not None else 0.0
+        started = self._clock()
         try:
             self._macros(macros)
             return self._eom()
@@ -376,8 +379,7 @@ class Session:
             response = self._finish(self._internal_error("eom"), "eom")
             return EomResult(response, Edits(), [], None, {"queue_id": self._qid(), "decision": "internal error"})
         finally:
-            if started:
-                self._timed("eom", started)
+            self._timed("eom", started)
 
     def _eom(self) -> EomResult:
         txn = self.txn

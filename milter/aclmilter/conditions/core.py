@@ -7,7 +7,7 @@ import socket
 import time
 
 from .. import lists, registry
-from ..actions import HeaderAdd, HeaderPosition, HeaderRemove, RecipientAdd, has_crlf
+from ..actions import NEW_HEADER_LINE, HeaderAdd, HeaderPosition, HeaderRemove, RecipientAdd, has_crlf
 from ..context import EvalContext, is_acl_variable
 from ..errors import ExpansionFailed, SyntaxProblem
 from ..outcome import Result
@@ -239,7 +239,6 @@ def _delay(ctx: EvalContext, seconds: float) -> Result:
 
 _POSITIONS = {p.value: p for p in HeaderPosition}
 _HEADER_NAME = re.compile(r"^[!-9;-~]+\Z")
-_NEW_HEADER_LINE = re.compile(r"\n(?![ \t])")     # a newline that does not continue a header
 
 
 def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]:
@@ -255,7 +254,7 @@ def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]
             break
     text = text.replace("\r\n", "\n").replace("\r", " ").strip("\n")
     out: list[tuple[str, str]] = []
-    for block in _NEW_HEADER_LINE.split(text):
+    for block in NEW_HEADER_LINE.split(text):
         if not block.strip():
             continue
         name, sep, value = block.partition(":")

@@ -94,6 +94,8 @@ class AclMilter(Milter.Base):
             log.error("policy needs unknown, negotiating every step:\n%s", traceback.format_exc())
             self.snapshot, needs = None, EVERYTHING
         self._protocol = offered & negotiation.wanted(needs, over_tcp=not CONFIG.unix_socket)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("negotiated %s", negotiation.describe(self._protocol))
         opts[1] = self._protocol
         opts[2] = opts[3] = 0
         return milter.CONTINUE
@@ -159,7 +161,7 @@ class AclMilter(Milter.Base):
                     self.pending = response
             return milter.NOREPLY
         if response.action is Action.CONTINUE:
-            held = self.pending_conn or self.pending
+            held = self._held()
             if held is None:
                 return milter.CONTINUE          # the common case: nothing to map or remember
             response = held

@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 
+from .reloader import signals_blocked
+
 #: Latency buckets in seconds: milter callbacks are sub-millisecond to a few seconds (DNS).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -80,7 +82,6 @@ def start_server(addr: tuple[str, int], multiprocess_dir: str | None = None) -> 
     The server thread never receives SIGTERM/SIGINT/SIGHUP/SIGUSR1 (see
     `reloader.signals_blocked`): a stop or reload sent while it runs still takes effect.
     """
-    from .reloader import signals_blocked
     registry = REGISTRY
     if multiprocess_dir:
         from prometheus_client import multiprocess
