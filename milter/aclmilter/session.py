@@ -52,6 +52,18 @@ class Response:
 CONTINUE = Response(Action.CONTINUE)
 
 
+@dataclass(frozen=True)
+class HeldRefusal:
+    """A refusal from a step the MTA did not wait for, given at the next step it waits for.
+
+    `stage` is where it arose, `where` the statement (file:line) or "internal error".
+    """
+
+    stage: str
+    response: Response
+    where: str
+
+
 @dataclass
 class EomResult:
     response: Response
@@ -369,11 +381,19 @@ class Session:
         except Exception:  # noqa: BLE001
             return self._finish(self._internal_error("body"), "body")
 
-    def eom(self, macros: Mapping[str, str] | None = None) -> EomResult:
-        """End of message: data ACL, hooks, per-recipient deliver ACL, then the final edits."""
+    def eom(self, macros: Mapping[str, str] | None = None, held: HeldRefusal | None = None) -> EomResult:
+        """End of message: data ACL, hooks, per-recipient deliver ACL, then the final edits.
+
+        With `held` (a refusal from a step the MTA did not wait for) the message is refused
+        with it instead, logged as refused at that step, and nothing else runs: the message
+        would never have got this far had the MTA waited.
+        """
         started = self._clock()
         try:
             self._macros(macros)
+            if held is not None:
+                return self._eom_result(self._finish(held.response, held.stage), Edits(), None,
+                                        f"{held.response.action.value}_at_{held.stage}", where=held.where)
             return self._eom()
         except Exception:  # noqa: BLE001
             response = self._finish(self._internal_error("eom"), "eom")
@@ -444,7 +464,8 @@ class Session:
         for line in ctx.log_lines:
             log.info("%s %s: %s", self._qid(), what, line)
 
-    def _eom_result(self, response: Response, edits: Edits, decision: Decision | None, outcome: str) -> EomResult:
+    def _eom_result(self, response: Response, edits: Edits, decision: Decision | None, outcome: str,
+                    where: str | None = None) -> EomResult:
         txn = self.txn
         if self.dry_run:
             # Dry-run: keep header additions only as one descriptive header; no other edits.
@@ -460,7 +481,7 @@ class Session:
         else:
             changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
                                                                     edits.header_removes)]
-        summary = self.log_record(outcome, decision)
+        summary = self.log_record(outcome, decision, where)
         if self.services.metrics is not None:
             self.services.metrics.decision(response.action.value)
         return EomResult(response, edits, changes, None if self.dry_run else edits.quarantine, summary)
@@ -484,8 +505,10 @@ class Session:
         self.abort()
 
     # ---- logging ---------------------------------------------------------------------------
-    def log_record(self, outcome: str = "", decision: Decision | None = None) -> dict:
-        """The one-line-per-message record: queue id, client, HELO, sender, recipients, decision."""
+    def log_record(self, outcome: str = "", decision: Decision | None = None, where: str | None = None) -> dict:
+        """The one-line-per-message record: queue id, client, HELO, sender, recipients, decision.
+
+        `where` (the deciding statement) defaults to the decision's."""
         txn = self.txn
         rec = {
             "queue_id": self._qid(),
@@ -494,7 +517,7 @@ class Session:
             "sender": f"<{txn.sender}>" if txn else "",
             "recipients": [r.address for r in txn.recipients if r.accepted] if txn else [],
             "decision": outcome,
-            "where": decision.where if decision else "",
+            "where": where if where is not None else (decision.where if decision else ""),
             "dry_run": self.dry_run,
         }
         self.final = rec

@@ -60,15 +60,17 @@ def test_reload_changes_negotiation_for_new_connections_only(workdir: Path, kind
             assert old.protocol & C.SMFIP_NOHDRS and old.protocol & C.SMFIP_NOBODY
             if kind == "unix":
                 assert old.protocol & C.SMFIP_NODATA and old.protocol & C.SMFIP_NR_RCPT
-                assert old.protocol & C.SMFIP_NR_CONN and not old.protocol & C.SMFIP_NR_MAIL
             else:       # over TCP DATA is always sent and answered (no Nagle/delayed-ACK stall)
-                assert not old.protocol & (C.SMFIP_NODATA | C.SMFIP_NR_DATA | C.SMFIP_NR_MAIL)
-                assert old.protocol & C.SMFIP_NR_CONN and old.protocol & C.SMFIP_NR_RCPT
+                assert not old.protocol & (C.SMFIP_NODATA | C.SMFIP_NR_DATA)
+                assert old.protocol & C.SMFIP_NR_RCPT
+            # the MAIL ACL cannot refuse: it runs, but nobody waits for its answer
+            assert old.protocol & C.SMFIP_NR_CONN and old.protocol & C.SMFIP_NR_MAIL
             policy.write_text(WITH_CONTENT)
             d.reload()
             d.wait_log(r"reloaded .*headers and body needed: yes \(a data ACL\)")
             with MilterClient(d.client_spec) as new:
                 assert not new.protocol & (C.SMFIP_NOHDRS | C.SMFIP_NOBODY)
+                assert new.protocol & C.SMFIP_NR_MAIL
                 new.connect("[203.0.113.8]", "4", 4712, "203.0.113.8", CONNECT_MACROS)
                 new.helo("client.example.org")
                 ans = new.message("<a@example.org>", ["<b@example.test>"], [("Subject", "forbidden")], b"x\r\n")
@@ -105,6 +107,50 @@ def test_postfix_flows_with_lean_negotiation_and_after_reload(workdir: Path, kin
             ok = pf.send("alice@example.org", ["y@example.test"], simple_message(subject="fine"))
             assert ok.accepted, ok
             assert sink.wait_for_rcpt("y@example.test").header("X-Lean") == "from alice@example.org"
+            assert not any("x@example.test" in dv.rcpt_tos for dv in sink.deliveries)
+        finally:
+            pf.stop()
+
+
+# A MAIL ACL that cannot refuse by design, but whose `set` fails at run time for one sender:
+# MAIL is not waited for, so the error is held and given at the next answered step.
+FAILS_UNANSWERED = """\
+acl:
+  mail:
+    - accept:
+        condition: "${if eq{$sender_address_local_part}{broken}}"
+        set:
+          acl_m_n: "${eval:$sender_address_local_part}"
+    - accept:
+        add_header: ":at_start:X-Mail-Acl: ran for $sender_address"
+"""
+
+
+@pytest.mark.parametrize("kind", ["unix", "inet"])
+def test_error_in_an_unanswered_mail_acl_defers_the_message_at_the_next_answer(workdir: Path, kind: str) -> None:
+    policy = workdir / "policy.yaml"
+    policy.write_text(FAILS_UNANSWERED)
+    with Sink() as sink, AclMilterd(policy, kind, workdir=workdir) as d:
+        d.wait_log(r"answers needed at: none")
+        pf = Postfix(relay_port=sink.port, milter=d.postfix_spec, root=workdir / "pf")
+        pf.start()
+        try:
+            bad = pf.send("broken@example.org", ["x@example.test"], simple_message(subject="bad"))
+            # MAIL and RCPT were accepted without waiting; the held 451 comes with the next answer:
+            # end of data on a unix socket, the DATA command over TCP (always answered there)
+            assert bad.mail[0] == 250 and bad.rcpt["x@example.test"][0] == 250, bad
+            assert not bad.accepted, bad
+            if kind == "unix":
+                assert bad.data is not None and bad.data[0] == 451, bad
+            else:
+                assert bad.data is None and bad.error is not None and bad.error.startswith("451"), bad
+            good = pf.send("alice@example.org", ["y@example.test"], simple_message(subject="good"))
+            assert good.accepted, good
+            got = sink.wait_for_rcpt("y@example.test")
+            assert got.header("X-Mail-Acl") == "ran for alice@example.org"
+            # the log line names the step and the statement, not an accept
+            d.wait_log(r"from=<broken@example.org> to=<x@example.test> decision=tempfail_at_mail "
+                       r"where=\S*policy.yaml:3")
             assert not any("x@example.test" in dv.rcpt_tos for dv in sink.deliveries)
         finally:
             pf.stop()

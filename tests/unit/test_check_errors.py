@@ -57,7 +57,7 @@ def test_check_cli_exit_status_and_format(tmp_path: Path, capsys: pytest.Capture
     bad = tmp_path / "bad.yaml"
     bad.write_text(CASES[0][0])
     good = tmp_path / "good.yaml"
-    good.write_text("acl:\n  rcpt:\n    - accept\n")
+    good.write_text("acl:\n  rcpt:\n    - deny: {domains: example.org}\n    - accept\n")
     assert main(["check", str(good)]) == 0
     out = capsys.readouterr().out
     assert f"{good}: OK" in out and "answers needed at: rcpt; headers and body needed: no" in out

@@ -18,10 +18,44 @@ def needs(text: str):  # noqa: ANN201
     return analyse(load_text(text, "p.yaml"))
 
 
-def test_default_policy_answers_at_helo_and_mail_and_needs_no_content() -> None:
+def test_default_policy_cannot_refuse_so_no_step_is_waited_for_and_no_content_sent() -> None:
+    # its HELO and MAIL ACLs are warns and accepts ending in a plain accept
     n = analyse(load_file(ROOT / "policies" / "default.yaml"))
-    assert n.replies == {"helo", "mail"}
+    assert n.replies == frozenset()
     assert not n.content and not n.predata
+
+
+@pytest.mark.parametrize("acl, why", [
+    ("- deny: {senders: a@example.org}\n    - accept", "a refusing verb"),
+    ("- defer: {senders: a@example.org}\n    - accept", "a refusing verb"),
+    ("- drop: {senders: a@example.org}\n    - accept", "a refusing verb"),
+    ("- discard: {senders: a@example.org}\n    - accept", "a refusing verb"),
+    ("- require: {senders: a@example.org}\n    - accept", "a refusing verb"),
+    ("- warn: {senders: a@example.org}", "runs off its end: implicit deny"),
+    ("- accept: {senders: a@example.org}", "the last accept has a condition"),
+    ("- accept: {senders: a@example.org, endpass: null, hosts: 192.0.2.1}\n    - accept",
+     "a condition failing after endpass denies"),
+    ("- accept: {acl: inner}\n    - accept", "a nested ACL"),
+    ("- warn: {acl: inner}\n    - accept", "a nested ACL"),
+    ("- warn: {delay: 1s}\n    - accept", "delay is about when the client is answered"),
+    ("[]", "an empty ACL denies"),
+])
+def test_a_step_whose_acl_can_refuse_is_answered(acl: str, why: str) -> None:
+    n = needs(f"acl:\n  mail:\n    {acl}\n  inner:\n    - accept\n")
+    assert n.replies == {"mail"}, why
+
+
+def test_warns_and_conditional_accepts_before_a_plain_accept_are_not_waited_for() -> None:
+    n = needs("acl:\n  helo:\n    - warn: {hosts: 192.0.2.1, log_message: x}\n    - accept\n"
+              "  mail:\n    - accept: {senders: a@example.org, add_header: \":at_start:X-A: 1\"}\n"
+              "    - warn: {spf: fail}\n    - accept: {set: {acl_m_x: y}}\n")
+    assert n.replies == frozenset()
+
+
+def test_rcpt_is_answered_when_a_condition_outside_warn_could_defer_one_recipient() -> None:
+    assert needs("acl:\n  rcpt:\n    - warn: {domains: example.org}\n    - accept\n").replies == frozenset()
+    n = needs("acl:\n  rcpt:\n    - accept: {domains: example.org}\n    - accept\n")
+    assert n.replies == {"rcpt"}
 
 
 @pytest.mark.parametrize("policy, reason", [
@@ -46,7 +80,7 @@ def test_content_needed_and_why(policy: str, reason: str) -> None:
 @pytest.mark.parametrize("text", [":at_start:X-A: 1", ":at_end:X-A: 1", "X-A: $sender_address"])
 def test_top_or_bottom_headers_need_no_content(text: str) -> None:
     n = needs(f"acl:\n  rcpt:\n    - accept:\n        add_header: \"{text}\"\n")
-    assert not n.content and n.replies == {"rcpt"}
+    assert not n.content
 
 
 def test_message_of_a_deny_is_a_reply_not_a_header() -> None:
@@ -65,12 +99,26 @@ def test_proxy_required_hosts_makes_every_command_answer() -> None:
 
 
 def test_summary_names_steps_and_reasons() -> None:
-    text = needs("acl:\n  predata:\n    - accept\n  data:\n    - accept\n").summary()
+    text = needs("acl:\n  predata:\n    - deny: {senders: a@example.org}\n    - accept\n"
+                 "  data:\n    - accept\n").summary()
     assert "answers needed at: predata" in text and "yes (a data ACL)" in text
 
 
-def test_unix_socket_skips_and_leaves_unanswered_what_the_policy_cannot_use() -> None:
+REFUSING_AT_HELO_AND_MAIL = ("acl:\n  helo:\n    - deny: {condition: \"${if eq{$sender_helo_name}{x}}\"}\n"
+                             "    - accept\n  mail:\n    - require: {spf: pass}\n    - accept\n")
+
+
+def test_default_policy_leaves_every_step_before_eom_unanswered_on_a_unix_socket() -> None:
     bits = negotiation.wanted(analyse(load_file(ROOT / "policies" / "default.yaml")), over_tcp=False)
+    assert bits & milter.P_NODATA
+    for step_bit in negotiation.NO_REPLY_BIT.values():
+        assert bits & step_bit
+    bits = negotiation.wanted(analyse(load_file(ROOT / "policies" / "default.yaml")), over_tcp=True)
+    assert not bits & (milter.P_NR_DATA | milter.P_NODATA)      # see the TCP test below
+
+
+def test_unix_socket_skips_and_leaves_unanswered_what_the_policy_cannot_use() -> None:
+    bits = negotiation.wanted(needs(REFUSING_AT_HELO_AND_MAIL), over_tcp=False)
     for skipped in (milter.P_NOHDRS, milter.P_NOBODY, milter.P_NODATA, milter.P_NOEOH, milter.P_NOUNKNOWN):
         assert bits & skipped
     assert bits & milter.P_NR_CONN and bits & milter.P_NR_RCPT
@@ -79,7 +127,7 @@ def test_unix_socket_skips_and_leaves_unanswered_what_the_policy_cannot_use() ->
 
 
 def test_tcp_keeps_data_answered_but_leaves_other_unused_steps_unanswered() -> None:
-    bits = negotiation.wanted(analyse(load_file(ROOT / "policies" / "default.yaml")), over_tcp=True)
+    bits = negotiation.wanted(needs(REFUSING_AT_HELO_AND_MAIL), over_tcp=True)
     assert bits & milter.P_NOHDRS and bits & milter.P_NOBODY
     # DATA is the last step smtpd writes before handing the connection to cleanup: it must be
     # sent and answered, or cleanup's end of message waits for our delayed ACK

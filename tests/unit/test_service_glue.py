@@ -61,7 +61,12 @@ class ScriptedSession:
     def header(self, *a: Any) -> Response: return self._ans("header")
     def eoh(self) -> Response: return self._ans("eoh")
     def body(self, *a: Any) -> Response: return self._ans("body")
-    def eom(self, *a: Any) -> EomResult: return self._ans("eom")
+    def eom(self, macros: Any = None, held: Any = None) -> EomResult:
+        if held is not None:      # as Session.eom: refused with the held answer, nothing else runs
+            return EomResult(held.response, Edits(), [], None,
+                             {"queue_id": "QID", "decision": f"{held.response.action.value}_at_{held.stage}",
+                              "where": held.where})
+        return self._ans("eom")
     def abort(self) -> None: pass
     def close(self) -> None: pass
     def log_record(self, *a: Any) -> dict: return {"queue_id": "QID", "decision": ""}
@@ -267,3 +272,18 @@ def test_failure_in_unanswered_helo_is_not_forgotten_at_mail(nr) -> None:
     assert obj.hello("client.example") == milter.NOREPLY
     ScriptedSession.answers = {}
     assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL      # MAIL is answered: held here
+
+
+def test_a_new_helo_is_judged_on_its_own_but_a_connect_failure_stays(nr) -> None:
+    obj, _ctx, _created, _rt = nr
+    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
+    ScriptedSession.answers = {"helo": RuntimeError("helo broke")}
+    assert obj.hello("client.example") == milter.NOREPLY
+    ScriptedSession.answers = {}
+    assert obj.hello("client.example") == milter.NOREPLY          # EHLO again (after STARTTLS)
+    assert obj.envfrom("<a@example.org>") == milter.CONTINUE       # the failed HELO is gone
+    ScriptedSession.answers = {"connect": RuntimeError("connect broke")}
+    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
+    ScriptedSession.answers = {}
+    assert obj.hello("client.example") == milter.NOREPLY
+    assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL       # a new HELO does not clear it

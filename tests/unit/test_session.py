@@ -176,3 +176,23 @@ def test_engine_and_session_run_without_any_milter_import() -> None:
             "print(sorted(m for m in ('milter', 'Milter') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_held_refusal_refuses_at_eom_without_running_the_data_acl(tmp_path: Path) -> None:
+    from aclmilter.actions import Reply
+    from aclmilter.session import HeldRefusal, Response
+    s = make_session(tmp_path, "acl:\n  data:\n    - accept: {add_header: 'X-Data-Acl: ran'}\n")
+    s.connect("[192.0.2.1]", "inet", "192.0.2.1", 4000, {})
+    s.helo("client.example", {})
+    s.mail("<a@example.com>", [], {})
+    s.rcpt("<x@example.org>", [], {})
+    held = HeldRefusal("mail", Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("try later",))), "p.yaml:3")
+    result = s.eom({}, held)
+    assert result.response is held.response
+    assert not result.edits.header_adds                      # the data ACL never ran
+    assert result.summary["decision"] == "tempfail_at_mail" and result.summary["where"] == "p.yaml:3"
+    s.mail("<b@example.com>", [], {})                        # the next message is judged afresh
+    s.rcpt("<y@example.org>", [], {})
+    after = s.eom({})
+    assert after.response.action is Action.CONTINUE and after.summary["decision"] == "accept"
+    assert [h.name for h in after.edits.header_adds] == ["X-Data-Acl"]

@@ -2,9 +2,16 @@
 message content (headers and body) must be sent at all.
 
 Every step the MTA skips or does not wait for saves a round trip and a callback (a thread
-wake-up and a GIL hand-over in the service). The analysis is conservative: anything it cannot
-prove unneeded is needed. It runs once per loaded policy; a connection negotiates with the
-snapshot it started with, so a reload never changes what an open connection receives.
+wake-up and a GIL hand-over in the service). A step must answer only when its ACL can refuse
+by design: a refusing verb, `endpass`, a nested ACL (not looked into), `delay`, or an ACL that can
+run off its end (implicit deny). An ACL of `warn`s ending in a plain `accept` is still run at
+its step, but the MTA does not wait for it; a deferral or error inside it is held by the
+service and given at the next step the MTA waits for. RCPT is stricter, because its answer is
+per recipient: a condition outside `warn` there (it could defer) makes RCPT answer.
+
+The analysis is conservative: anything it cannot prove unneeded is needed. It runs once per
+loaded policy; a connection negotiates with the snapshot it started with, so a reload never
+changes what an open connection receives.
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ from typing import Iterator
 
 from ..actions import HeaderPosition
 from ..outcome import Verb
-from ..registry import TABLES
-from .model import ItemUse, Policy
+from ..registry import TABLES, Kind
+from .model import Acl, ItemUse, Policy
 
 #: add_header positions that do not depend on the headers already in the message.
 _POSITION_FREE = (HeaderPosition.START.value, HeaderPosition.END.value)
@@ -23,6 +30,13 @@ _ALL_POSITIONS = tuple(p.value for p in HeaderPosition)
 
 #: Steps before end of message that can refuse on their own (the stage key of each).
 REPLY_STEPS = ("connect", "helo", "mail", "rcpt", "predata")
+#: Steps whose answer is per recipient: a possible deferral there must be answered at once.
+PER_RECIPIENT_STEPS = frozenset({"rcpt"})
+
+#: Verbs that refuse when their conditions are true.
+_REFUSING_VERBS = frozenset({Verb.DENY, Verb.DEFER, Verb.DROP, Verb.REQUIRE, Verb.DISCARD})
+#: Modifiers whose whole point is the moment the client gets its answer.
+_ANSWER_MODIFIERS = frozenset({"delay"})
 
 
 @dataclass(frozen=True)
@@ -95,12 +109,31 @@ def _content_reasons(policy: Policy) -> list[str]:
     return reasons
 
 
+def _may_refuse(acl: Acl, *, per_recipient: bool) -> bool:
+    """True unless every way through `acl` provably ends in accept (see module docstring)."""
+    for st in acl.statements:
+        names = [use.name for use in st.items]
+        if st.verb in _REFUSING_VERBS or _ANSWER_MODIFIERS.intersection(names) or "acl" in names:
+            return True                    # a nested ACL is not looked into: it could do anything
+        if st.verb is Verb.WARN:
+            continue                       # a warn never decides, even when it defers
+        if "endpass" in names:             # a condition failing after endpass denies
+            return True
+        if per_recipient and any(use.entry.kind is Kind.CONDITION for use in st.items):
+            return True
+    last = acl.statements[-1] if acl.statements else None
+    unconditional_accept = (last is not None and last.verb is Verb.ACCEPT
+                            and all(use.entry.kind is not Kind.CONDITION for use in last.items))
+    return not unconditional_accept        # otherwise it can run off its end: implicit deny
+
+
 def analyse(policy: Policy) -> Needs:
     """The milter steps and content this policy can use (see module docstring)."""
     proxy_required = policy.settings.get("proxy_required_hosts") is not None
     replies = set()
     for step in REPLY_STEPS:
-        if policy.acl_for(step) is not None:
+        acl = policy.acl_for(step)
+        if acl is not None and _may_refuse(acl, per_recipient=step in PER_RECIPIENT_STEPS):
             replies.add(step)
         elif proxy_required and step != "connect":
             replies.add(step)        # proxy_required_hosts refuses every command from HELO on

@@ -18,7 +18,7 @@ import milter
 
 from ..actions import Reply
 from ..runtime import Runtime
-from ..session import Action, EomResult, Response, Session
+from ..session import Action, EomResult, HeldRefusal, Response, Session
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import macros as mac
@@ -68,8 +68,9 @@ class AclMilter(Milter.Base):
         self.snapshot: Any = None                # the policy snapshot negotiated with (pinned)
         self._protocol = 0                       # the SMFIP_* bits agreed with the MTA
         # A refusal from a step the MTA did not wait for, given at the next step it waits for:
-        self.pending: Response | None = None      # ... from the transaction (sticky until MAIL)
-        self.pending_conn: Response | None = None  # ... from connect/HELO (sticky for the connection)
+        self.pending: HeldRefusal | None = None          # ... from the transaction (until MAIL)
+        self.pending_connect: HeldRefusal | None = None  # ... from connect (for the connection)
+        self.pending_helo: HeldRefusal | None = None     # ... from HELO (until the next HELO)
         self.hides_own_received = True          # Postfix (macro v) unless Sendmail says otherwise
         self.in_txn = False
         self.eoh_sent = False
@@ -138,34 +139,48 @@ class AclMilter(Milter.Base):
             log.info("dropping the connection after %s: %s", stage, mr.setreply)
         return mr.rc
 
-    def _held(self) -> Response | None:
+    def _held(self) -> HeldRefusal | None:
         """A refusal held from a step the MTA did not wait for (connection first)."""
-        return self.pending_conn or self.pending
+        return self.pending_connect or self.pending_helo or self.pending
 
     def _step(self, stage: str, call: Callable[[], Response], no_reply_bit: int) -> int:
         """Run one step before EOM; never raises.
 
-        When the MTA does not wait for this step's answer, a refusal (only an internal error
-        can produce one: such steps have no ACL) is held and given at the next step it waits
-        for, so nothing is accepted that should have been refused.
+        When the MTA does not wait for this step's answer, a refusal (its ACL cannot refuse by
+        design, so only a deferral, an expansion error or an internal error produces one) is
+        held and given at the next step it waits for, so nothing is accepted that should have
+        been refused.
         """
         try:
             response = call()
+            failed = False
         except Exception:  # noqa: BLE001
             response = self._internal(stage)
+            failed = True
         if self._protocol & no_reply_bit:
             if response.action is not Action.CONTINUE:
-                if stage in ("connect", "helo"):      # MAIL must not forget it
-                    self.pending_conn = self.pending_conn or response
-                elif self.pending is None:
-                    self.pending = response
+                self._hold(HeldRefusal(stage, response, "internal error" if failed else self._refusal_where()))
             return milter.NOREPLY
         if response.action is Action.CONTINUE:
             held = self._held()
             if held is None:
                 return milter.CONTINUE          # the common case: nothing to map or remember
-            response = held
+            stage, response = held.stage, held.response
         return self._answer(stage, response)
+
+    def _hold(self, held: HeldRefusal) -> None:
+        """Keep a refusal the MTA did not wait for; the first one of a transaction wins."""
+        if held.stage == "connect":                # MAIL must not forget these two
+            self.pending_connect = self.pending_connect or held
+        elif held.stage == "helo":
+            self.pending_helo = held
+        elif self.pending is None:
+            self.pending = held
+
+    def _refusal_where(self) -> str:
+        """The statement behind the session's latest refusal (file:line), for the log line."""
+        refusal = getattr(self.session, "last_refusal", None)
+        return refusal.where if refusal is not None else "-"
 
     # ---- callbacks ---------------------------------------------------------------------------
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
@@ -176,7 +191,7 @@ class AclMilter(Milter.Base):
                 self._end_transaction()
                 self.session.close()
             self.session = self._new_session()
-            self.pending = self.pending_conn = None
+            self.pending = self.pending_connect = self.pending_helo = None
             self.in_txn = False
             if isinstance(hostaddr, tuple):
                 address, port = hostaddr[0], hostaddr[1]
@@ -188,6 +203,7 @@ class AclMilter(Milter.Base):
     def hello(self, hostname: str) -> int:
         def run() -> Response:
             self._end_transaction()            # HELO/EHLO starts afresh (RFC 5321 4.1.4)
+            self.pending_helo = None           # ... and a new HELO is judged on its own
             return self.session.helo(hostname, self._macros(milter.M_HELO))
         return self._step("helo", run, negotiation.NO_REPLY_BIT["helo"])
 
@@ -229,14 +245,12 @@ class AclMilter(Milter.Base):
     def eom(self) -> int:
         try:
             eoh = self._end_of_headers()
-            if eoh.action is not Action.CONTINUE and self.pending is None:
-                self.pending = eoh
-            result: EomResult = self.session.eom(self._macros(milter.M_EOM))
-            response = result.response
+            if eoh.action is not Action.CONTINUE:
+                self._hold(HeldRefusal("eoh", eoh, self._refusal_where()))
             held = self._held()
-            if held is not None:
-                response = held
-            elif response.action in (Action.CONTINUE, Action.ACCEPT):
+            result: EomResult = self.session.eom(self._macros(milter.M_EOM), held)
+            response = result.response
+            if held is None and response.action in (Action.CONTINUE, Action.ACCEPT):
                 headers = list(self.session.txn.headers) if self.session.txn is not None else []
                 ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,
                                      self.hides_own_received)
