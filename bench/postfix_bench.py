@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import datetime
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,7 +114,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--trials", type=int, default=1)
     ap.add_argument("--cases", default="none,noop,unix,inet",
-                    help="none = no milter, noop = do-nothing pymilter (floor), unix, inet = aclmilter")
+                    help="none = no milter, noop = do-nothing pymilter (floor), unix, inet = aclmilter "
+                         "(with --workers); unix-wN, inet-wN = aclmilter with N workers, for A/B in one run")
     ap.add_argument("--keep-session", action="store_true",
                     help="send every message of a client over one SMTP session (smtp-source -d)")
     ap.add_argument("--warmup", type=int, default=100, help="messages sent before each case")
@@ -137,11 +139,13 @@ def main() -> int:
         wait_port("127.0.0.1", sink_port, 10, sink)
         pf.start()
         extra = ["--log-level", "warning"]
-        for kind in ("unix", "inet"):
-            if kind in a.cases:
-                (work / kind).mkdir(mode=0o755)
-                d = AclMilterd(a.policy, kind, workdir=work / kind, workers=a.workers, extra_args=extra)
-                daemons[kind] = d.start()
+        for case in dict.fromkeys(a.cases.split(",")):
+            m = re.fullmatch(r"(unix|inet)(?:-w([1-9][0-9]*))?", case)
+            if m:
+                (work / case).mkdir(mode=0o755)
+                d = AclMilterd(a.policy, m.group(1), workdir=work / case,
+                               workers=int(m.group(2) or a.workers), extra_args=extra)
+                daemons[case] = d.start()
         noop = None
         if "noop" in a.cases:
             # reference: a do-nothing pymilter on a unix socket (libmilter + pymilter floor)
@@ -162,7 +166,7 @@ def main() -> int:
                 r = run_case(pf, case, a.n, a.c, a.size, pid, a.keep_session)
                 r["trial"] = trial + 1
                 results.append(r)
-                print(f"trial {trial + 1} {case:5s} accepted {r['acc_rate']:7.1f} msg/s   "
+                print(f"trial {trial + 1} {case:7s} accepted {r['acc_rate']:7.1f} msg/s   "
                       f"delivered {r['del_rate']:7.1f} msg/s   ({r['sent']}/{a.n} sent, rc={r['rc']})  "
                       f"CPU/msg: machine {r['busy_ms']:.2f} ms, milter {r['milter_ms']:.2f} ms",
                       flush=True)
@@ -202,7 +206,7 @@ def main() -> int:
         pa = [r["acc_rate"] / none_by_trial[r["trial"]]["acc_rate"] for r in rs if r["trial"] in none_by_trial]
         pd = [r["del_rate"] / none_by_trial[r["trial"]]["del_rate"] for r in rs if r["trial"] in none_by_trial]
         paired = (f"  paired {statistics.median(pa):.2f}x / {statistics.median(pd):.2f}x" if pa and pd else "")
-        print(f"median {case:5s}: accepted {ma:.0f} msg/s ({ma / base_acc:.2f}x)  "
+        print(f"median {case:7s}: accepted {ma:.0f} msg/s ({ma / base_acc:.2f}x)  "
               f"delivered {md:.0f} msg/s ({md / base_del:.2f}x){paired}" if base_acc and base_del else case)
     return 0 if all(r["sent"] >= r["n"] for r in results) else 1
 
