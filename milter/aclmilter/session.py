@@ -350,6 +350,19 @@ class Session:
             r.accepted = True    # dry run: the MTA keeps the recipient
         return final
 
+    def refuse_last_recipient(self, action: Action) -> None:
+        """The MTA was told to refuse the latest recipient after all (a refusal held from an
+        unanswered earlier step was given at its RCPT): it leaves the message, the log line
+        and the accepted-recipient counts, as if this ACL had refused it."""
+        txn = self.txn
+        if txn is None or not txn.recipients or not txn.recipients[-1].accepted:
+            return
+        txn.recipients[-1].accepted = False
+        if action is Action.TEMPFAIL:
+            txn.rcpt_defer_count += 1
+        else:
+            txn.rcpt_fail_count += 1
+
     @_callback("predata")
     def data(self, macros: Mapping[str, str] | None = None) -> Response:
         """DATA command: the predata ACL (discard is not allowed there -> ERROR, as Exim)."""

@@ -68,6 +68,7 @@ class ScriptedSession:
                               "where": held.where})
         return self._ans("eom")
     def abort(self) -> None: pass
+    def refuse_last_recipient(self, action: Any) -> None: self.records.append(("refused rcpt", action))
     def close(self) -> None: pass
     def log_record(self, *a: Any) -> dict: return {"queue_id": "QID", "decision": ""}
 
@@ -287,3 +288,17 @@ def test_a_new_helo_is_judged_on_its_own_but_a_connect_failure_stays(nr) -> None
     ScriptedSession.answers = {}
     assert obj.hello("client.example") == milter.NOREPLY
     assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL       # a new HELO does not clear it
+
+
+def test_held_refusal_given_at_an_answered_rcpt_takes_that_recipient_out(monkeypatch: pytest.MonkeyPatch, nr) -> None:
+    obj, _ctx, _created, runtime = nr
+    from aclmilter.policy.needs import Needs
+    runtime.snap.needs = Needs(frozenset({"rcpt"}), ())        # MAIL unanswered, RCPT answered
+    obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
+    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
+    ScriptedSession.answers = {"mail": RuntimeError("mail broke")}
+    assert obj.envfrom("<a@example.org>") == milter.NOREPLY
+    ScriptedSession.answers = {}
+    assert obj.envrcpt("<b@example.test>") == milter.TEMPFAIL
+    assert obj.session.records == [("refused rcpt", Action.TEMPFAIL)]
+    assert obj.last_refusal is not None and obj.last_refusal[0] == "mail"   # logged as tempfail_at_mail

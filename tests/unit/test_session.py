@@ -196,3 +196,15 @@ def test_held_refusal_refuses_at_eom_without_running_the_data_acl(tmp_path: Path
     after = s.eom({})
     assert after.response.action is Action.CONTINUE and after.summary["decision"] == "accept"
     assert [h.name for h in after.edits.header_adds] == ["X-Data-Acl"]
+
+
+def test_refuse_last_recipient_takes_it_out_of_the_message_and_the_log(tmp_path: Path) -> None:
+    s = make_session(tmp_path, "acl: {}\n")
+    s.connect("[192.0.2.1]", "inet", "192.0.2.1", 4000, {})
+    s.mail("<a@example.com>", [], {})
+    s.rcpt("<x@example.org>", [], {})
+    s.rcpt("<y@example.org>", [], {})
+    s.refuse_last_recipient(Action.TEMPFAIL)
+    s.refuse_last_recipient(Action.TEMPFAIL)                 # only once per recipient
+    assert s.log_record()["recipients"] == ["x@example.org"]
+    assert s.txn.rcpt_defer_count == 1 and s.txn.rcpt_fail_count == 0

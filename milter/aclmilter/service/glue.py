@@ -165,6 +165,8 @@ class AclMilter(Milter.Base):
             held = self._held()
             if held is None:
                 return milter.CONTINUE          # the common case: nothing to map or remember
+            if stage == "rcpt":
+                self.session.refuse_last_recipient(held.response.action)
             stage, response = held.stage, held.response
         return self._answer(stage, response)
 
