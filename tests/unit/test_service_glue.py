@@ -9,6 +9,7 @@ import milter
 import pytest
 
 from aclmilter.actions import Edits, HeaderAdd, HeaderPosition, RecipientDelete, Reply
+from aclmilter.policy.needs import Needs
 from aclmilter.service import glue
 from aclmilter.session import Action, EomResult, Response
 
@@ -160,7 +161,6 @@ class NeedsRuntime:
     """A runtime whose policy answers only at MAIL (so connect/HELO/RCPT are no-reply)."""
 
     def __init__(self) -> None:
-        from aclmilter.policy.needs import Needs
         self.snap = type("Snap", (), {"needs": Needs(frozenset({"mail"}), ())})()
 
     def current(self) -> Any:
@@ -266,21 +266,23 @@ def test_register_leaves_abort_and_unknown_to_libmilter(monkeypatch: pytest.Monk
     assert "set_connect_callback" in calls and "set_eom_callback" in calls
 
 
-def test_failure_in_unanswered_helo_is_not_forgotten_at_mail(nr) -> None:
-    obj, _ctx, _created, _rt = nr
+def _connect_with_failing_helo(obj: glue.AclMilter) -> None:
+    """A connection whose (unanswered) HELO raised; later callbacks answer normally."""
     obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
     ScriptedSession.answers = {"helo": RuntimeError("helo broke")}
     assert obj.hello("client.example") == milter.NOREPLY
     ScriptedSession.answers = {}
+
+
+def test_failure_in_unanswered_helo_is_not_forgotten_at_mail(nr) -> None:
+    obj, _ctx, _created, _rt = nr
+    _connect_with_failing_helo(obj)
     assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL      # MAIL is answered: held here
 
 
 def test_a_new_helo_is_judged_on_its_own_but_a_connect_failure_stays(nr) -> None:
     obj, _ctx, _created, _rt = nr
-    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
-    ScriptedSession.answers = {"helo": RuntimeError("helo broke")}
-    assert obj.hello("client.example") == milter.NOREPLY
-    ScriptedSession.answers = {}
+    _connect_with_failing_helo(obj)
     assert obj.hello("client.example") == milter.NOREPLY          # EHLO again (after STARTTLS)
     assert obj.envfrom("<a@example.org>") == milter.CONTINUE       # the failed HELO is gone
     ScriptedSession.answers = {"connect": RuntimeError("connect broke")}
@@ -290,9 +292,8 @@ def test_a_new_helo_is_judged_on_its_own_but_a_connect_failure_stays(nr) -> None
     assert obj.envfrom("<a@example.org>") == milter.TEMPFAIL       # a new HELO does not clear it
 
 
-def test_held_refusal_given_at_an_answered_rcpt_takes_that_recipient_out(monkeypatch: pytest.MonkeyPatch, nr) -> None:
+def test_held_refusal_given_at_an_answered_rcpt_takes_that_recipient_out(nr) -> None:
     obj, _ctx, _created, runtime = nr
-    from aclmilter.policy.needs import Needs
     runtime.snap.needs = Needs(frozenset({"rcpt"}), ())        # MAIL unanswered, RCPT answered
     obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
