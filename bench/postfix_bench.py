@@ -45,11 +45,19 @@ def count_sent(pf: Postfix, start: int) -> int:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def system_busy() -> float:
-    """Seconds of non-idle CPU time of the whole machine so far (all CPUs, /proc/stat)."""
+def system_busy() -> tuple[float, float, int]:
+    """(busy, steal, switches) so far, whole machine (/proc/stat).
+
+    busy: seconds of CPU time spent running work; idle, I/O wait and steal are left out.
+    Steal is time the hypervisor gave our CPUs to someone else (other jobs on a shared
+    host): not a cost of our messages, but it slows the run down. Guest time is already in
+    user time. switches: context switches, a count that other jobs disturb far less than
+    time (each thread hand-off inside the milter or Postfix adds to it)."""
     with open("/proc/stat") as fh:
-        v = [int(x) for x in fh.readline().split()[1:]]
-    return (sum(v) - v[3] - v[4]) / _TICK
+        lines = fh.read().splitlines()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in lines[0].split()[1:9])
+    switches = next(int(ln.split()[1]) for ln in lines if ln.startswith("ctxt "))
+    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK, switches
 
 
 def tree_cpu(pid: int | None) -> float:
@@ -74,6 +82,51 @@ def tree_cpu(pid: int | None) -> float:
     return total
 
 
+class NoopMilter:
+    """bench/noop_milter.py in one mode on a unix socket or on inet:PORT@127.0.0.1."""
+
+    def __init__(self, mode: str, *, inet: bool, policy: Path, sock: Path) -> None:
+        self.mode, self.policy = mode, policy
+        self.port = free_port() if inet else 0
+        self.sock = sock
+        self.spec = f"inet:{self.port}@127.0.0.1" if inet else f"unix:{sock}"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def postfix_spec(self) -> str:
+        """The same socket in Postfix's notation (inet:HOST:PORT)."""
+        return f"inet:127.0.0.1:{self.port}" if self.port else self.spec
+
+    def start(self) -> "NoopMilter":
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "noop_milter.py"), "--mode", self.mode,
+                                      "--policy", str(self.policy), self.spec],
+                                     stdout=subprocess.DEVNULL, start_new_session=True)
+        if self.port:
+            wait_port("127.0.0.1", self.port, 20, self.proc)
+        else:
+            deadline = time.monotonic() + 20
+            while not self.sock.exists() and time.monotonic() < deadline and self.proc.poll() is None:
+                time.sleep(0.05)
+            if not self.sock.exists():
+                raise RuntimeError(f"noop milter ({self.mode}) did not create {self.sock}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_pid(self.proc.pid)
+
+
+class _NoMilter:
+    pid = None
+
+
+NO_MILTER = _NoMilter()
+
+
 def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int | None = None,
              keep_session: bool = False) -> dict:
     """Run smtp-source once against pf; wait for all deliveries (bounded).
@@ -82,7 +135,7 @@ def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int 
     (everything else on the machine runs in the same window, so treat the first as an upper
     bound of what one message costs)."""
     start = len(pf.maillog())
-    busy0, milter0 = system_busy(), tree_cpu(milter_pid)
+    (busy0, steal0, switches0), milter0 = system_busy(), tree_cpu(milter_pid)
     cmd = [require_binary("smtp-source"), "-s", str(c), "-m", str(n), "-l", str(size),
            "-f", "sender@bench.example", "-t", "rcpt@bench.test", f"127.0.0.1:{pf.port}"]
     if keep_session:                 # several messages per SMTP (and milter) connection
@@ -97,10 +150,13 @@ def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int 
         time.sleep(0.1)
         sent = count_sent(pf, start)
     t_del = time.monotonic() - t0
-    busy_ms = (system_busy() - busy0) / max(sent, 1) * 1000
+    busy1, steal1, switches1 = system_busy()
+    busy_ms = (busy1 - busy0) / max(sent, 1) * 1000
+    steal_pct = (steal1 - steal0) / ((os.cpu_count() or 1) * t_del) * 100 if t_del > 0 else 0.0
     milter_ms = (tree_cpu(milter_pid) - milter0) / max(sent, 1) * 1000
     return {"case": name, "n": n, "rc": proc.returncode, "accepted_s": t_acc, "delivered_s": t_del,
-            "busy_ms": busy_ms, "milter_ms": milter_ms,
+            "busy_ms": busy_ms, "milter_ms": milter_ms, "steal_pct": steal_pct,
+            "switches": (switches1 - switches0) / max(sent, 1),
             "sent": sent, "acc_rate": n / t_acc, "del_rate": sent / t_del,
             "stderr": proc.stderr.strip()[-300:]}
 
@@ -113,9 +169,13 @@ def main() -> int:
     ap.add_argument("--policy", type=Path, default=default_policy())
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--trials", type=int, default=1)
-    ap.add_argument("--cases", default="none,noop,unix,inet",
-                    help="none = no milter, noop = do-nothing pymilter (floor), unix, inet = aclmilter "
-                         "(with --workers); unix-wN, inet-wN = aclmilter with N workers, for A/B in one run")
+    ap.add_argument("--cases", default="none,floor,unix,floor-inet,inet",
+                    help="none = no milter; unix, inet = aclmilter (with --workers); unix-wN, inet-wN = "
+                         "aclmilter with N workers, for A/B in one run; a -quiet suffix (unix-quiet, "
+                         "inet-w2-quiet) runs it at --log-level warning (no per-message log line); "
+                         "floor, floor-inet = a pymilter "
+                         "negotiating like aclmilter that does nothing; trivial, trivial-inet = "
+                         "pymilter's defaults (every step answered), see bench/noop_milter.py")
     ap.add_argument("--keep-session", action="store_true",
                     help="send every message of a client over one SMTP session (smtp-source -d)")
     ap.add_argument("--warmup", type=int, default=100, help="messages sent before each case")
@@ -134,45 +194,41 @@ def main() -> int:
         a.policy = stack.enter_context(with_local_dns(a.policy, work))
     pf = Postfix(relay_port=sink_port, root=work / "pf")
     daemons: dict[str, AclMilterd] = {}
-    noop = None
+    noops: dict[str, NoopMilter] = {}
     try:
         wait_port("127.0.0.1", sink_port, 10, sink)
         pf.start()
-        extra = ["--log-level", "warning"]
         for case in dict.fromkeys(a.cases.split(",")):
-            m = re.fullmatch(r"(unix|inet)(?:-w([1-9][0-9]*))?", case)
+            m = re.fullmatch(r"(unix|inet)(?:-w([1-9][0-9]*))?(-quiet)?", case)
+            n = re.fullmatch(r"(trivial|floor)(-inet)?", case)
             if m:
                 (work / case).mkdir(mode=0o755)
-                d = AclMilterd(a.policy, m.group(1), workdir=work / case,
-                               workers=int(m.group(2) or a.workers), extra_args=extra)
+                # the daemon's default: one log line per message (to a file here); -quiet: none
+                d = AclMilterd(a.policy, m.group(1), workdir=work / case, workers=int(m.group(2) or a.workers),
+                               extra_args=["--log-level", "warning" if m.group(3) else "info"])
                 daemons[case] = d.start()
-        noop = None
-        if "noop" in a.cases:
-            # reference: a do-nothing pymilter on a unix socket (libmilter + pymilter floor)
-            noop_sock = work / "noop.sock"
-            noop = subprocess.Popen([sys.executable, str(ROOT / "bench" / "noop_milter.py"), f"unix:{noop_sock}"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            deadline = time.monotonic() + 20
-            while not noop_sock.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            elif n:
+                noops[case] = NoopMilter(n.group(1), inet=bool(n.group(2)), policy=a.policy,
+                                         sock=work / f"{case}.sock").start()
+            elif case != "none":
+                ap.error(f"unknown case {case!r}")
         for trial in range(a.trials):
             for case in a.cases.split(","):
-                spec = {"none": None, "noop": f"unix:{work / 'noop.sock'}"}.get(case)
-                pf.set_milter(spec if case in ("none", "noop") else daemons[case].postfix_spec)
+                pf.set_milter(None if case == "none" else (noops.get(case) or daemons[case]).postfix_spec)
                 if a.warmup:
                     run_case(pf, "warmup", a.warmup, a.c, a.size, keep_session=a.keep_session)
-                pid = noop.pid if case == "noop" and noop else (
-                    daemons[case].pid if case in daemons else None)
+                pid = (noops.get(case) or daemons.get(case) or NO_MILTER).pid
                 r = run_case(pf, case, a.n, a.c, a.size, pid, a.keep_session)
                 r["trial"] = trial + 1
                 results.append(r)
                 print(f"trial {trial + 1} {case:7s} accepted {r['acc_rate']:7.1f} msg/s   "
                       f"delivered {r['del_rate']:7.1f} msg/s   ({r['sent']}/{a.n} sent, rc={r['rc']})  "
-                      f"CPU/msg: machine {r['busy_ms']:.2f} ms, milter {r['milter_ms']:.2f} ms",
+                      f"CPU/msg: machine {r['busy_ms']:.2f} ms, milter {r['milter_ms']:.2f} ms; steal {r['steal_pct']:.0f}%; "
+                      f"{r['switches']:.0f} context switches/msg",
                       flush=True)
     finally:
-        if "noop" in a.cases and noop is not None:
-            stop_pid(noop.pid)
+        for nm in noops.values():
+            nm.stop()
         for d in daemons.values():
             d.stop()
         pf.stop()
@@ -190,13 +246,13 @@ def main() -> int:
           f"workers={a.workers} trials={a.trials}")
     print("ratios are to the median no-milter rate of this run")
     print("| case | accepted msg/s | delivered msg/s | ratio accepted | ratio delivered "
-          "| machine CPU ms/msg | milter CPU ms/msg |")
-    print("|---|---|---|---|---|---|---|")
+          "| machine CPU ms/msg | milter CPU ms/msg | steal | context switches/msg |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ra = f"{r['acc_rate'] / base_acc:.2f}" if base_acc else "-"
         rd = f"{r['del_rate'] / base_del:.2f}" if base_del else "-"
         print(f"| {r['case']} (trial {r['trial']}) | {r['acc_rate']:.0f} | {r['del_rate']:.0f} | {ra} | {rd} "
-              f"| {r['busy_ms']:.2f} | {r['milter_ms']:.2f} |")
+              f"| {r['busy_ms']:.2f} | {r['milter_ms']:.2f} | {r['steal_pct']:.0f}% | {r['switches']:.0f} |")
     none_by_trial = {r["trial"]: r for r in base}
     for case in dict.fromkeys(r["case"] for r in results):
         rs = [r for r in results if r["case"] == case]
@@ -206,8 +262,13 @@ def main() -> int:
         pa = [r["acc_rate"] / none_by_trial[r["trial"]]["acc_rate"] for r in rs if r["trial"] in none_by_trial]
         pd = [r["del_rate"] / none_by_trial[r["trial"]]["del_rate"] for r in rs if r["trial"] in none_by_trial]
         paired = (f"  paired {statistics.median(pa):.2f}x / {statistics.median(pd):.2f}x" if pa and pd else "")
+        # CPU-bound runs: no-milter CPU per message / this case's, i.e. the rate ratio the
+        # machine would give without other jobs taking turns on its CPUs (steal)
+        cpu = statistics.median(r["busy_ms"] for r in rs)
+        base_cpu = statistics.median(r["busy_ms"] for r in base) if base else 0.0
+        by_cpu = f"  CPU-bound {base_cpu / cpu:.2f}x" if cpu and base_cpu else ""
         print(f"median {case:7s}: accepted {ma:.0f} msg/s ({ma / base_acc:.2f}x)  "
-              f"delivered {md:.0f} msg/s ({md / base_del:.2f}x){paired}" if base_acc and base_del else case)
+              f"delivered {md:.0f} msg/s ({md / base_del:.2f}x){paired}{by_cpu}" if base_acc and base_del else case)
     return 0 if all(r["sent"] >= r["n"] for r in results) else 1
 
 
