@@ -68,14 +68,13 @@ def run_trivial(spec: str) -> None:
 
 def run_floor(spec_text: str, policy: Path) -> None:
     """aclmilter's negotiation and macro lists, no work in any callback."""
-    from aclmilter.policy.needs import analyse
     from aclmilter.runtime import Runtime
     from aclmilter.service import macros, negotiation, netopts, socketspec
 
     runtime = Runtime(policy, dry_run=False)
     runtime.load()
     spec = socketspec.parse(spec_text)
-    bits = negotiation.wanted(analyse(runtime.current().policy), over_tcp=spec.kind != "unix")
+    bits = negotiation.wanted(runtime.current().needs, over_tcp=spec.kind != "unix")
 
     def negotiate(ctx, opts):  # noqa: ANN001, ANN202
         for stage, names in macros.SYMLISTS.items():
