@@ -120,13 +120,6 @@ class NoopMilter:
             stop_pid(self.proc.pid)
 
 
-class _NoMilter:
-    pid = None
-
-
-NO_MILTER = _NoMilter()
-
-
 def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int | None = None,
              keep_session: bool = False) -> dict:
     """Run smtp-source once against pf; wait for all deliveries (bounded).
@@ -214,10 +207,11 @@ def main() -> int:
                 ap.error(f"unknown case {case!r}")
         for trial in range(a.trials):
             for case in a.cases.split(","):
-                pf.set_milter(None if case == "none" else (noops.get(case) or daemons[case]).postfix_spec)
+                milter = noops.get(case) or daemons.get(case)     # None for "none"
+                pf.set_milter(milter.postfix_spec if milter else None)
                 if a.warmup:
                     run_case(pf, "warmup", a.warmup, a.c, a.size, keep_session=a.keep_session)
-                pid = (noops.get(case) or daemons.get(case) or NO_MILTER).pid
+                pid = milter.pid if milter else None
                 r = run_case(pf, case, a.n, a.c, a.size, pid, a.keep_session)
                 r["trial"] = trial + 1
                 results.append(r)
@@ -254,6 +248,7 @@ def main() -> int:
         print(f"| {r['case']} (trial {r['trial']}) | {r['acc_rate']:.0f} | {r['del_rate']:.0f} | {ra} | {rd} "
               f"| {r['busy_ms']:.2f} | {r['milter_ms']:.2f} | {r['steal_pct']:.0f}% | {r['switches']:.0f} |")
     none_by_trial = {r["trial"]: r for r in base}
+    base_cpu = statistics.median(r["busy_ms"] for r in base) if base else 0.0
     for case in dict.fromkeys(r["case"] for r in results):
         rs = [r for r in results if r["case"] == case]
         ma = statistics.median(r["acc_rate"] for r in rs)
@@ -265,7 +260,6 @@ def main() -> int:
         # CPU-bound runs: no-milter CPU per message / this case's, i.e. the rate ratio the
         # machine would give without other jobs taking turns on its CPUs (steal)
         cpu = statistics.median(r["busy_ms"] for r in rs)
-        base_cpu = statistics.median(r["busy_ms"] for r in base) if base else 0.0
         by_cpu = f"  CPU-bound {base_cpu / cpu:.2f}x" if cpu and base_cpu else ""
         print(f"median {case:7s}: accepted {ma:.0f} msg/s ({ma / base_acc:.2f}x)  "
               f"delivered {md:.0f} msg/s ({md / base_del:.2f}x){paired}{by_cpu}" if base_acc and base_del else case)
