@@ -68,6 +68,10 @@ def main() -> int:
     ap.add_argument("--policy", type=Path, default=ROOT / "policies" / "default.yaml")
     ap.add_argument("--part", choices=sorted(PARTS), default="all")
     ap.add_argument("-n", type=int, default=2000)
+    ap.add_argument("--profile", type=int, metavar="K", default=0,
+                    help="instead of timing, print the K functions with most own time (cProfile), "
+                         "with calls per iteration")
+    ap.add_argument("--cumulative", action="store_true", help="with --profile: sort by cumulative time")
     a = ap.parse_args()
     logging.disable(logging.INFO)          # the daemon's bench runs log at warning
     with tempfile.TemporaryDirectory() as tmp, with_local_dns(a.policy, Path(tmp)) as policy:
@@ -81,12 +85,33 @@ def main() -> int:
             whole(m)
             message(m)
         step = PARTS[a.part]
+        if a.profile:
+            return _profile(step, m, a.n, a.profile, a.cumulative)
         started = time.perf_counter()
         for _ in range(a.n):
             step(m)
         if a.n:
             print(f"{a.part}: {(time.perf_counter() - started) / a.n * 1e6:.1f} us per iteration "
                   f"({a.n} iterations, {a.policy.name})")
+    return 0
+
+
+def _profile(step, m: glue.AclMilter, n: int, top: int, sort_cum: bool = False) -> int:  # noqa: ANN001 - a PARTS entry
+    """Run `step` n times under cProfile; print the `top` functions by own time, calls per iteration."""
+    import cProfile
+    import pstats
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        step(m)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = sum(v[1] for v in stats.stats.values())
+    print(f"{total / max(n, 1):.1f} Python calls per iteration")
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3 if sort_cum else 2], reverse=True)[:top]
+    for (file, line, func), (_cc, calls, own, cum, _callers) in rows:
+        print(f"{calls / max(n, 1):7.2f} calls {own / max(n, 1) * 1e6:7.2f} us own {cum / max(n, 1) * 1e6:7.2f} us cum"
+              f"  {Path(file).name}:{line}({func})")
     return 0
 
 

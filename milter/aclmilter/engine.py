@@ -10,28 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from .actions import (DEFAULT_ACCEPT_CODE, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, DEFAULT_FAIL_CODE,
                       DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line)
 from .context import EvalContext
 from .errors import ExpansionFailed, ForcedFail, LookupDefer, SyntaxProblem
 from .outcome import Result, Verb
-from .policy.model import Acl, ItemUse, Statement
+from .policy.model import STEP_EVALUATE, STEP_LOG_MESSAGE, STEP_MESSAGE, Acl, ItemUse, Statement
 from .registry import ArgMode, Kind
 
 log = logging.getLogger("aclmilter.engine")
 
 MAX_DEPTH = 20
-
-
-@dataclass
-class _StatementRun:
-    rc: Result
-    message: ItemUse | None
-    log_message: ItemUse | None
-    after_endpass: bool
-    failed_item: ItemUse | None
 
 
 def run(ctx: EvalContext, acl: Acl | None, *, top_level: bool = True) -> Decision:
@@ -48,8 +38,23 @@ def run(ctx: EvalContext, acl: Acl | None, *, top_level: bool = True) -> Decisio
         ctx.note(acl.name, "ACL nested too deep", "error")
         return _decide(ctx, Result.ERROR, None, None, f"{acl.mark.file}:{acl.mark.line}", Verb.DENY)
     for st in acl.statements:
-        outcome = _run_statement(ctx, st)
-        decided = _verb_outcome(ctx, st, outcome)
+        # The statement's items in order: conditions and modifiers run until one is not OK;
+        # `message`/`log_message` count only if reached; a failure after `endpass` is noted.
+        message = log_message = None
+        after_endpass = False
+        rc = Result.OK
+        for step, use in st.steps:
+            if step == STEP_EVALUATE:
+                rc = evaluate_item(ctx, use, st)
+                if rc is not Result.OK:
+                    break
+            elif step == STEP_MESSAGE:
+                message = use
+            elif step == STEP_LOG_MESSAGE:
+                log_message = use
+            else:
+                after_endpass = True
+        decided = _verb_outcome(ctx, st, rc, message, log_message, after_endpass)
         if decided is not None:
             return decided
     where = f"{acl.mark.file}:{acl.mark.line}"
@@ -62,29 +67,6 @@ def _hit(ctx: EvalContext, where: str) -> None:
     metrics = ctx.services.metrics
     if metrics is not None:
         metrics.statement_hit(where)
-
-
-def _run_statement(ctx: EvalContext, st: Statement) -> _StatementRun:
-    message = log_message = None
-    after_endpass = False
-    rc = Result.OK
-    failed = None
-    for use in st.items:
-        name = use.name
-        if name == "endpass":
-            after_endpass = True
-            continue
-        if name == "message":
-            message = use
-            continue
-        if name == "log_message":
-            log_message = use
-            continue
-        rc = evaluate_item(ctx, use, st)
-        if rc is not Result.OK:
-            failed = use
-            break
-    return _StatementRun(rc, message, log_message, after_endpass, failed)
 
 
 def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -> Result:
@@ -137,50 +119,52 @@ def _label(use: ItemUse) -> str:
     return f"{'!' if use.negated else ''}{use.name} = {text}"
 
 
-def _verb_outcome(ctx: EvalContext, st: Statement, run_: _StatementRun) -> Decision | None:
-    """Apply the verb table (exim-acl.md §1.2); None means go on with the next statement."""
-    verb, rc = st.verb, run_.rc
+def _verb_outcome(ctx: EvalContext, st: Statement, rc: Result, message: ItemUse | None,
+                  log_message: ItemUse | None, after_endpass: bool) -> Decision | None:
+    """Apply the verb table (exim-acl.md §1.2) to a statement whose items gave `rc` (the first
+    result that was not OK, else OK); None means go on with the next statement."""
+    verb = st.verb
     where = st.where
     if rc is Result.ERROR:
         _hit(ctx, where)
-        return _decide(ctx, Result.ERROR, None, run_.log_message, where, verb)
+        return _decide(ctx, Result.ERROR, None, log_message, where, verb)
     if rc is Result.DEFER:
         if verb is Verb.WARN:
             ctx.note(where, "warn: a condition deferred, statement skipped", "defer")
             ctx.log_lines.append(f"{where}: warn statement skipped: a condition could not be tested")
             return None
         _hit(ctx, where)
-        return _decide(ctx, Result.DEFER, None, run_.log_message, where, verb)
+        return _decide(ctx, Result.DEFER, None, log_message, where, verb)
     if rc is Result.DISCARD:
         # A nested ACL discarded: legal only under accept/discard, where it acts at once.
         _hit(ctx, where)
         if verb in (Verb.ACCEPT, Verb.DISCARD):
-            return _decide(ctx, Result.DISCARD, None, run_.log_message, where, verb)
+            return _decide(ctx, Result.DISCARD, None, log_message, where, verb)
         ctx.note(where, "nested ACL returned discard under a verb other than accept/discard", "error")
-        return _decide(ctx, Result.ERROR, None, run_.log_message, where, verb)
+        return _decide(ctx, Result.ERROR, None, log_message, where, verb)
     passed = rc is Result.OK
     if verb is Verb.WARN:
         if passed:
             _hit(ctx, where)
-            _warn(ctx, st, run_)
+            _warn(ctx, st, message, log_message)
         return None
     if verb is Verb.REQUIRE:
         if passed:
             return None
         _hit(ctx, where)
         result = Result.DROP if rc is Result.DROP else Result.FAIL
-        return _decide(ctx, result, run_.message, run_.log_message, where, verb)
+        return _decide(ctx, result, message, log_message, where, verb)
     if verb in (Verb.ACCEPT, Verb.DISCARD):
         if passed:
             _hit(ctx, where)
             if verb is Verb.DISCARD:
-                return _decide(ctx, Result.DISCARD, None, run_.log_message, where, verb)
-            return _decide(ctx, Result.OK, None if run_.after_endpass else run_.message,
-                           run_.log_message, where, verb)
-        if run_.after_endpass:
+                return _decide(ctx, Result.DISCARD, None, log_message, where, verb)
+            return _decide(ctx, Result.OK, None if after_endpass else message,
+                           log_message, where, verb)
+        if after_endpass:
             _hit(ctx, where)
             result = Result.DROP if rc is Result.DROP else Result.FAIL
-            return _decide(ctx, result, run_.message, run_.log_message, where, verb)
+            return _decide(ctx, result, message, log_message, where, verb)
         if ctx.tracing:
             ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
         return None
@@ -190,7 +174,7 @@ def _verb_outcome(ctx: EvalContext, st: Statement, run_: _StatementRun) -> Decis
         return None
     _hit(ctx, where)
     result = {Verb.DENY: Result.FAIL, Verb.DEFER: Result.DEFER, Verb.DROP: Result.DROP}[verb]
-    return _decide(ctx, result, run_.message, run_.log_message, where, verb)
+    return _decide(ctx, result, message, log_message, where, verb)
 
 
 def _expand_text(ctx: EvalContext, use: ItemUse | None) -> str | None:
@@ -207,9 +191,9 @@ def _expand_text(ctx: EvalContext, use: ItemUse | None) -> str | None:
     return text or None
 
 
-def _warn(ctx: EvalContext, st: Statement, run_: _StatementRun) -> None:
+def _warn(ctx: EvalContext, st: Statement, message: ItemUse | None, log_message: ItemUse | None) -> None:
     """A passing warn: log its log_message once per message; a bare `message` adds a header."""
-    text = _expand_text(ctx, run_.log_message)
+    text = _expand_text(ctx, log_message)
     if text:
         line = clean_line(text.split("\n")[0])
         seen = ctx.txn.warned if ctx.txn is not None else None
@@ -218,7 +202,7 @@ def _warn(ctx: EvalContext, st: Statement, run_: _StatementRun) -> None:
                 seen.add(line)
             ctx.log_lines.append(f"Warning: {line}")
         ctx.note(st.where, f"warn: {line}", "logged")
-    msg = _expand_text(ctx, run_.message)
+    msg = _expand_text(ctx, message)
     if msg and ctx.txn is not None and ctx.txn.edits is not None:
         from .conditions.core import queue_header_text  # local import: core registers into engine
         queue_header_text(ctx, msg, st.where)
@@ -227,10 +211,10 @@ def _warn(ctx: EvalContext, st: Statement, run_: _StatementRun) -> None:
 def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_message: ItemUse | None,
             where: str, verb: Verb) -> Decision:
     """Build the Decision: reply code and text per Exim's rules for this result and stage."""
-    user = _expand_text(ctx, message)
+    user = None if message is None else _expand_text(ctx, message)
     if user is None and result in (Result.FAIL, Result.DROP):
         user = ctx.cond_message
-    logtext = _expand_text(ctx, log_message)
+    logtext = None if log_message is None else _expand_text(ctx, log_message)
     reply = None
     if result in (Result.FAIL, Result.DROP):
         reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT)

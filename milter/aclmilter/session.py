@@ -102,13 +102,21 @@ def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., R
     def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(fn)
         def run(self: "Session", *args: Any, **kwargs: Any) -> Response:
-            started = self._clock()
+            metrics = self.services.metrics
+            if metrics is None:                 # the clock is read only when there is a histogram
+                try:
+                    return fn(self, *args, **kwargs)
+                except Exception:  # noqa: BLE001 - one bad message must never kill the service
+                    return self._finish(self._internal_error(stage), stage)
+            started = time.monotonic()
             try:
                 return fn(self, *args, **kwargs)
-            except Exception:  # noqa: BLE001 - one bad message must never kill the service
+            except Exception:  # noqa: BLE001
                 return self._finish(self._internal_error(stage), stage)
             finally:
-                self._timed(stage, started)
+                # the snapshot (and its metrics) may change at connect; time into the new one
+                if self.services.metrics is not None:
+                    self.services.metrics.callback_latency(stage, time.monotonic() - started)
         return run
     return wrap
 
@@ -166,22 +174,22 @@ class Session:
                 self.conn.tls_version = macros.get("{tls_version}", "")
 
     def _run(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> Decision:
-        acl = self.policy.acl_for(stage.key)
+        acl = self.policy.stage_acls.get(stage)
         if acl is None and not self.record_variables:
             return _NO_ACL[stage]      # a stage left out accepts; nothing to evaluate or trace
-        ctx = self._ctx(stage, rcpt, command)
+        ctx = EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
+                          smtp_command=command, dry_run=self.simulate, tracing=self.record_variables)
         decision = engine.run(ctx, acl)
         if decision.result is not Result.OK:
             self.last_refusal = decision       # names the statement in an unfinished message's log line
-        self._record(stage, decision, ctx, rcpt)
+        if ctx.log_lines:
+            self._flush_log(ctx, stage.key)
+        if self.record_variables:
+            self._record(stage, decision, ctx, rcpt)
         return decision
 
     def _record(self, stage: Stage, decision: Decision, ctx: EvalContext, rcpt: Recipient | None) -> None:
-        for line in ctx.log_lines:
-            log.info("%s %s: %s", self._qid(), stage.key, line)
-        if not self.record_variables:
-            # The daemon keeps only what the per-message log line needs (the deciding statement).
-            return
+        """Keep what one stage did for the dry run (the daemon keeps only the deciding statement)."""
         rec = StageRecord(stage.key, decision.result.value, decision.where,
                           decision.reply.text() if decision.reply else None, decision.log_message,
                           [t.as_dict() for t in ctx.trace], list(ctx.log_lines),
@@ -451,8 +459,7 @@ class Session:
 
     def _deliver(self, kept: list[Recipient], edits: Edits) -> Response:
         """Run the deliver ACL per recipient: keep, delete (discard/deny/drop) or tempfail all."""
-        acl = self.policy.acl_for("deliver")
-        if acl is None:
+        if Stage.DELIVER not in self.policy.stage_acls:
             return CONTINUE
         remaining = 0
         for r in kept:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -234,12 +235,26 @@ def test_tcp_listener_always_gets_and_answers_data(monkeypatch: pytest.MonkeyPat
     assert obj._protocol & milter.P_NR_CONN and obj._protocol & milter.P_NOHDRS
 
 
+def _collect_message_lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The per-message log lines as the daemon's handlers would format them (message part)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    monkeypatch.setattr(glue.msglog, "isEnabledFor", lambda level: level >= logging.INFO)
+    monkeypatch.setattr(glue.msglog, "disabled", False)
+    monkeypatch.setattr(glue.msglog, "propagate", False)
+    monkeypatch.setattr(glue.msglog, "handlers", [Collect(logging.INFO)])
+    return lines
+
+
 def test_abort_is_not_registered_and_transactions_end_lazily(m, monkeypatch: pytest.MonkeyPatch) -> None:
     """Postfix sends ABORT after every message; no abort callback means no Python call for it.
     A transaction that never reached EOM is still logged once: at the next HELO/MAIL/close."""
     obj, ctx = m
-    lines: list[str] = []
-    monkeypatch.setattr(glue.msglog, "info", lambda fmt, *a: lines.append(fmt % a))
+    lines = _collect_message_lines(monkeypatch)
     ScriptedSession.answers = {"rcpt": Response(Action.REJECT, Reply(550, "5.7.1", ("no",)))}
     obj.envfrom("<a@example.org>")
     assert obj.envrcpt("<b@example.test>") == milter.REJECT

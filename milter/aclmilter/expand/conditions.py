@@ -102,6 +102,14 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
         variable = _evaluate.variable
         return variable(ctx, cond.target) != "", {}
     args = [evaluate_seq(ctx, a) for a in cond.args]
+    if name == "match":
+        m = search(cond.regex, args[1], args[0])
+        if m is None:
+            return False, {}
+        bound = {"0": m.group(0)}
+        for k in range(1, 10):
+            bound[str(k)] = (m.group(k) or "") if k <= (m.re.groups or 0) else ""
+        return True, bound
     if name in _NUMERIC:
         return _NUMERIC[name](number(args[0]), number(args[1])), {}
     if name in _LEXICAL:
@@ -112,14 +120,6 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
         return truth(args[0], name == "bool_lax"), {}
     if name in ("isip", "isip4", "isip6"):
         return _ip(args[0], {"isip": None, "isip4": 4, "isip6": 6}[name]), {}
-    if name == "match":
-        m = search(cond.regex, args[1], args[0])
-        if m is None:
-            return False, {}
-        bound = {"0": m.group(0)}
-        for k in range(1, 10):
-            bound[str(k)] = (m.group(k) or "") if k <= (m.re.groups or 0) else ""
-        return True, bound
     if name in ("inlist", "inlisti"):
         return _inlist(args[0], args[1], name == "inlisti")
     return _list_condition(ctx, name, args[0], args[1])

@@ -24,9 +24,15 @@ MAX_RESULT = 1 << 20
 
 def evaluate_seq(ctx: "EvalContext", seq: Seq) -> str:
     """Concatenate the values of every part of `seq`."""
+    parts = seq.parts
+    if len(parts) == 1:                  # most expansions are one variable or one ${...}
+        text = evaluate_node(ctx, parts[0])
+        if len(text) > MAX_RESULT:
+            raise ExpansionFailed("expansion result too long")
+        return text
     out: list[str] = []
     size = 0
-    for part in seq.parts:
+    for part in parts:
         text = evaluate_node(ctx, part)
         size += len(text)
         if size > MAX_RESULT:
@@ -37,21 +43,15 @@ def evaluate_seq(ctx: "EvalContext", seq: Seq) -> str:
 
 def evaluate_node(ctx: "EvalContext", node: object) -> str:
     """The value of one node."""
-    if isinstance(node, Literal):
+    kind = type(node)
+    if kind is Literal:
         return node.text
-    if isinstance(node, Var):
+    if kind is Var:
         return variable(ctx, node.name)
-    if isinstance(node, Header):
-        return headers.header_value(ctx, node.mode, node.name)
-    if isinstance(node, Seq):
-        return evaluate_seq(ctx, node)
-    if isinstance(node, If):
-        return _if(ctx, node)
-    if isinstance(node, Lookup):
-        return _lookup(ctx, node)
-    if isinstance(node, Op):
-        return _operators.apply(ctx, node)
-    raise ExpansionFailed(f"internal: unknown expansion node {type(node).__name__}")
+    run = _BY_TYPE.get(kind)
+    if run is None:
+        raise ExpansionFailed(f"internal: unknown expansion node {kind.__name__}")
+    return run(ctx, node)
 
 
 def variable(ctx: "EvalContext", name: str) -> str:
@@ -109,3 +109,7 @@ def _lookup(ctx: "EvalContext", node: Lookup) -> str:
 
 # Imported last (both import this module): module objects, looked up when called.
 from . import conditions as _conditions, operators as _operators  # noqa: E402
+
+#: Node type -> its evaluator (Literal and Var, the most frequent, are tested first inline).
+_BY_TYPE = {Header: lambda ctx, node: headers.header_value(ctx, node.mode, node.name),
+            Seq: evaluate_seq, If: _if, Lookup: _lookup, Op: lambda ctx, node: _operators.apply(ctx, node)}

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import Mark
 from ..outcome import Verb
 from ..registry import Item
+from ..stages import ORDERED, Stage
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class Statement:
         """file:line of the statement (computed once: it is read on every evaluation)."""
         return f"{self.mark.file}:{self.mark.line}"
 
+    @functools.cached_property
+    def steps(self) -> tuple[tuple[int, ItemUse], ...]:
+        """The items in order as (STEP_*, item): what the engine does at each, decided once."""
+        kinds = {"endpass": STEP_ENDPASS, "message": STEP_MESSAGE, "log_message": STEP_LOG_MESSAGE}
+        return tuple((kinds.get(use.name, STEP_EVALUATE), use) for use in self.items)
+
+
+#: What the engine does at one item of a statement (Statement.steps).
+STEP_EVALUATE, STEP_ENDPASS, STEP_MESSAGE, STEP_LOG_MESSAGE = range(4)
+
 
 @dataclass(frozen=True)
 class Acl:
@@ -65,3 +76,8 @@ class Policy:
 
     def acl_for(self, stage_key: str) -> Acl | None:
         return self.acls.get(stage_key)
+
+    @functools.cached_property
+    def stage_acls(self) -> dict[Stage, Acl]:
+        """Stage -> its ACL, for the stages the policy has (read at every stage of a message)."""
+        return {stage: self.acls[stage.key] for stage in ORDERED if stage.key in self.acls}

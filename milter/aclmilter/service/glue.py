@@ -18,15 +18,20 @@ import milter
 
 from ..actions import Reply
 from ..runtime import Runtime
-from ..session import Action, EomResult, HeldRefusal, Response, Session
+from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
+from . import logsetup
 from . import macros as mac
 from . import negotiation
 from .reply import map_response
 
 log = logging.getLogger("aclmilter")
 msglog = logging.getLogger("aclmilter.message")
+
+_NR_CONNECT, _NR_HELO, _NR_MAIL, _NR_RCPT, _NR_DATA = (negotiation.NO_REPLY_BIT[k] for k in (
+    "connect", "helo", "mail", "rcpt", "predata"))
+_NR_HDR, _NR_EOH, _NR_BODY = (negotiation.CONTENT_NO_REPLY_BIT[k] for k in ("header", "eoh", "body"))
 
 INTERNAL_TEMPFAIL = Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
 
@@ -102,9 +107,6 @@ class AclMilter(Milter.Base):
         return milter.CONTINUE
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _macros(self, stage: int) -> dict[str, str]:
-        return mac.collect(self._ctx.getsymval, mac.BY_STAGE[stage])
-
     def _new_session(self) -> Any:
         if self.snapshot is None:
             return CONFIG.session_factory(CONFIG.runtime, listen_port=CONFIG.listen_port)
@@ -143,20 +145,14 @@ class AclMilter(Milter.Base):
         """A refusal held from a step the MTA did not wait for (connection first)."""
         return self.pending_connect or self.pending_helo or self.pending
 
-    def _step(self, stage: str, call: Callable[[], Response], no_reply_bit: int) -> int:
-        """Run one step before EOM; never raises.
+    def _reply(self, stage: str, response: Response, no_reply_bit: int, failed: bool = False) -> int:
+        """The return code for one step before EOM, from the session's (or the guard's) response.
 
         When the MTA does not wait for this step's answer, a refusal (its ACL cannot refuse by
         design, so only a deferral, an expansion error or an internal error produces one) is
         held and given at the next step it waits for, so nothing is accepted that should have
         been refused.
         """
-        try:
-            response = call()
-            failed = False
-        except Exception:  # noqa: BLE001
-            response = self._internal(stage)
-            failed = True
         if self._protocol & no_reply_bit:
             if response.action is not Action.CONTINUE:
                 self._hold(HeldRefusal(stage, response, "internal error" if failed else self._refusal_where()))
@@ -169,6 +165,10 @@ class AclMilter(Milter.Base):
                 self.session.refuse_last_recipient(held.response.action)
             stage, response = held.stage, held.response
         return self._answer(stage, response)
+
+    def _failed(self, stage: str, no_reply_bit: int) -> int:
+        """An exception escaped a step's work: log it, answer per on_internal_error."""
+        return self._reply(stage, self._internal(stage), no_reply_bit, failed=True)
 
     def _hold(self, held: HeldRefusal) -> None:
         """Keep a refusal the MTA did not wait for; the first one of a transaction wins."""
@@ -185,9 +185,11 @@ class AclMilter(Milter.Base):
         return refusal.where if refusal is not None else "-"
 
     # ---- callbacks ---------------------------------------------------------------------------
+    # Each callback guards its own work (no closure, no extra layer: this is the per-message
+    # path) and answers the common case, an unanswered step that continues, inline.
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
-        def run() -> Response:
-            macros = self._macros(milter.M_CONNECT)
+        try:
+            macros = mac.collect(self._ctx.getsymval, mac.CONNECT)
             self.hides_own_received = macros.get("v", "Postfix").lower().startswith("postfix")
             if self.session is not None:       # second CONNECT (Postfix XCLIENT): start afresh
                 self._end_transaction()
@@ -199,34 +201,59 @@ class AclMilter(Milter.Base):
                 address, port = hostaddr[0], hostaddr[1]
             else:
                 address, port = "", None
-            return self.session.connect(hostname, _family_name(family), address, port, macros)
-        return self._step("connect", run, negotiation.NO_REPLY_BIT["connect"])
+            response = self.session.connect(hostname, _family_name(family), address, port, macros)
+        except Exception:  # noqa: BLE001
+            return self._failed("connect", _NR_CONNECT)
+        if response is CONTINUE and self._protocol & _NR_CONNECT:
+            return milter.NOREPLY
+        return self._reply("connect", response, _NR_CONNECT)
 
     def hello(self, hostname: str) -> int:
-        def run() -> Response:
+        try:
             self._end_transaction()            # HELO/EHLO starts afresh (RFC 5321 4.1.4)
             self.pending_helo = None           # ... and a new HELO is judged on its own
-            return self.session.helo(hostname, self._macros(milter.M_HELO))
-        return self._step("helo", run, negotiation.NO_REPLY_BIT["helo"])
+            response = self.session.helo(hostname, mac.collect(self._ctx.getsymval, mac.HELO))
+        except Exception:  # noqa: BLE001
+            return self._failed("helo", _NR_HELO)
+        if response is CONTINUE and self._protocol & _NR_HELO:
+            return milter.NOREPLY
+        return self._reply("helo", response, _NR_HELO)
 
     def envfrom(self, sender: str, *params: str) -> int:
-        def run() -> Response:
+        try:
             self._end_transaction()
             self.pending, self.in_txn, self.last_refusal, self.eoh_sent = None, True, None, False
-            return self.session.mail(sender, list(params), self._macros(milter.M_ENVFROM))
-        return self._step("mail", run, negotiation.NO_REPLY_BIT["mail"])
+            response = self.session.mail(sender, params, mac.collect(self._ctx.getsymval, mac.MAIL))
+        except Exception:  # noqa: BLE001
+            return self._failed("mail", _NR_MAIL)
+        if response is CONTINUE and self._protocol & _NR_MAIL:
+            return milter.NOREPLY
+        return self._reply("mail", response, _NR_MAIL)
 
     def envrcpt(self, rcpt: str, *params: str) -> int:
-        return self._step("rcpt", lambda: self.session.rcpt(rcpt, list(params), self._macros(milter.M_ENVRCPT)),
-                          negotiation.NO_REPLY_BIT["rcpt"])
+        try:
+            response = self.session.rcpt(rcpt, params, mac.collect(self._ctx.getsymval, mac.RCPT))
+        except Exception:  # noqa: BLE001
+            return self._failed("rcpt", _NR_RCPT)
+        if response is CONTINUE and self._protocol & _NR_RCPT:
+            return milter.NOREPLY
+        return self._reply("rcpt", response, _NR_RCPT)
 
     def data(self) -> int:
-        return self._step("predata", lambda: self.session.data(self._macros(milter.M_DATA)),
-                          negotiation.NO_REPLY_BIT["predata"])
+        try:
+            response = self.session.data(mac.collect(self._ctx.getsymval, mac.DATA))
+        except Exception:  # noqa: BLE001
+            return self._failed("predata", _NR_DATA)
+        return self._reply("predata", response, _NR_DATA)
 
     def header(self, name: str, value: str) -> int:
-        return self._step("header", lambda: self.session.header(name, value),
-                          negotiation.CONTENT_NO_REPLY_BIT["header"])
+        try:
+            response = self.session.header(name, value)
+        except Exception:  # noqa: BLE001
+            return self._failed("header", _NR_HDR)
+        if response is CONTINUE and self._protocol & _NR_HDR:
+            return milter.NOREPLY
+        return self._reply("header", response, _NR_HDR)
 
     def _end_of_headers(self) -> Response:
         if self.eoh_sent:
@@ -236,13 +263,20 @@ class AclMilter(Milter.Base):
 
     def eoh(self) -> int:
         """Only called by an MTA that ignores P_NOEOH."""
-        return self._step("eoh", self._end_of_headers, negotiation.CONTENT_NO_REPLY_BIT["eoh"])
+        try:
+            response = self._end_of_headers()
+        except Exception:  # noqa: BLE001
+            return self._failed("eoh", _NR_EOH)
+        return self._reply("eoh", response, _NR_EOH)
 
     def body(self, chunk: bytes) -> int:
-        def run() -> Response:
-            r = self._end_of_headers()
-            return r if r.action is not Action.CONTINUE else self.session.body(chunk)
-        return self._step("body", run, negotiation.CONTENT_NO_REPLY_BIT["body"])
+        try:
+            response = self._end_of_headers()
+            if response.action is Action.CONTINUE:
+                response = self.session.body(chunk)
+        except Exception:  # noqa: BLE001
+            return self._failed("body", _NR_BODY)
+        return self._reply("body", response, _NR_BODY)
 
     def eom(self) -> int:
         try:
@@ -250,7 +284,7 @@ class AclMilter(Milter.Base):
             if eoh.action is not Action.CONTINUE:
                 self._hold(HeldRefusal("eoh", eoh, self._refusal_where()))
             held = self._held()
-            result: EomResult = self.session.eom(self._macros(milter.M_EOM), held)
+            result: EomResult = self.session.eom(mac.collect(self._ctx.getsymval, mac.EOM), held)
             response = result.response
             if held is None and response.action in (Action.CONTINUE, Action.ACCEPT):
                 headers = list(self.session.txn.headers) if self.session.txn is not None else []
@@ -258,7 +292,7 @@ class AclMilter(Milter.Base):
                                      self.hides_own_received)
                 edit_plan.execute(self, ops)
             if msglog.isEnabledFor(logging.INFO):      # the line is built only to be written
-                msglog.info("%s", _format_record(result.summary))
+                logsetup.message_line(msglog, _format_record(result.summary))
             self.in_txn = False
             return self._answer("eom", response, at_eom=True)
         except Exception:  # noqa: BLE001
@@ -288,7 +322,7 @@ class AclMilter(Milter.Base):
             rec["decision"] = f"{resp.action.value}_at_{stage}"
         else:
             rec["decision"] = "aborted"
-        msglog.info("%s", _format_record(rec))
+        logsetup.message_line(msglog, _format_record(rec))
 
     def close(self) -> int:
         try:
