@@ -233,15 +233,22 @@ class EomHook:
     phase: str
     order: int
     run: Callable[["EvalContext", Any], None]
+    #: False when the hook can never act under a policy (policy.model.Policy); None: always run
+    wanted: Callable[[Any], bool] | None = None
 
 
-def eom_hook(name: str, *, phase: str = "after_data", order: int = 50) -> Callable[[Callable], Callable]:
-    """Register an end-of-message hook (lower `order` runs first)."""
+def eom_hook(name: str, *, phase: str = "after_data", order: int = 50,
+             wanted: Callable[[Any], bool] | None = None) -> Callable[[Callable], Callable]:
+    """Register an end-of-message hook (lower `order` runs first).
+
+    `wanted(policy)` tells, once per loaded policy, whether the hook can act at all under it
+    (e.g. a setting it needs is set); a hook that cannot is not called for any message.
+    """
     if phase not in ("after_data", "after_deliver"):
         raise RuntimeError(f"unknown eom hook phase {phase!r}")
 
     def wrap(fn: Callable) -> Callable:
-        _add(TABLES.eom_hooks, name, EomHook(name, phase, order, fn))
+        _add(TABLES.eom_hooks, name, EomHook(name, phase, order, fn, wanted))
         return fn
     return wrap
 

@@ -24,7 +24,7 @@ from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_h
 from .checks.proxy import derive_identity
 from .context import EvalContext
 from .outcome import Result
-from .registry import TABLES, hooks
+from .registry import TABLES
 from .runtime import Runtime, Snapshot
 from .stages import ORDERED, Stage
 from .state import Connection, Recipient, Transaction
@@ -439,19 +439,22 @@ class Session:
             log.info("%s all recipients discarded before DATA: message discarded", self._qid())
             return self._eom_result(self._finish(Response(Action.DISCARD), "data"), edits, None, "discard")
         decision = self._run(Stage.DATA, command="data")
-        ctx = self._ctx(Stage.DATA)
-        for hook in hooks("after_data"):
-            hook.run(ctx, decision)
-        self._flush_log(ctx, "data hooks")
+        data_hooks = self.policy.eom_hooks("after_data")
+        if data_hooks:
+            ctx = self._ctx(Stage.DATA)
+            for hook in data_hooks:
+                hook.run(ctx, decision)
+            self._flush_log(ctx, "data hooks")
         response = self._response(decision, Stage.DATA)
         if decision.result is Result.DISCARD:
             response = Response(Action.DISCARD)
         if response.action is Action.CONTINUE:
             response = self._deliver(kept, edits)
-            if response.action is Action.CONTINUE:
+            deliver_hooks = self.policy.eom_hooks("after_deliver")
+            if response.action is Action.CONTINUE and deliver_hooks:
                 # Only a message that will be delivered gets after_deliver work (verdict headers).
                 dctx = self._ctx(Stage.DELIVER)
-                for hook in hooks("after_deliver"):
+                for hook in deliver_hooks:
                     hook.run(dctx, decision)
                 self._flush_log(dctx, "deliver hooks")
         outcome = "accept" if response.action is Action.CONTINUE else response.action.value

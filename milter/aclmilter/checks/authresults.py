@@ -126,7 +126,8 @@ def forged_indexes(headers: list[tuple[str, str]], our_id: str) -> list[int]:
     return sorted(found, reverse=True)
 
 
-@registry.eom_hook("authresults", phase="after_data", order=10)
+@registry.eom_hook("authresults", phase="after_data", order=10,
+                   wanted=lambda policy: bool(policy.settings.get("authserv_id")))
 def authresults_hook(ctx: "EvalContext", decision: Any) -> None:
     """Remove forged A-R fields and insert ours at the top.
 

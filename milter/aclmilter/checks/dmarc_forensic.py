@@ -196,7 +196,8 @@ def send(host_port: str, sender: str, rcpts: list[str], data: bytes, timeout: fl
         smtp.sendmail(sender, rcpts, data)
 
 
-@registry.eom_hook("dmarc_forensic", phase="after_data", order=60)
+@registry.eom_hook("dmarc_forensic", phase="after_data", order=60,
+                   wanted=lambda policy: policy.uses_control("dmarc_enable_forensic"))
 def forensic_hook(ctx: "EvalContext", decision: Any) -> None:
     """Send a failure report when enabled by control and the record asks for one."""
     txn = ctx.txn

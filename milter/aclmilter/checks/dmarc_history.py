@@ -125,7 +125,8 @@ def job_id(ctx: "EvalContext") -> str:
     return qid or f"aclm{ctx.services.rng.getrandbits(48):012x}"
 
 
-@registry.eom_hook("dmarc_history", phase="after_data", order=50)
+@registry.eom_hook("dmarc_history", phase="after_data", order=50,
+                   wanted=lambda policy: bool(policy.settings.get("dmarc_history_file")))
 def history_hook(ctx: "EvalContext", decision: Any) -> None:
     """Append this message's record to settings.dmarc_history_file (if DMARC ran).
 

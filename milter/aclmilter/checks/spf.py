@@ -362,17 +362,15 @@ def _with_texts(o: SpfOutcome, url: str) -> SpfOutcome:
 # ---- registered checks ---------------------------------------------------------------------
 
 
-def _receiver(ctx: "EvalContext") -> str:
-    return ctx.setting("authserv_id") or ctx.setting("primary_hostname") or "localhost"
-
-
 def _evaluate_ctx(ctx: "EvalContext", check: str, guess: bool) -> SpfOutcome:
     client: DnsClient = ctx.services.get("dns")
-    record = (ctx.setting("spf_guess") or DEFAULT_GUESS_RECORD) if guess else None
-    url = ctx.setting("spf_explanation_url")
-    ttl = float(ctx.setting("spf_result_cache_ttl") or 0)
+    settings = ctx.policy.settings      # read directly: this runs for every message
+    record = (settings.get("spf_guess") or DEFAULT_GUESS_RECORD) if guess else None
+    url = settings.get("spf_explanation_url")
+    ttl = float(settings.get("spf_result_cache_ttl") or 0)
+    receiver = settings.get("authserv_id") or settings.get("primary_hostname") or "localhost"
     return evaluate(client, ip=ctx.conn.client.address, sender=ctx.txn.sender if ctx.txn else "",
-                    helo=ctx.conn.helo, receiver=_receiver(ctx), guess_record=record,
+                    helo=ctx.conn.helo, receiver=receiver, guess_record=record,
                     explanation_url=DEFAULT_EXPLANATION_URL if url is None else url, check=check,
                     results=ctx.services.get("spf_results") if ttl > 0 else None, results_ttl=ttl)
 
@@ -393,5 +391,8 @@ def latest(ctx: "EvalContext") -> SpfOutcome | None:
     """The most recent of the `spf` and `spf_guess` outcomes of this transaction, or None."""
     if ctx.txn is None:
         return None
-    found = [r for r in (ctx.result("spf"), ctx.result("spf_guess")) if r is not None]
-    return max(found, key=lambda r: r.seq) if found else None
+    results = ctx.txn.results          # both checks are transaction-scoped (registered above)
+    plain, guess = results.get("spf"), results.get("spf_guess")
+    if plain is None or guess is None:
+        return guess if plain is None else plain
+    return plain if plain.seq > guess.seq else guess

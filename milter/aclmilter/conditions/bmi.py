@@ -270,7 +270,8 @@ def _delivered(ctx: EvalContext) -> list[Recipient]:
     return out
 
 
-@registry.eom_hook("bmi_headers", phase="after_deliver", order=60)
+@registry.eom_hook("bmi_headers", phase="after_deliver", order=60,
+                   wanted=lambda policy: policy.uses_control("bmi_run"))
 def verdict_headers(ctx: EvalContext, decision: Any) -> None:
     """Add the verdict and tracker headers when every delivered recipient has the same verdict.
 

@@ -248,10 +248,11 @@ def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]
     header; a line that is not `Name: value` becomes `X-ACL-Warn: line`.
     """
     position = HeaderPosition.END
-    for prefix, pos in _POSITIONS.items():
-        if text.startswith(prefix):
-            position, text = pos, text[len(prefix):]
-            break
+    if text[:1] == ":":                 # every position prefix starts with a colon
+        for prefix, pos in _POSITIONS.items():
+            if text.startswith(prefix):
+                position, text = pos, text[len(prefix):]
+                break
     text = text.replace("\r\n", "\n").replace("\r", " ").strip("\n")
     out: list[tuple[str, str]] = []
     for block in NEW_HEADER_LINE.split(text):

@@ -200,7 +200,8 @@ def split_headers(text: str) -> list[tuple[str, str]]:
     return out
 
 
-@registry.eom_hook("dcc_header", phase="after_data", order=40)
+@registry.eom_hook("dcc_header", phase="after_data", order=40,
+                   wanted=lambda policy: bool(policy.settings.get("dcc_direct_add_header")))
 def _add_dcc_header(ctx: EvalContext, decision: Decision | None) -> None:
     """With `dcc_direct_add_header`, queue the X-DCC header and `$acl_m_dcc_add_header` lines.
 

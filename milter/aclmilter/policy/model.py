@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import Mark
 from ..outcome import Verb
-from ..registry import Item
+from ..registry import TABLES, EomHook, Item, hooks
 from ..stages import ORDERED, Stage
 
 
@@ -76,6 +76,27 @@ class Policy:
 
     def acl_for(self, stage_key: str) -> Acl | None:
         return self.acls.get(stage_key)
+
+    def uses_control(self, name: str) -> bool:
+        """True if some ACL may set control `name` (a control computed at run time may be any)."""
+        for acl in self.acls.values():
+            for st in acl.statements:
+                for use in st.items:
+                    if use.name != "control":
+                        continue
+                    entry = TABLES.controls.get(use.static[0]) if use.has_static else None
+                    if entry is None or entry.name == name:     # unknown now: could be any
+                        return True
+        return False
+
+    def eom_hooks(self, phase: str) -> tuple[EomHook, ...]:
+        """The end-of-message hooks of `phase` that can act under this policy, in order."""
+        return self._eom_hooks[phase]
+
+    @functools.cached_property
+    def _eom_hooks(self) -> dict[str, tuple[EomHook, ...]]:
+        return {phase: tuple(h for h in hooks(phase) if h.wanted is None or h.wanted(self))
+                for phase in ("after_data", "after_deliver")}
 
     @functools.cached_property
     def stage_acls(self) -> dict[Stage, Acl]:
