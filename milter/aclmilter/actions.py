@@ -222,6 +222,8 @@ def apply_header_removals(headers: list[tuple[str, str]], removes: list[HeaderRe
     The index is the 1-based occurrence number among headers of that name, which is what
     smfi_chgheader expects; deleting from the highest index down keeps lower indexes valid.
     """
+    if not removes:
+        return []
     counts: dict[str, int] = {}
     targets: list[tuple[str, int]] = []
     for name, value in headers:

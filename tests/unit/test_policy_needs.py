@@ -158,3 +158,32 @@ def test_a_control_that_makes_eom_read_the_message_needs_content() -> None:
     assert not needs("acl:\n  rcpt:\n    - accept:\n        control: no_multiline_responses\n").content
     # computed at run time: could be bmi_run
     assert needs("acl:\n  rcpt:\n    - accept:\n        control: \"${if eq{1}{1}{bmi_run}}\"\n").content
+
+
+def _hook_names(text: str) -> dict[str, list[str]]:
+    policy = load_text(text, "p.yaml")
+    return {phase: [h.name for h in policy.eom_hooks(phase)] for phase in ("after_data", "after_deliver")}
+
+
+def test_end_of_message_hooks_that_cannot_act_under_a_policy_are_not_run() -> None:
+    """The default policy sets nothing an end-of-message hook acts on: no hook is called."""
+    policy = load_file(ROOT / "policies" / "default.yaml")
+    assert policy.eom_hooks("after_data") == () and policy.eom_hooks("after_deliver") == ()
+    hooks = _hook_names("settings:\n  authserv_id: mx.example\nacl:\n  mail:\n    - accept\n")
+    assert hooks == {"after_data": ["authresults"], "after_deliver": []}
+
+
+@pytest.mark.parametrize("control, hook", [
+    ("dmarc_enable_forensic", "dmarc_forensic"),
+    ("dmarc_forensic_enable", "dmarc_forensic"),        # an alias counts as the control
+    ("bmi_run", "bmi_headers"),
+])
+def test_a_control_anywhere_in_the_policy_turns_its_hook_on(control: str, hook: str) -> None:
+    hooks = _hook_names(f"acl:\n  rcpt:\n    - warn: {{control: {control}}}\n    - accept\n")
+    assert hook in hooks["after_data"] + hooks["after_deliver"]
+    assert len(hooks["after_data"] + hooks["after_deliver"]) == 1
+
+
+def test_a_control_computed_at_run_time_may_be_any_so_every_control_hook_runs() -> None:
+    hooks = _hook_names("acl:\n  rcpt:\n    - warn: {control: \"${if eq{1}{1}{bmi_run}{}}\"}\n    - accept\n")
+    assert "bmi_headers" in hooks["after_deliver"] and "dmarc_forensic" in hooks["after_data"]

@@ -287,7 +287,7 @@ class AclMilter(Milter.Base):
             result: EomResult = self.session.eom(mac.collect(self._ctx.getsymval, mac.EOM), held)
             response = result.response
             if held is None and response.action in (Action.CONTINUE, Action.ACCEPT):
-                headers = list(self.session.txn.headers) if self.session.txn is not None else []
+                headers = self.session.txn.headers if self.session.txn is not None else []
                 ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,
                                      self.hides_own_received)
                 edit_plan.execute(self, ops)
