@@ -27,7 +27,7 @@ from . import negotiation
 from .reply import map_response
 
 log = logging.getLogger("aclmilter")
-msglog = logging.getLogger("aclmilter.message")
+msglog = logging.getLogger(logsetup.MESSAGE_LOGGER)
 
 _NR_CONNECT, _NR_HELO, _NR_MAIL, _NR_RCPT, _NR_DATA = (negotiation.NO_REPLY_BIT[k] for k in (
     "connect", "helo", "mail", "rcpt", "predata"))

@@ -67,6 +67,7 @@ def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] |
             except BaseException:  # noqa: BLE001 - never return into the parent's loop
                 log.exception("worker failed")
             finally:
+                logging.shutdown()       # os._exit skips atexit: write what is still queued
                 os._exit(code)
         children[pid] = time.monotonic()
 

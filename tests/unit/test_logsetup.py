@@ -1,0 +1,106 @@
+"""The daemon's logging: per-message lines are queued and written by one thread per process;
+everything else is written at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from aclmilter.service import logsetup
+
+
+@pytest.fixture
+def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """stderr redirected to a file; the aclmilter logger set up as the daemon does."""
+    path = tmp_path / "stderr.log"
+    stream = path.open("w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", stream)
+    logsetup.setup("info")
+    yield path
+    for name in ("aclmilter", logsetup.MESSAGE_LOGGER):
+        logger = logging.getLogger(name)
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+    stream.close()
+
+
+def _close_handlers() -> None:
+    for h in logging.getLogger(logsetup.MESSAGE_LOGGER).handlers:
+        h.close()        # writes what is queued, stops the writer
+
+
+def test_every_line_from_many_threads_is_written_once_in_each_threads_order(log_file: Path) -> None:
+    msglog = logging.getLogger("aclmilter.message")
+
+    def worker(n: int) -> None:
+        for i in range(200):
+            logsetup.message_line(msglog, f"t={n} i={i}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _close_handlers()
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 1600
+    for n in range(8):
+        mine = [int(line.rsplit("i=", 1)[1]) for line in lines if f" t={n} " in line]
+        assert mine == list(range(200))
+    assert all(f"aclmilter[{os.getpid()}] INFO t=" in line for line in lines)
+
+
+def test_other_records_are_written_at_once_with_levels_arguments_and_tracebacks(log_file: Path) -> None:
+    log = logging.getLogger("aclmilter")
+    log.debug("hidden %s", "debug")
+    log.warning("value %s", ["before"])
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
+    sys.stderr.flush()
+    text = log_file.read_text()            # no writer thread to wait for
+    assert "hidden" not in text
+    assert "WARNING value ['before']" in text
+    assert "ERROR failed\nTraceback (most recent call last):" in text and "ValueError: boom" in text
+
+
+def test_a_queued_line_keeps_the_text_of_the_moment_it_was_logged(log_file: Path) -> None:
+    values = ["before"]
+    logging.getLogger(logsetup.MESSAGE_LOGGER).info("value %s", values)
+    values[0] = "after"
+    _close_handlers()
+    assert "INFO value ['before']" in log_file.read_text()
+
+
+def test_the_writer_thread_never_takes_the_services_signals(log_file: Path) -> None:
+    import signal
+    logsetup.message_line(logging.getLogger(logsetup.MESSAGE_LOGGER), "one")
+    writer = next(t for t in threading.enumerate() if t.name == "aclmilter-log-writer")
+    with open(f"/proc/self/task/{writer.native_id}/status") as fh:
+        blocked = next(int(line.split()[1], 16) for line in fh if line.startswith("SigBlk:"))
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGUSR1):
+        assert blocked & (1 << (sig - 1))
+
+
+def test_a_forked_worker_writes_its_own_lines_and_not_its_parents(log_file: Path) -> None:
+    msglog = logging.getLogger(logsetup.MESSAGE_LOGGER)
+    logsetup.message_line(msglog, "parent before fork")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            logsetup.message_line(msglog, f"child {os.getpid()}")
+        finally:
+            logging.shutdown()
+            os._exit(0)
+    os.waitpid(pid, 0)
+    _close_handlers()
+    lines = log_file.read_text().splitlines()
+    assert sum("parent before fork" in line for line in lines) == 1
+    assert sum(f"child {pid}" in line for line in lines) == 1
