@@ -337,10 +337,6 @@ class AclMilter(Milter.Base):
 
 
 # ---- registration with libmilter (one module-level table, as libmilter has one) -------------
-def _priv(ctx: Any) -> AclMilter:
-    return ctx.getpriv()
-
-
 def _negotiate(ctx: Any, opts: list[int]) -> int:
     m = AclMilter()
     m._setctx(ctx)
@@ -370,16 +366,19 @@ def _close(ctx: Any) -> int:
 
 
 def register(name: str = "aclmilter") -> None:
-    """Install the callbacks in libmilter (call once, before opensocket/main)."""
+    """Install the callbacks in libmilter (call once, before opensocket/main).
+
+    Each callback finds its connection object with `ctx.getpriv()` inline: one Python call
+    fewer per callback than a helper function."""
     milter.set_connect_callback(_connect)
-    milter.set_helo_callback(lambda ctx, host: _priv(ctx).hello(host))
-    milter.set_envfrom_callback(lambda ctx, *b: _priv(ctx).envfrom(*_decode(b)))
-    milter.set_envrcpt_callback(lambda ctx, *b: _priv(ctx).envrcpt(*_decode(b)))
-    milter.set_header_callback(lambda ctx, f, v: _priv(ctx).header(
+    milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
+    milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom(*_decode(b)))
+    milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt(*_decode(b)))
+    milter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header(
         f, v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v))
-    milter.set_eoh_callback(lambda ctx: _priv(ctx).eoh())
-    milter.set_body_callback(lambda ctx, chunk: _priv(ctx).body(chunk))
-    milter.set_eom_callback(lambda ctx: _priv(ctx).eom())
+    milter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
+    milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
+    milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
     # No abort callback: see AclMilter._end_transaction.
     milter.set_close_callback(_close)
     # An exception raised inside pymilter's C layer (before our guards run: e.g. a header
@@ -387,4 +386,4 @@ def register(name: str = "aclmilter") -> None:
     # no-reply step and desynchronise libmilter; skipping that one callback is the safe
     # choice. pymilter prints the traceback to stderr.
     milter.set_exception_policy(milter.CONTINUE)
-    milter.register(name, data=lambda ctx: _priv(ctx).data(), unknown=None, negotiate=_negotiate)
+    milter.register(name, data=lambda ctx: ctx.getpriv().data(), unknown=None, negotiate=_negotiate)
