@@ -18,7 +18,7 @@ import milter
 
 from ..actions import Reply
 from ..runtime import Runtime
-from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session
+from ..session import Action, EomResult, HeldRefusal, Response, Session
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import logsetup
@@ -185,8 +185,7 @@ class AclMilter(Milter.Base):
         return refusal.where if refusal is not None else "-"
 
     # ---- callbacks ---------------------------------------------------------------------------
-    # Each callback guards its own work (no closure, no extra layer: this is the per-message
-    # path) and answers the common case, an unanswered step that continues, inline.
+    # Each callback guards its own work (no closure, no extra layer: this is the per-message path).
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         try:
             macros = mac.collect(self._ctx.getsymval, mac.CONNECT)
@@ -204,8 +203,6 @@ class AclMilter(Milter.Base):
             response = self.session.connect(hostname, _family_name(family), address, port, macros)
         except Exception:  # noqa: BLE001
             return self._failed("connect", _NR_CONNECT)
-        if response is CONTINUE and self._protocol & _NR_CONNECT:
-            return milter.NOREPLY
         return self._reply("connect", response, _NR_CONNECT)
 
     def hello(self, hostname: str) -> int:
@@ -215,8 +212,6 @@ class AclMilter(Milter.Base):
             response = self.session.helo(hostname, mac.collect(self._ctx.getsymval, mac.HELO))
         except Exception:  # noqa: BLE001
             return self._failed("helo", _NR_HELO)
-        if response is CONTINUE and self._protocol & _NR_HELO:
-            return milter.NOREPLY
         return self._reply("helo", response, _NR_HELO)
 
     def envfrom(self, sender: str, *params: str) -> int:
@@ -226,8 +221,6 @@ class AclMilter(Milter.Base):
             response = self.session.mail(sender, params, mac.collect(self._ctx.getsymval, mac.MAIL))
         except Exception:  # noqa: BLE001
             return self._failed("mail", _NR_MAIL)
-        if response is CONTINUE and self._protocol & _NR_MAIL:
-            return milter.NOREPLY
         return self._reply("mail", response, _NR_MAIL)
 
     def envrcpt(self, rcpt: str, *params: str) -> int:
@@ -235,8 +228,6 @@ class AclMilter(Milter.Base):
             response = self.session.rcpt(rcpt, params, mac.collect(self._ctx.getsymval, mac.RCPT))
         except Exception:  # noqa: BLE001
             return self._failed("rcpt", _NR_RCPT)
-        if response is CONTINUE and self._protocol & _NR_RCPT:
-            return milter.NOREPLY
         return self._reply("rcpt", response, _NR_RCPT)
 
     def data(self) -> int:
@@ -251,8 +242,6 @@ class AclMilter(Milter.Base):
             response = self.session.header(name, value)
         except Exception:  # noqa: BLE001
             return self._failed("header", _NR_HDR)
-        if response is CONTINUE and self._protocol & _NR_HDR:
-            return milter.NOREPLY
         return self._reply("header", response, _NR_HDR)
 
     def _end_of_headers(self) -> Response:
