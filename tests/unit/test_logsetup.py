@@ -104,3 +104,39 @@ def test_a_forked_worker_writes_its_own_lines_and_not_its_parents(log_file: Path
     lines = log_file.read_text().splitlines()
     assert sum("parent before fork" in line for line in lines) == 1
     assert sum(f"child {pid}" in line for line in lines) == 1
+
+
+def test_lines_beyond_the_limit_are_dropped_and_counted_while_the_log_is_stuck(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log reader that stops reading must not stop mail nor grow memory without bound."""
+    release, stuck = threading.Event(), threading.Event()
+    written: list[str] = []
+
+    class StuckStream:
+        def write(self, text: str) -> None:
+            stuck.set()
+            release.wait(10)
+            written.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(logsetup, "MAX_WAITING", 5)
+    monkeypatch.setattr(logsetup, "BATCH_WINDOW", 0)
+    monkeypatch.setattr(sys, "stderr", StuckStream())
+    logsetup.setup("info")
+    msglog = logging.getLogger(logsetup.MESSAGE_LOGGER)
+    try:
+        logsetup.message_line(msglog, "first")
+        assert stuck.wait(10)                            # the writer is inside its write
+        for i in range(20):
+            logsetup.message_line(msglog, f"line {i}")   # 5 wait, 15 are dropped
+    finally:
+        release.set()
+        _close_handlers()
+        for h in list(logging.getLogger("aclmilter").handlers):
+            logging.getLogger("aclmilter").removeHandler(h)
+    text = "".join(written)
+    assert "INFO first" in text
+    assert [f"line {i}" in text for i in range(20)] == [True] * 5 + [False] * 15
+    assert "WARNING 15 message log lines dropped: more than 5 were waiting" in text

@@ -7,6 +7,8 @@ system call with the handler's lock held, and with twenty MTA connections the ot
 queue up on that lock; written one by one from a thread, every line wakes that thread. They
 reach the log at most BATCH_WINDOW late; records still queued when the process ends are
 written by `logging.shutdown()` (run at exit, and by a pre-forked worker before it exits).
+If the log stops taking lines (a full pipe), at most MAX_WAITING wait; the rest are counted
+and the count is logged when lines move again.
 Every other record (errors with tracebacks, start, stop, reload) is written at once.
 `message_line` also skips the parts of `Logger.info` the formats never show (caller lookup,
 thread name).
@@ -34,6 +36,9 @@ SYSLOG_FORMAT = "aclmilter[%(process)d]: %(message)s"
 #: How long the writer lets lines gather after the first one arrives: under load one write
 #: (and one wake-up of the writer) carries many lines instead of one each.
 BATCH_WINDOW = 0.05
+#: Lines waiting beyond this are dropped and counted (the log's reader is stuck, e.g. a full
+#: pipe): mail keeps flowing and memory stays bounded; the count is logged once lines move.
+MAX_WAITING = 100_000
 
 
 class _Writer(threading.Thread):
@@ -44,6 +49,8 @@ class _Writer(threading.Thread):
     def __init__(self, records: queue.SimpleQueue, targets: list[logging.Handler]) -> None:
         super().__init__(name="aclmilter-log-writer", daemon=True)
         self.records, self.targets = records, targets
+        self.dropped = 0             # lines not queued because too many were waiting
+        self.dropped_lock = threading.Lock()
 
     def run(self) -> None:
         stop = False
@@ -57,7 +64,15 @@ class _Writer(threading.Thread):
                 except queue.Empty:
                     break
             stop = any(r is self.STOP for r in batch)
-            self.write([r for r in batch if r is not self.STOP])
+            try:
+                self.write([r for r in batch if r is not self.STOP])
+                with self.dropped_lock:
+                    dropped, self.dropped = self.dropped, 0
+                if dropped:
+                    self.write([_record(logging.WARNING, f"{dropped} message log lines dropped: "
+                                                         f"more than {MAX_WAITING} were waiting")])
+            except Exception:  # noqa: BLE001 - the writer must outlive any record
+                logging.getLogger("aclmilter").exception("log writer: a batch was lost")
 
     def write(self, batch: list[logging.LogRecord]) -> None:
         """Pass the batch to every target; a stream gets it in one write. Never raises."""
@@ -99,6 +114,10 @@ class QueuedHandler(logging.handlers.QueueHandler):
     def enqueue(self, record: logging.LogRecord) -> None:
         if self._pid != os.getpid():
             self._start()
+        if self.queue.qsize() >= MAX_WAITING:
+            with self._writer.dropped_lock:
+                self._writer.dropped += 1
+            return
         self.queue.put_nowait(record)
 
     def _start(self) -> None:
@@ -182,18 +201,22 @@ _START = logging._startTime
 def message_line(logger: logging.Logger, text: str) -> None:
     """Log `text` at INFO through `logger`'s handlers, like `logger.info("%s", text)`.
 
-    The record is filled directly with what a LogRecord holds: `Logger.info` spends two thirds
-    of its time building fields (caller, module, thread) that no format here shows, and this
-    line is written for every message. Handlers, levels and filters apply as usual.
+    The record is filled directly (`_record`): `Logger.info` spends two thirds of its time
+    building fields (caller, module, thread) that no format here shows, and this line is
+    written for every message. Handlers, levels and filters apply as usual.
     """
-    if not logger.isEnabledFor(logging.INFO):
-        return
+    if logger.isEnabledFor(logging.INFO):
+        logger.handle(_record(logging.INFO, text, logger.name))
+
+
+def _record(level: int, text: str, name: str = MESSAGE_LOGGER) -> logging.LogRecord:
+    """A LogRecord with what the formats here use, built without LogRecord.__init__."""
     record = logging.LogRecord.__new__(logging.LogRecord)
     now = time.time()
     record.__dict__.update(
-        name=logger.name, msg=text, args=(), levelname="INFO", levelno=logging.INFO,
+        name=name, msg=text, args=(), levelname=logging.getLevelName(level), levelno=level,
         pathname="", filename="", module="", exc_info=None, exc_text=None, stack_info=None,
         lineno=0, funcName="", created=now, msecs=int(now * 1000) % 1000,
         relativeCreated=(now - _START) * 1000, thread=None, threadName=None,
         processName=None, process=os.getpid(), taskName=None)
-    logger.handle(record)
+    return record
