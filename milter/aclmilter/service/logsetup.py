@@ -167,7 +167,7 @@ def setup(level: str = "info", use_syslog: bool = False, syslog_socket: str = "/
     root = logging.getLogger("aclmilter")
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     root.propagate = False
-    for logger in (root, logging.getLogger(MESSAGE_LOGGER)):
+    for logger in (logging.getLogger(MESSAGE_LOGGER), root):    # queued lines drain first
         for h in list(logger.handlers):
             logger.removeHandler(h)
             h.close()
