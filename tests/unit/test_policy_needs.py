@@ -23,6 +23,8 @@ def test_default_policy_cannot_refuse_so_no_step_is_waited_for_and_no_content_se
     n = analyse(load_file(ROOT / "policies" / "default.yaml"))
     assert n.replies == frozenset()
     assert not n.content and not n.predata
+    assert n.acl_steps == frozenset({"helo", "mail"})           # where the session has work
+    assert n.work_at("mail") and not n.work_at("predata") and not n.work_at("connect")
 
 
 @pytest.mark.parametrize("acl, why", [

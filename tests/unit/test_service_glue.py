@@ -318,3 +318,42 @@ def test_held_refusal_given_at_an_answered_rcpt_takes_that_recipient_out(nr) -> 
     assert obj.envrcpt("<b@example.test>") == milter.TEMPFAIL
     assert obj.session.records == [("refused rcpt", Action.TEMPFAIL)]
     assert obj.last_refusal is not None and obj.last_refusal[0] == "mail"   # logged as tempfail_at_mail
+
+
+def _tcp_milter(monkeypatch: pytest.MonkeyPatch, needs: Needs) -> glue.AclMilter:
+    runtime = NeedsRuntime()
+    runtime.snap.needs = needs
+    monkeypatch.setattr(glue.CONFIG, "session_factory", ScriptedSession, raising=False)
+    monkeypatch.setattr(glue.CONFIG, "runtime", runtime, raising=False)
+    monkeypatch.setattr(glue.CONFIG, "unix_socket", False, raising=False)
+    ScriptedSession.answers = {}
+    obj = glue.AclMilter()
+    obj._setctx(FakeCtx())
+    obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
+    obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
+    return obj
+
+
+def test_data_over_tcp_with_nothing_to_run_is_answered_without_the_session(monkeypatch) -> None:
+    """DATA is answered over TCP (no delayed-ACK stall); with no predata ACL the session
+    is not called for it, but a refusal held from an unanswered step is still given there."""
+    obj = _tcp_milter(monkeypatch, Needs(frozenset(), (), frozenset({"mail"})))
+    ScriptedSession.answers = {"data": RuntimeError("the session must not run at DATA")}
+    obj.envfrom("<a@example.org>")
+    assert obj.envrcpt("<b@example.test>") == milter.NOREPLY
+    assert obj.data() == milter.CONTINUE
+    ScriptedSession.answers = {"rcpt": Response(Action.TEMPFAIL, Reply(451, "4.7.1", ("later",))),
+                               "data": RuntimeError("the session must not run at DATA")}
+    obj.envfrom("<a@example.org>")
+    assert obj.envrcpt("<b@example.test>") == milter.NOREPLY     # held ...
+    assert obj.data() == milter.TEMPFAIL                          # ... and given at DATA
+    assert ("setreply", "451", "4.7.1", "later") in obj._ctx.calls
+
+
+def test_data_over_tcp_runs_the_session_when_the_policy_has_a_predata_acl(monkeypatch) -> None:
+    obj = _tcp_milter(monkeypatch, Needs(frozenset(), (), frozenset({"predata"})))
+    assert not obj._protocol & (milter.P_NR_DATA | milter.P_NODATA)
+    obj.envfrom("<a@example.org>")
+    assert obj.data() == milter.CONTINUE
+    ScriptedSession.answers = {"data": RuntimeError("predata ACL failed")}   # the session ran
+    assert obj.data() == milter.TEMPFAIL

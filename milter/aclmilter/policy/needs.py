@@ -42,10 +42,16 @@ _ANSWER_MODIFIERS = frozenset({"delay"})
 @dataclass(frozen=True)
 class Needs:
     """`replies`: the pre-EOM steps whose answer may refuse; `content_reasons`: why headers
-    and body are needed (empty: they are not)."""
+    and body are needed (empty: they are not); `acl_steps`: the pre-EOM steps whose stage has
+    an ACL to run (every step unless analysed: the safe answer)."""
 
     replies: frozenset[str]
     content_reasons: tuple[str, ...]
+    acl_steps: frozenset[str] = frozenset(REPLY_STEPS)
+
+    def work_at(self, step: str) -> bool:
+        """The session has something to do at this step (an ACL to run, or a refusal to make)."""
+        return step in self.replies or step in self.acl_steps
 
     @property
     def content(self) -> bool:
@@ -137,4 +143,5 @@ def analyse(policy: Policy) -> Needs:
             replies.add(step)
         elif proxy_required and step != "connect":
             replies.add(step)        # proxy_required_hosts refuses every command from HELO on
-    return Needs(frozenset(replies), tuple(_content_reasons(policy)))
+    acl_steps = frozenset(step for step in REPLY_STEPS if policy.acl_for(step) is not None)
+    return Needs(frozenset(replies), tuple(_content_reasons(policy)), acl_steps)

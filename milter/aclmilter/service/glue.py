@@ -80,6 +80,7 @@ class AclMilter(Milter.Base):
         self.in_txn = False
         self.eoh_sent = False
         self.last_refusal: tuple[str, Response] | None = None
+        self._work_at_data = True               # until negotiated: the session runs at DATA
 
     # ---- negotiation -------------------------------------------------------------------------
     def negotiate(self, opts: list[int]) -> int:
@@ -100,6 +101,8 @@ class AclMilter(Milter.Base):
             log.error("policy needs unknown, negotiating every step:\n%s", traceback.format_exc())
             self.snapshot, needs = None, EVERYTHING
         self._protocol = offered & negotiation.wanted(needs, over_tcp=not CONFIG.unix_socket)
+        # DATA is answered over TCP even when nothing runs there (negotiation.wanted)
+        self._work_at_data = needs.work_at("predata")
         if log.isEnabledFor(logging.DEBUG):
             log.debug("negotiated %s", negotiation.describe(self._protocol))
         opts[1] = self._protocol
@@ -231,6 +234,11 @@ class AclMilter(Milter.Base):
         return self._reply("rcpt", response, _NR_RCPT)
 
     def data(self) -> int:
+        if not self._work_at_data:
+            # No predata ACL and nothing to refuse: only a refusal held from an unanswered
+            # step can be due here. The session is not called (the queue id comes at EOM).
+            held = self._held()
+            return milter.CONTINUE if held is None else self._answer(held.stage, held.response)
         try:
             response = self.session.data(mac.collect(self._ctx.getsymval, mac.DATA))
         except Exception:  # noqa: BLE001
