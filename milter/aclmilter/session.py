@@ -102,21 +102,14 @@ def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., R
     def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(fn)
         def run(self: "Session", *args: Any, **kwargs: Any) -> Response:
-            metrics = self.services.metrics
-            if metrics is None:                 # the clock is read only when there is a histogram
-                try:
-                    return fn(self, *args, **kwargs)
-                except Exception:  # noqa: BLE001 - one bad message must never kill the service
-                    return self._finish(self._internal_error(stage), stage)
-            started = time.monotonic()
+            started = self._clock()
             try:
                 return fn(self, *args, **kwargs)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - one bad message must never kill the service
                 return self._finish(self._internal_error(stage), stage)
             finally:
-                # the snapshot (and its metrics) may change at connect; time into the new one
-                if self.services.metrics is not None:
-                    self.services.metrics.callback_latency(stage, time.monotonic() - started)
+                if started:                     # no metrics, no clock read and no call here
+                    self._timed(stage, started)
         return run
     return wrap
 
@@ -177,8 +170,7 @@ class Session:
         acl = self.policy.stage_acls.get(stage)
         if acl is None and not self.record_variables:
             return _NO_ACL[stage]      # a stage left out accepts; nothing to evaluate or trace
-        ctx = EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
-                          smtp_command=command, dry_run=self.simulate, tracing=self.record_variables)
+        ctx = self._ctx(stage, rcpt, command)
         decision = engine.run(ctx, acl)
         if decision.result is not Result.OK:
             self.last_refusal = decision       # names the statement in an unfinished message's log line

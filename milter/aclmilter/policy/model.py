@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import Mark
 from ..outcome import Verb
@@ -77,16 +77,20 @@ class Policy:
     def acl_for(self, stage_key: str) -> Acl | None:
         return self.acls.get(stage_key)
 
-    def uses_control(self, name: str) -> bool:
-        """True if some ACL may set control `name` (a control computed at run time may be any)."""
+    def uses(self) -> Iterator[tuple[Statement, ItemUse]]:
+        """Every item of every ACL (named ones too), with its statement."""
         for acl in self.acls.values():
             for st in acl.statements:
                 for use in st.items:
-                    if use.name != "control":
-                        continue
-                    entry = TABLES.controls.get(use.static[0]) if use.has_static else None
-                    if entry is None or entry.name == name:     # unknown now: could be any
-                        return True
+                    yield st, use
+
+    def uses_control(self, name: str) -> bool:
+        """True if some ACL may set control `name` (a control computed at run time may be any)."""
+        for _st, use in self.uses():
+            if use.name == "control":
+                entry = TABLES.controls.get(use.static[0]) if use.has_static else None
+                if entry is None or entry.name == name:     # unknown now: could be any
+                    return True
         return False
 
     def eom_hooks(self, phase: str) -> tuple[EomHook, ...]:

@@ -17,12 +17,11 @@ changes what an open connection receives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..actions import HeaderPosition
 from ..outcome import Verb
 from ..registry import TABLES, Kind
-from .model import Acl, ItemUse, Policy
+from .model import Acl, Policy
 
 #: add_header positions that do not depend on the headers already in the message.
 _POSITION_FREE = (HeaderPosition.START.value, HeaderPosition.END.value)
@@ -74,13 +73,6 @@ class Needs:
 EVERYTHING = Needs(frozenset(REPLY_STEPS), ("policy not analysed",))
 
 
-def _uses(policy: Policy) -> Iterator[tuple[bool, ItemUse]]:
-    """Every item of every ACL (named ones too): (in a warn statement, item)."""
-    for acl in policy.acls.values():
-        for st in acl.statements:
-            for use in st.items:
-                yield st.verb is Verb.WARN, use
-
 
 def _header_text_needs_headers(text: str) -> bool:
     """True unless the add_header text provably lands at the very top or the very end.
@@ -99,7 +91,7 @@ def _content_reasons(policy: Policy) -> list[str]:
     reasons = [f"a {stage} ACL" for stage in ("data", "deliver") if policy.acl_for(stage) is not None]
     if policy.settings.get("authserv_id"):
         reasons.append("settings.authserv_id (forged Authentication-Results are removed)")
-    for in_warn, use in _uses(policy):
+    for st, use in policy.uses():
         where = f"{use.mark.file}:{use.mark.line}"
         if use.name == "remove_header":
             reasons.append(f"remove_header at {where}")
@@ -109,7 +101,7 @@ def _content_reasons(policy: Policy) -> list[str]:
             if entry is None or entry.needs_content:
                 # a control computed at run time could be any of them: assume it reads the message
                 reasons.append(f"control = {name or use.text} at {where}")
-        elif (use.name == "add_header" or (in_warn and use.name == "message")) \
+        elif (use.name == "add_header" or (st.verb is Verb.WARN and use.name == "message")) \
                 and _header_text_needs_headers(use.text):
             reasons.append(f"a header position that depends on the message's headers at {where}")
     return reasons

@@ -18,7 +18,7 @@ import milter
 
 from ..actions import Reply
 from ..runtime import Runtime
-from ..session import Action, EomResult, HeldRefusal, Response, Session
+from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import logsetup
@@ -235,10 +235,9 @@ class AclMilter(Milter.Base):
 
     def data(self) -> int:
         if not self._work_at_data:
-            # No predata ACL and nothing to refuse: only a refusal held from an unanswered
-            # step can be due here. The session is not called (the queue id comes at EOM).
-            held = self._held()
-            return milter.CONTINUE if held is None else self._answer(held.stage, held.response)
+            # No predata ACL and nothing to refuse: the session is not called (the queue id
+            # comes at EOM); a refusal held from an unanswered step is still given here.
+            return self._reply("predata", CONTINUE, _NR_DATA)
         try:
             response = self.session.data(mac.collect(self._ctx.getsymval, mac.DATA))
         except Exception:  # noqa: BLE001
