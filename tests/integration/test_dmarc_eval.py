@@ -112,8 +112,8 @@ def test_temperror_on_silent_dns(silent_dns):
 
 @pytest.mark.parametrize("from_,problem", [
     (None, "no From header field"),
-    ("a@pass.dmarcx, b@quar.dmarcx", "From holds 2 domains"),
     ("group: a@pass.dmarcx;", "From uses group syntax"),
+    ("a@pass.dmarcx <b@quar.dmarcx>", "From header field does not parse"),
 ])
 def test_nofrom(knot_dns, from_, problem):
     raw = message(from_=from_ or "x")
@@ -122,6 +122,37 @@ def test_nofrom(knot_dns, from_, problem):
     ctx, res = _dmarc(knot_dns, raw)
     assert res.status is DmarcStatus.NOFROM and res.text == problem
     assert ctx.var("dmarc_status") == "nofrom"
+
+
+@pytest.mark.parametrize("from_,status,domain", [
+    # RFC 7489 §6.6.1: each domain is evaluated, the strictest failing policy applies
+    ("a@none.dmarcx, b@quar.dmarcx", DmarcStatus.QUARANTINE, "quar.dmarcx"),
+    ("a@norec.dmarcx, b@pass.dmarcx", DmarcStatus.REJECT, "pass.dmarcx"),
+    ("a@norec.dmarcx, b@none.dmarcx", DmarcStatus.NONE, "none.dmarcx"),
+])
+def test_multi_domain_from_takes_the_strictest(knot_dns, from_, status, domain):
+    ctx, res = _dmarc(knot_dns, message(from_=from_))
+    assert res.status is status and res.from_domain == domain
+    assert "strictest of 2 From domains" in res.text and ctx.var("dmarc_nofrom_reason") == ""
+
+
+@pytest.mark.parametrize("from_", [
+    "Support <jösé@pass.dmarcx>",            # RFC 6532 local part: Python reports a defect
+    "jösé@pass.dmarcx",
+    "Support <support@pass.dmarcx",          # missing '>'
+    "support@pass.dmarcx (unterminated",
+])
+def test_defective_from_with_one_domain_is_evaluated(knot_dns, from_):
+    """The p=reject bypass: a parse defect that leaves one domain must not become nofrom."""
+    ctx, res = _dmarc(knot_dns, message(from_=from_))
+    assert res.status is DmarcStatus.REJECT and res.from_domain == "pass.dmarcx"
+    assert ctx.var("dmarc_nofrom_reason") == ""
+
+
+def test_nofrom_reason_needs_no_dmarc(knot_dns):
+    ctx = make_ctx(message(from_="a@pass.dmarcx <b@quar.dmarcx>"), settings=settings_for(knot_dns.settings()))
+    assert ctx.var("dmarc_nofrom_reason") == "From header field does not parse"
+    assert not ctx.has_result("dmarc") and not ctx.has_result("dkim")
 
 
 def test_two_from_fields(knot_dns):

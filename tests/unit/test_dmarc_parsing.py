@@ -25,6 +25,7 @@ from tests.fixtures.dmarc.ctxhelp import PSL
     ([("To", "x@example.com")], None, "no From header field"),
     ([("From", "a@example.com"), ("From", "b@example.com")], None, "2 From header fields"),
     ([("From", "a@example.com, b@example.net")], None, "From holds 2 domains"),
+    ([("From", "a@example.com, Jösé <j@b.example>")], None, "From holds 2 domains"),
     ([("From", "a@example.com, b@EXAMPLE.com")], "example.com", ""),
     ([("From", "friends: a@example.com;")], None, "From uses group syntax"),
     ([("From", "undisclosed-recipients:;")], None, "From uses group syntax"),
@@ -32,12 +33,20 @@ from tests.fixtures.dmarc.ctxhelp import PSL
     ([("From", "\"Someone <someone@junk.example>\"@mydomain.example")], "mydomain.example", ""),
     ([("From", "\"X, Y\" via Z <list@lists.example>")], "lists.example", ""),
     ([("From", "Ünïcode <u@bücher.example>")], "xn--bcher-kva.example", ""),
-    ([("From", "x@example.net(.example.com")], None, None),
+    ([("From", "x@example.net(.example.com")], "example.net", ""),     # unterminated comment: one domain
     ([("From", "not an address")], None, None),
     ([("From", "")], None, "empty From header field"),
     ([("From", "<@>")], None, None),
     ([("From", "a@b.example <c@d.example>")], None, "From header field does not parse"),
-    ([("From", "Alice <alice@example.com> trailing")], None, "From header field does not parse"),
+    ([("From", "Alice <alice@example.com> trailing")], "example.com", ""),
+    # RFC 6532 local parts: Python reports a defect, the domain is certain (was a p=reject bypass)
+    ([("From", "Support <jösé@forged.example>")], "forged.example", ""),
+    ([("From", "jösé@Forged.Example")], "forged.example", ""),
+    ([("From", "Alice <a@example.com")], "example.com", ""),           # missing '>'
+    # defective and a second domain anywhere in the field: ambiguous, never a guess
+    ([("From", "Alice <a@example.com> b@other.example")], None, "From header field does not parse"),
+    ([("From", "jösé@forged.example (or @other.example")], None, "From header field does not parse"),
+    ([("From", "a@ex ample.com")], None, None),
     ([("From", "=?utf-8?q?Al=C3=AFce?= <a@example.com>")], "example.com", ""),
     ([("From", "Alice\r\n\t<alice@example.com>")], "example.com", ""),
 ])
@@ -103,3 +112,9 @@ def test_dmarc_status_word_list():
     assert parse_word_list("<; reject ; quarantine", DMARC_WORDS, "x") == ((False, "reject"), (False, "quarantine"))
     with pytest.raises(SyntaxProblem):
         parse_word_list("accept : rejected", DMARC_WORDS, "dmarc_status")
+
+
+def test_multi_domain_from_lists_every_domain():
+    got = author_domain([("From", "a@Example.com, b@example.net, c@example.com")])
+    assert got.domain is None and got.domains == ("example.com", "example.net")
+    assert author_domain([("From", "a@b.example <c@d.example>")]).domains == ()

@@ -11,7 +11,7 @@ From domain, discovers the policy record, checks identifier alignment and applie
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import registry
@@ -110,9 +110,25 @@ def _policy_for(disc: Discovery, author: str, exists: Any) -> Policy:
     return rec.sp or rec.p
 
 
+#: RFC 7489 §6.6.1 "the most strict policy selected among the checks that fail"; without a
+#: failure, a temporary error wins over a pass (one domain could not be judged), a pass over
+#: no record.
+_STRICTNESS = (DmarcStatus.REJECT, DmarcStatus.QUARANTINE, DmarcStatus.NONE, DmarcStatus.TEMPERROR,
+               DmarcStatus.ACCEPT, DmarcStatus.NORECORD)
+
+
 def evaluate(ctx: "EvalContext", spf: SpfFacts, dkim_res: DkimResult, frm: FromDomain, orgs: OrgDomains
              ) -> DmarcResult:
-    """Evaluate DMARC for one message. Returns a DmarcResult (never raises for DNS trouble)."""
+    """Evaluate DMARC for one message. Returns a DmarcResult (never raises for DNS trouble).
+
+    A valid From with mailboxes in several domains is evaluated for each domain and the
+    strictest outcome is returned (RFC 7489 §6.6.1); NOFROM only when there is no domain.
+    """
+    if frm.domain is None and frm.domains:
+        results = [evaluate(ctx, spf, dkim_res, FromDomain(d), orgs) for d in frm.domains]
+        worst = min(results, key=lambda r: _STRICTNESS.index(r.status))
+        return replace(worst, text=f"{worst.text} (strictest of {len(results)} From domains: "
+                                   f"{', '.join(frm.domains)})")
     if frm.domain is None:
         return DmarcResult(DmarcStatus.NOFROM, "permerror", frm.problem, spf=spf, dkim=dkim_res)
     author = frm.domain
@@ -163,20 +179,28 @@ def evaluate(ctx: "EvalContext", spf: SpfFacts, dkim_res: DkimResult, frm: FromD
                        disposition=applied, sampled=sampled, **base)
 
 
-@registry.check("dmarc", needs=("spf", "dkim"))
+@registry.check("dmarc_author")
+def dmarc_author_check(ctx: "EvalContext") -> FromDomain:
+    """The RFC5322.From author domain(s) of the message; no DNS (RFC 7489 §6.6.1)."""
+    assert ctx.txn is not None
+    return author_domain(ctx.txn.headers)
+
+
+@registry.check("dmarc", needs=("spf", "dkim", "dmarc_author"))
 def dmarc_check(ctx: "EvalContext") -> DmarcResult:
     """Evaluate DMARC once per message. Returns DmarcResult; OFF when disabled by control."""
     txn = ctx.txn
     assert txn is not None
     if "dmarc_disable_verify" in txn.controls or "dmarc_disable_verify" in ctx.conn.controls:
         return DmarcResult(DmarcStatus.OFF, "none", "DMARC verification disabled")
+    frm: FromDomain = ctx.check("dmarc_author")
     spf = spf_facts(ctx, ctx.check("spf"))
     dkim_res: DkimResult = ctx.check("dkim")
     dns = ctx.services.get("dns")
     orgs = OrgDomains(ctx.setting("dmarc_discovery") or "rfc7489", lambda n: list(dns.lookup(n, "TXT")),
                       ctx.services.get("dmarc_psl"))
     try:
-        return evaluate(ctx, spf, dkim_res, author_domain(txn.headers), orgs)
+        return evaluate(ctx, spf, dkim_res, frm, orgs)
     except PslUnavailable as exc:
         # The PSL file vanished after the policy was loaded: no verdict rather than a wrong one.
         return DmarcResult(DmarcStatus.TEMPERROR, "temperror", str(exc), spf=spf, dkim=dkim_res)

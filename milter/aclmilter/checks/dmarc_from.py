@@ -1,10 +1,16 @@
 """Find the one RFC5322.From domain DMARC evaluates (RFC 7489 §6.6.1, RFC 9989 §5.3.1).
 
-Returns a `FromDomain`: either exactly one lower-case A-label domain, or the reason why
-there is none (no From field, several From fields, several domains, group syntax, an
-address that does not parse, a domain that is not a host name). Anything ambiguous is
-"no domain" rather than a guess: the CVEs around From parsing (CVE-2019-16378, the
-`"x <a@junk>"@real` confusion, CVE-2020-12272 injected characters) all came from guessing.
+Returns a `FromDomain`: exactly one lower-case A-label domain; or, for a valid field with
+mailboxes in several domains, all of them (`domains`: RFC 7489 §6.6.1 evaluates each); or
+the reason why there is none (no From field, several From fields, group syntax, an address
+that does not parse, a domain that is not a host name).
+
+A parse defect alone does not remove the author domain (RFC 6532 local parts are reported
+as a defect by Python's parser: treating that as "no From" let anyone pass a p=reject
+domain). A defective field is evaluated when every reading gives the same single domain:
+the parser found one, and no other `@domain` appears anywhere in the raw field. Anything
+ambiguous is "no domain" rather than a guess: the CVEs around From parsing (CVE-2019-16378,
+the `"x <a@junk>"@real` confusion, CVE-2020-12272 injected characters) came from guessing.
 """
 
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -19,6 +25,9 @@ from email.policy import default as _default_policy
 #: A host name after IDNA conversion: LDH labels, 1..63 octets, at least two labels.
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+#: Whatever follows an `@` up to a delimiter: a second, parser-independent reading of a
+#: defective field (quotes, comments and display names are deliberately not honoured).
+_AT_DOMAIN = re.compile(r"@\s*([^\s<>()\[\]\",;:@\\]*)")
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class FromDomain:
     domain: str | None
     problem: str = ""
     address: str = ""     # the single author address (for failure reports)
+    domains: tuple[str, ...] = ()   # a valid multi-domain From: every domain (domain is None)
 
 
 def to_alabel(domain: str) -> str | None:
@@ -64,10 +74,7 @@ def author_domain(headers: list[tuple[str, str]]) -> FromDomain:
     except (HeaderParseError, Exception):  # noqa: BLE001
         # The stdlib parser is not total: it raised AttributeError on `:;"` (found by fuzzing).
         return FromDomain(None, "From header field does not parse")
-    # Any defect other than obsolete-but-valid syntax makes the field ambiguous: Python and a
-    # mail client may read `a@b.example <c@d.example>` differently, so nothing is guessed.
-    if any(not isinstance(d, ObsoleteHeaderDefect) for d in getattr(parsed, "defects", ())):
-        return FromDomain(None, "From header field does not parse")
+    defective = any(not isinstance(d, ObsoleteHeaderDefect) for d in getattr(parsed, "defects", ()))
     groups = getattr(parsed, "groups", ())
     if any(g.display_name is not None for g in groups):
         return FromDomain(None, "From uses group syntax")
@@ -82,7 +89,19 @@ def author_domain(headers: list[tuple[str, str]]) -> FromDomain:
         if alabel is None:
             return FromDomain(None, "From domain is not a valid host name")
         domains.add(alabel)
+    if defective and not _one_reading(raw, domains):
+        # Python and a mail client may read `a@b.example <c@d.example>` differently.
+        return FromDomain(None, "From header field does not parse")
     if len(domains) > 1:
-        return FromDomain(None, f"From holds {len(domains)} domains")
+        return FromDomain(None, f"From holds {len(domains)} domains", domains=tuple(sorted(domains)))
     domain = domains.pop()
     return FromDomain(domain, "", f"{addresses[0].username}@{domain}" if len(addresses) == 1 else "")
+
+
+def _one_reading(raw: str, domains: set[str]) -> bool:
+    """True if a defective field still names one domain only: the parser found exactly one
+    and every `@...` in the raw text is that domain."""
+    if len(domains) != 1:
+        return False
+    seen = {to_alabel(m) for m in _AT_DOMAIN.findall(raw)}
+    return seen == domains

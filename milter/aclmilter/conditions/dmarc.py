@@ -121,3 +121,16 @@ registry.add_variable("dmarc_ar_header", _get(lambda c, r: authresults.dmarc_ar_
 registry.add_variable("dmarc_alignment_spf", _get(lambda c, r: _align(r.spf_aligned)), "pass/fail, empty without a record")
 registry.add_variable("dmarc_alignment_dkim", _get(lambda c, r: _align(r.dkim_aligned)), "pass/fail, empty without a record")
 registry.add_variable("dmarc_from_domain", _get(lambda c, r: r.from_domain), "the RFC5322.From domain (A-label)")
+
+
+def _nofrom_reason(ctx: EvalContext) -> str | None:
+    # Needs no DNS and no DKIM: the default policy refuses such mail without running DMARC.
+    if ctx.txn is None or not ctx.stage & (Stage.DATA | Stage.DELIVER):
+        return None
+    frm = ctx.check("dmarc_author")
+    return frm.problem if frm.domain is None and not frm.domains else ""
+
+
+registry.add_variable("dmarc_nofrom_reason", _nofrom_reason,
+                      "why the From field gives no author domain (dmarc_status would be nofrom); "
+                      "empty when it gives one or more; needs no DNS")
