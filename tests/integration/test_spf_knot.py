@@ -114,7 +114,7 @@ def test_pass_variables_and_received_spf(dnsconf):
 def test_fail_smtp_comment_is_openspf_style(dnsconf):
     ctx = make_ctx(dnsconf, STRANGER4, "bob@strict.spf.test")
     assert cond(ctx, "spf", "fail") is Result.OK
-    assert ctx.var("spf_smtp_comment") == ("Please see http://www.openspf.org/Why?id=bob@strict.spf.test"
+    assert ctx.var("spf_smtp_comment") == ("Please see http://www.open-spf.org/Why?id=bob@strict.spf.test"
                                            "&ip=198.51.100.7&receiver=mx.receiver.test")
 
 

@@ -56,7 +56,7 @@ def test_forged_sender_is_rejected_with_the_seed_message(policy):
     step = mail_step(report)
     assert step["action"] == "reject"
     assert ("198.51.100.7 is not allowed to send mail from strict.spf.test. Please see "
-            "http://www.openspf.org/Why?scope=mfrom;identity=bob@strict.spf.test;ip=198.51.100.7") in step["reply"]
+            "http://www.open-spf.org/Why?scope=mfrom;identity=bob@strict.spf.test;ip=198.51.100.7") in step["reply"]
     assert variables(report)["spf_result"] == "fail"
 
 

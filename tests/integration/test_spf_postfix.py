@@ -49,7 +49,7 @@ def test_spf_fail_is_rejected_at_mail_with_the_expanded_message(world):
     r = pf.send("bob@strict.spf.test", ["bob@example.test"], MESSAGE)
     assert r.mail is not None and r.mail[0] == 550, r.mail
     assert ("127.0.0.1 is not allowed to send mail from strict.spf.test: Please see "
-            "http://www.openspf.org/Why?id=bob@strict.spf.test&ip=127.0.0.1") in r.mail[1]
+            "http://www.open-spf.org/Why?id=bob@strict.spf.test&ip=127.0.0.1") in r.mail[1]
     assert sink.count == 0
 
 

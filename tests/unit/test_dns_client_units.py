@@ -12,7 +12,7 @@ from hypothesis import strategies as hs
 from aclmilter.clients.dns import (DnsAnswer, DnsSettings, Nameserver, Status, parse_dns_settings,
                                    parse_nameserver)
 from aclmilter.clients.dns_cache import TtlCache
-from aclmilter.clients.dns_names import BadName, to_alabel
+from aclmilter.clients.dns_names import BadName, to_alabel, to_name
 from aclmilter.errors import SyntaxProblem
 
 
@@ -55,6 +55,19 @@ def test_names_become_a_labels():
     for bad in ("", ".", "a..b", "a b.example", "x\r\n.example", "a" * 64 + ".example", "é" * 80 + ".x"):
         with pytest.raises(BadName):
             to_alabel(bad)
+
+
+def test_literal_names_keep_spaces_and_refuse_control_characters():
+    """SPF macro output is asked as is (RFC 7208 §7.3): `%{l}` may expand to spaces."""
+    name = to_name("macro%percent  space%20url-space.example.com", literal=True)
+    assert name.labels[0] == b"macro%percent  space%20url-space" and name.is_absolute()
+    assert to_name("a\\b.example", literal=True).labels[0] == b"a\\b"     # no escape processing
+    assert to_name("Bücher.example", literal=True).to_text() == "xn--bcher-kva.example."
+    for bad in ("a\r\nb.example", "x\x00.example", "a" * 64 + ".example", "a..b"):
+        with pytest.raises(BadName):
+            to_name(bad, literal=True)
+    with pytest.raises(BadName):
+        to_name("a b.example")                      # only SPF asks literally
 
 
 @given(hs.text(max_size=300))

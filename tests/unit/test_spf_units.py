@@ -67,7 +67,7 @@ def outcome(**kw) -> SpfOutcome:
                 sender="a@example.org", envelope_from="a@example.org", client_ip="192.0.2.1",
                 helo="mx.example.net", receiver="mx.example.com")
     base.update(kw)
-    return _with_texts(SpfOutcome(**base), "http://www.openspf.org/Why")
+    return _with_texts(SpfOutcome(**base), "http://www.open-spf.org/Why")
 
 
 def test_received_value_shape():

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("aclmilter.spf")
 
 DEFAULT_GUESS_RECORD = "v=spf1 a/24 mx/24 ptr ?all"
-DEFAULT_EXPLANATION_URL = "http://www.openspf.org/Why"
+DEFAULT_EXPLANATION_URL = "http://www.open-spf.org/Why"
 
 
 class SpfResult(enum.Enum):
@@ -233,13 +233,17 @@ class _Query(pyspf.query):
         Raises pyspf.TempError for timeouts/SERVFAIL (-> temperror) and pyspf.PermError when the
         void-lookup limit is exceeded (-> permerror).
         """
-        text = str(name or "").rstrip(".")
+        raw = str(name or "")
+        text = raw.rstrip(".")
         if not text:
+            if raw == ".":
+                return []   # the target of a null MX (RFC 7505): no address, not a lookup
             raise pyspf.PermError("empty domain name in a DNS query")
         if any(not 0 < len(label) < 64 for label in text.split(".")):
             return []   # cannot be a DNS name: no answer, and not a lookup at all
         try:
-            answer = self._client.query(text, qtype, self._deadline)
+            # literal: a macro may expand to spaces or `%` (RFC 7208 §7.3); the name is asked as is
+            answer = self._client.query(text, qtype, self._deadline, literal=True)
         except DnsTempError as exc:
             raise pyspf.TempError(f"DNS {exc.reason.value} looking up {exc.qname} {qtype}") from None
         values = list(answer.values)
@@ -248,6 +252,22 @@ class _Query(pyspf.query):
             if self.void_lookups > pyspf.MAX_VOID_LOOKUPS:
                 raise pyspf.PermError(f"void lookup limit of {pyspf.MAX_VOID_LOOKUPS} exceeded")
         return values
+
+    def validated_ptrs(self) -> list:
+        """The PTR names of the client that resolve back to it (RFC 7208 §5.5), at most 10.
+
+        A DNS error while looking up one name's addresses skips that name (§5.5: "the domain
+        name is skipped and the search continues"); pyspf itself turned it into temperror.
+        """
+        names = self.dns_ptr(self.i)[:pyspf.MAX_PTR]
+        valid = []
+        for ptr in names:
+            try:
+                if self.cidrmatch(self.dns_a(ptr, self.A), self.cidrmax):
+                    valid.append(ptr)
+            except pyspf.TempError:
+                continue
+        return valid
 
 
 @dataclass(frozen=True)
@@ -314,14 +334,16 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
     identity = Identity.MAILFROM if sender else Identity.HELO
     raw_address = sender if sender else (f"postmaster@{helo}" if helo else "")
     local, raw_domain = _split_sender(raw_address)
-    domain, problem = "", ""
+    domain, problem, invalid = "", "", ""
     if raw_address and not raw_domain:
         problem = "invalid sender address"   # Exim: an unusable sender is a permerror
     elif raw_domain:
         try:
             domain = to_alabel(raw_domain)   # RFC 8616: SPF works on A-labels
         except BadName as exc:
-            problem = clean(f"invalid domain: {exc}")
+            invalid = clean(f"invalid domain: {exc}")
+        if domain and "." not in domain:
+            domain, invalid = "", "not a multi-label domain name"
     checked = f"{local}@{domain}" if domain else clean(raw_address)
     base = dict(identity=identity, domain=domain, sender=clean(checked), envelope_from=clean(sender),
                 client_ip=ip, helo=clean(helo), receiver=clean(receiver), check=check)
@@ -331,6 +353,10 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
         raw = _Raw(SpfResult.PERMERROR, problem="no client IP address")
     elif problem:
         raw = _Raw(SpfResult.PERMERROR, problem=problem)
+    elif invalid:
+        # RFC 7208 §4.3: a malformed domain (a label over 63 octets, an empty label, a single
+        # label, no A-label form) gives "none" at once, without any DNS query
+        raw = _Raw(SpfResult.NONE, problem=invalid)
     elif not domain:
         raw = _Raw(SpfResult.NONE, problem="no identity to check")
     else:

@@ -302,15 +302,16 @@ class DnsClient:
             metrics.dns_timeout()
 
     # -- queries ---------------------------------------------------------------------------
-    def query(self, name: str, rdtype: str, deadline: float | None = None) -> DnsAnswer:
+    def query(self, name: str, rdtype: str, deadline: float | None = None, literal: bool = False) -> DnsAnswer:
         """Return the typed answer for (name, rdtype); raise DnsTempError when none can be had now.
 
         A name that is not a valid DNS name gives Status.BADNAME without any query.
+        `literal`: see dns_names.to_name (SPF macro output may hold spaces).
         """
         rdtype = rdtype.upper()
         dns.rdatatype.from_text(rdtype)   # a typo in *our* code must fail loudly
         try:
-            qname = to_name(name)
+            qname = to_name(name, literal)
         except BadName:
             return DnsAnswer(str(name), rdtype, Status.BADNAME)
         key_name = qname.to_text(omit_final_dot=True).lower()

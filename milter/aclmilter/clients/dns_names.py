@@ -23,14 +23,24 @@ class BadName(ValueError):
     """The text cannot be a DNS name (too long, empty label, not convertible to A-labels)."""
 
 
-def to_name(text: str) -> dns.name.Name:
+def to_name(text: str, literal: bool = False) -> dns.name.Name:
     """Return the absolute A-label dns.name.Name for `text`; raise BadName when impossible.
 
     A trailing dot is optional. Upper/lower case is kept (DNS compares case-insensitively).
+    `literal`: ASCII text is split at dots and each label taken octet for octet (spaces,
+    `%`, `\\` included: SPF macro output is a name "as is", RFC 7208 §7.3); control
+    characters are still refused.
     """
-    t = text.strip().rstrip(".")
+    t = text.strip().rstrip(".") if not literal else text.rstrip(".")
     if not t:
         raise BadName("empty domain name")
+    if literal and t.isascii():
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in t):
+            raise BadName("control character in domain name")
+        try:
+            return dns.name.Name([label.encode("ascii") for label in t.split(".")] + [b""])
+        except dns.exception.DNSException as exc:
+            raise BadName(str(exc) or "invalid domain name") from None
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in t):
         # Control characters and spaces never belong in a host name we look up on purpose;
         # refusing them here keeps odd bytes out of our queries and our logs.
