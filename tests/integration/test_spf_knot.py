@@ -98,7 +98,8 @@ def test_pass_variables_and_received_spf(dnsconf):
     ctx = make_ctx(dnsconf, GOOD4, "alice@strict.spf.test", helo="mail.client.test")
     assert ctx.var("spf_result") == "" and ctx.var("spf_received") == ""   # not run yet
     assert cond(ctx, "spf", "pass") is Result.OK
-    received = ctx.var("spf_received")
+    received = ctx.var("spf_received_value")
+    assert ctx.var("spf_received") == "Received-SPF: " + received     # the seed: a complete header
     assert received.startswith("pass (mx.receiver.test: domain of alice@strict.spf.test designates "
                                "192.0.2.7 as permitted sender) ")
     for part in ("client-ip=192.0.2.7;", 'envelope-from="alice@strict.spf.test";', "helo=mail.client.test;",
@@ -137,6 +138,29 @@ def test_ipv6_client_ip_is_quoted(dnsconf):
     ctx.check("spf")
     assert 'client-ip="2001:db8:1::25";' in ctx.var("spf_received")
     assert 'mechanism="ip6:2001:db8:1::/48"' in ctx.var("spf_received")
+
+
+@pytest.mark.parametrize("sender,result,mechanism", [
+    ("a@nomatch.spf.test", "neutral", "mechanism=default;"),     # §9.1: no mechanism matched
+    ("a@strict.spf.test", "fail", "mechanism=-all;"),
+    ("a@nospf.spf.test", "none", None),
+])
+def test_received_spf_mechanism(dnsconf, sender, result, mechanism):
+    ctx = make_ctx(dnsconf, STRANGER4, sender)
+    assert ctx.check("spf").result.value == result
+    value = ctx.var("spf_received_value")
+    if mechanism is None:
+        assert "mechanism=" not in value
+    else:
+        assert value.endswith(mechanism)
+
+
+def test_v4_mapped_client_is_shown_and_checked_as_ipv4(dnsconf):
+    ctx = make_ctx(dnsconf, "::FFFF:192.0.2.7", "alice@strict.spf.test")
+    assert ctx.check("spf").result is SpfResult.PASS          # ip4:192.0.2.0/24 matched
+    value = ctx.var("spf_received_value")
+    assert "client-ip=192.0.2.7;" in value and "designates 192.0.2.7 as" in value
+    assert "ffff" not in value.lower()
 
 
 def test_null_sender_checks_helo_identity(dnsconf):
@@ -184,7 +208,7 @@ def test_best_guess_when_no_record(dnsconf):
     assert cond(ctx, "spf_guess", "pass") is Result.OK     # a/24 of the guess record
     assert ctx.var("spf_result_guessed") == "1"
     assert ctx.var("spf_received_header") == "X-SPF-Guess"
-    assert ctx.var("spf_received").startswith("pass (mx.receiver.test: best guess record for domain of ")
+    assert ctx.var("spf_received").startswith("X-SPF-Guess: pass (mx.receiver.test: best guess record for domain of ")
     assert str(authres_fragment(ctx.check("spf_guess"))) == (
         "spf=pass (best guess record for domain) smtp.mailfrom=nospf.spf.test")
     # plain spf on the same transaction: none, and now *it* is the latest evaluation

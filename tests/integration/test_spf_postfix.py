@@ -26,7 +26,7 @@ acl:
         message: "$sender_host_address is not allowed to send mail from $sender_address_domain: $spf_smtp_comment"
     - warn:
         spf: "*"
-        add_header: ":at_start:Received-SPF: $spf_received"
+        add_header: ":at_start:$spf_received"
     - accept: {{}}
 """
 

@@ -73,9 +73,11 @@ def dmarc_result(res: "DmarcResult") -> Any | None:
     if res.domain_policy is not None:
         dis = res.disposition.value if res.disposition else "none"
         comment = f"p={res.domain_policy.value} dis={dis}"
+    # policy.dmarc is the policy applied, the word $dmarc_status says (after pct / t=y), and
+    # only for a fail; the record's own p= stays in the comment.
+    applied = res.disposition.value if res.result == "fail" and res.disposition is not None else None
     return DMARCAuthenticationResult(
-        result=res.result, result_comment=comment, header_from=_domain(res.from_domain),
-        policy=res.domain_policy.value if res.domain_policy is not None and res.result != "pass" else None)
+        result=res.result, result_comment=comment, header_from=_domain(res.from_domain), policy=applied)
 
 
 def _spf_result(ctx: "EvalContext") -> Any | None:

@@ -133,7 +133,9 @@ def evaluate(ctx: "EvalContext", spf: SpfFacts, dkim_res: DkimResult, frm: FromD
         return DmarcResult(DmarcStatus.NOFROM, "permerror", frm.problem, spf=spf, dkim=dkim_res)
     author = frm.domain
     disc = discover(author, orgs)
-    base = dict(from_domain=author, from_address=frm.address, policy_domain=disc.policy_domain or author,
+    # $dmarc_used_domain: only where a record was actually used, never a guess
+    base = dict(from_domain=author, from_address=frm.address,
+                policy_domain=disc.policy_domain if disc.record is not None else "",
                 org_domain=disc.org_domain, spf=spf, dkim=dkim_res, discovery=disc)
     if disc.outcome is Found.TEMPERROR:
         return DmarcResult(DmarcStatus.TEMPERROR, "temperror", f"DMARC lookup failed: {disc.error}", **base)

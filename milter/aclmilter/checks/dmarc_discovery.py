@@ -68,22 +68,28 @@ def walk_names(domain: str) -> list[str]:
 
 @dataclass
 class _Walk:
-    found: list[tuple[str, DmarcRecord | RecordError]] = field(default_factory=list)
+    found: list[tuple[str, DmarcRecord]] = field(default_factory=list)      # valid records only
+    invalid: list[tuple[str, RecordError]] = field(default_factory=list)
 
 
 def _walk(start: str, answers: _Answers) -> _Walk:
-    """Collect single DMARC records from `start` upwards, stopping at psd=y|n."""
+    """Collect single DMARC records from `start` upwards, stopping at psd=y|n.
+
+    Only valid records take part in the selection (RFC 9989 §4.10.2): an invalid record at
+    `_dmarc.com` must not hide example.com's own record; invalid ones are kept apart.
+    """
     walk = _Walk()
     for name in walk_names(start):
         records = answers.dmarc(name)
         if len(records) != 1:
             continue     # none, or several: several are discarded as if absent
         try:
-            rec: DmarcRecord | RecordError = parse_record(records[0])
+            rec = parse_record(records[0])
         except RecordError as exc:
-            rec = exc
+            walk.invalid.append((name, exc))
+            continue
         walk.found.append((name, rec))
-        if isinstance(rec, DmarcRecord) and rec.psd in ("y", "n") and not (rec.psd == "y" and name == start):
+        if rec.psd in ("y", "n") and not (rec.psd == "y" and name == start):
             break
     return walk
 
@@ -91,8 +97,6 @@ def _walk(start: str, answers: _Answers) -> _Walk:
 def _org_from_walk(start: str, walk: _Walk) -> str:
     """RFC 9989 §4.10.2: psd=n -> that name; psd=y -> one label below it; else fewest labels."""
     for name, rec in walk.found:
-        if not isinstance(rec, DmarcRecord):
-            continue
         if rec.psd == "n":
             return name
         if rec.psd == "y" and name != start:
@@ -144,9 +148,11 @@ def discover(author: str, orgs: OrgDomains) -> Discovery:
         if orgs.mode == "dmarcbis":
             walk = _walk(author, answers)
             org = _org_from_walk(author, walk)
-            if len(at_author) == 1:
+            if walk.found and walk.found[0][0] == author:
                 return _use(author, walk.found[0][1], org, answers.asked)
             if not walk.found:
+                if walk.invalid:     # nothing valid anywhere: the nearest invalid record is the error
+                    return _use(walk.invalid[0][0], walk.invalid[0][1], org, answers.asked)
                 return Discovery(Found.NONE, None, author, org, tuple(answers.asked), "no DMARC record")
             chosen = next((f for f in walk.found if f[0] == org), None)
             if chosen is None:

@@ -18,6 +18,7 @@ best-guess record was used. Every text is free of CR/LF and control characters.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import itertools
 import logging
 import re
@@ -217,6 +218,20 @@ def _safe_helo(helo: str) -> str:
 # ---- evaluation ----------------------------------------------------------------------------
 
 _PYSPF_RESULTS = {r.value: r for r in SpfResult}
+#: Results a record's mechanisms (or its default) produce; the others have no mechanism.
+_MATCHABLE = (SpfResult.PASS, SpfResult.FAIL, SpfResult.SOFTFAIL, SpfResult.NEUTRAL)
+
+
+def plain_ip(address: str) -> str:
+    """The client address SPF evaluates and shows: an IPv4-mapped IPv6 address as IPv4
+    (`::ffff:192.0.2.1` -> `192.0.2.1`, RFC 7208 §5), anything else unchanged."""
+    if ":" not in address:
+        return address
+    try:
+        mapped = ipaddress.IPv6Address(address.split("%", 1)[0]).ipv4_mapped
+    except ValueError:
+        return address
+    return str(mapped) if mapped is not None else address
 
 
 class _Query(pyspf.query):
@@ -303,7 +318,10 @@ def _run_pyspf(client: DnsClient, deadline: float, ip: str, sender: str, helo: s
             problem += f": {mechs[-1]}"
         problem = clean(problem)
     explanation = clean(str(expl or "")) if result in (SpfResult.FAIL, SpfResult.SOFTFAIL) else ""
-    return _Raw(result, clean(str(getattr(q, "mechanism", "") or "")), explanation, problem)
+    mechanism = clean(str(getattr(q, "mechanism", "") or ""))
+    if not mechanism and result in _MATCHABLE:
+        mechanism = "default"   # RFC 7208 §9.1: no mechanism matched
+    return _Raw(result, mechanism, explanation, problem)
 
 
 def _split_sender(address: str) -> tuple[str, str]:
@@ -331,6 +349,7 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
         cached = results.get(outcome_key)
         if cached is not None:
             return cached.renumbered(next(_SEQ))
+    ip = plain_ip(ip)
     identity = Identity.MAILFROM if sender else Identity.HELO
     raw_address = sender if sender else (f"postmaster@{helo}" if helo else "")
     local, raw_domain = _split_sender(raw_address)

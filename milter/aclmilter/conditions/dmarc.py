@@ -112,8 +112,8 @@ def _align(flag: bool | None) -> str:
 
 registry.add_variable("dmarc_status", _get(lambda c, r: r.status.value), "one word: accept reject quarantine none norecord nofrom temperror off")
 registry.add_variable("dmarc_status_text", _get(lambda c, r: r.text), "human-readable DMARC outcome")
-registry.add_variable("dmarc_used_domain", _get(lambda c, r: r.policy_domain or r.from_domain),
-                      "domain whose DMARC record was used (or looked for)")
+registry.add_variable("dmarc_used_domain", _get(lambda c, r: r.policy_domain if r.record is not None else ""),
+                      "domain whose DMARC record was used; empty when no record was used")
 registry.add_variable("dmarc_domain_policy", _get(lambda c, r: r.domain_policy.value if r.domain_policy else ""),
                       "policy the record declares for this From domain (none/quarantine/reject); empty without a record")
 registry.add_variable("dmarc_ar_header", _get(lambda c, r: authresults.dmarc_ar_header(c, r)),

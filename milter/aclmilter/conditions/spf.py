@@ -33,7 +33,7 @@ WORDS = {r.value: r.value for r in spf_check.SpfResult}
 WORDS.update({"err_perm": "permerror", "err_temp": "temperror", "invalid": "invalid", "*": "*"})
 
 VARIABLES = ("spf_result", "spf_header_comment", "spf_received", "spf_smtp_comment",
-             "spf_result_guessed", "spf_received_header", "spf_used_domain")
+             "spf_result_guessed", "spf_received_header", "spf_used_domain", "spf_received_value")
 
 
 def parse_result_list(text: str) -> tuple[tuple[bool, str], ...]:
@@ -128,8 +128,10 @@ def _field(getter: Callable[[spf_check.SpfOutcome], str]) -> Callable[[EvalConte
 _VARS = {
     "spf_result": (lambda o: o.result.value, "SPF result word of the last spf/spf_guess condition"),
     "spf_header_comment": (lambda o: o.header_comment, "human-readable sentence describing the result"),
-    "spf_received": (lambda o: o.received,
-                     "complete Received-SPF header value (X-SPF-Guess value when $spf_result_guessed)"),
+    "spf_received": (lambda o: f"{o.header_name}: {o.received}",
+                     "the complete header, `Received-SPF: <value>` (`X-SPF-Guess: <value>` when "
+                     "$spf_result_guessed), for `add_header: \":at_start:$spf_received\"`"),
+    "spf_received_value": (lambda o: o.received, "the Received-SPF header value alone (RFC 7208 §9.1)"),
     "spf_smtp_comment": (lambda o: o.smtp_comment,
                          "text for an SMTP reply: the domain's explanation, or a pointer to "
                          "settings.spf_explanation_url; a best guess never mentions SPF"),
