@@ -13,9 +13,11 @@ from aclmilter.stages import Stage
 from aclmilter.state import Recipient
 from tests.fixtures.dmarc.ctxhelp import PSL, make_ctx, message, sign
 
+# Without settings.authserv_id (with it the A-R header is automatic and $dmarc_ar_header is
+# refused at load): the seed's `add_header = $dmarc_ar_header` then writes the only one.
 POLICY = """
 settings:
-  authserv_id: mx.test.invalid
+  primary_hostname: mx.test.invalid
   dmarc_tld_file: {psl}
   dns: {{nameservers: ["{ns}"], timeout: 2, lifetime: 4, budget: 10}}
 acl:

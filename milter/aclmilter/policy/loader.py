@@ -20,6 +20,7 @@ from ..errors import Mark, PolicyError, PolicyErrors, SyntaxProblem
 from ..outcome import Verb
 from ..registry import TABLES, ArgMode, Item, Kind
 from ..stages import ORDERED, Stage
+from . import header_guard
 from .model import Acl, ItemUse, Policy, Statement
 from .yamlnodes import compose, mapping_items, mark_of, scalar_text, to_python, value_mark
 
@@ -77,6 +78,7 @@ class _Loader:
             self.load_acls(sections["acl"])
         self.validate_list_refs()
         self.check_named_acl_stages()
+        self.check_header_texts()
         if self.errors:
             raise PolicyErrors(self.errors)
         return Policy(self.file, self.settings, self.lists, self.acls, self.text)
@@ -307,6 +309,15 @@ class _Loader:
             self.err(use.mark, f"control {name!r} is not allowed in the {stage.key} ACL")
         elif use.static[1] and not ctl.takes_options:
             self.err(use.mark, f"control {name!r} takes no options")
+
+    def check_header_texts(self) -> None:
+        """Refuse add_header texts that duplicate a header the service writes (header_guard)."""
+        for acl in self.acls.values():
+            for st in acl.statements:
+                for use in st.items:
+                    if use.name == "add_header" or (use.name == "message" and st.verb is Verb.WARN):
+                        for offset, message in header_guard.problems(use.text, self.settings):
+                            self.err(use.mark.shifted(offset), message)
 
     def check_named_acl_stages(self) -> None:
         """Check items of named ACLs against every stage whose ACL calls them (transitively)."""
