@@ -16,16 +16,15 @@ import logging
 import re
 import smtplib
 import threading
-from email import policy as email_policy
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+import urllib.parse
+import uuid
 from email.utils import format_datetime, make_msgid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .. import registry
 from ..actions import clean_line
+from ..clients.dns_names import BadName, to_alabel
 from ..services import register_factory
 from .authresults import authserv_id, build_header, dmarc_result
 from .dmarc import DmarcResult
@@ -38,6 +37,8 @@ log = logging.getLogger("aclmilter.dmarc.forensic")
 
 USER_AGENT = "aclmilter"
 MAX_RUF = 5
+#: an RFC 6531 local part: dot-atom of atext plus any non-ASCII character
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+)*\Z")
 _ADDR = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 
 
@@ -71,10 +72,27 @@ def ruf_addresses(res: DmarcResult) -> list[str]:
     for uri in rec.ruf:
         if not uri.lower().startswith("mailto:"):
             continue
-        addr = uri[7:].split("!", 1)[0].strip()
-        if _ADDR.match(addr) and addr.lower() not in (a.lower() for a in out):
+        addr = _mailbox(uri[7:].split("!", 1)[0].strip())
+        if addr and addr.lower() not in (a.lower() for a in out):
             out.append(addr)
     return out[:MAX_RUF]
+
+
+def _mailbox(text: str) -> str:
+    """The address of a mailto: URI (percent-decoded UTF-8, RFC 6068), domain as an A-label;
+    "" unless it is one plain address (a UTF-8 local part is fine: RFC 6531)."""
+    try:
+        addr = urllib.parse.unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        return ""
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or len(local.encode()) > 64 or not _LOCAL.match(local):
+        return ""
+    try:
+        domain = to_alabel(domain)
+    except BadName:
+        return ""
+    return f"{local}@{domain}" if _ADDR.match(f"x@{domain}") else ""
 
 
 def verified_destinations(ctx: "EvalContext", res: DmarcResult, addrs: list[str], orgs: Any) -> list[str]:
@@ -128,9 +146,25 @@ def _identity_alignment(res: DmarcResult) -> str:
     return ", ".join(aligned) or "none"
 
 
+def _utf8(text: str) -> bytes:
+    # Header text from the network may hold undecodable bytes (kept as surrogates): they
+    # become U+FFFD, so the report itself is always valid UTF-8 (RFC 6532).
+    return text.encode("utf-8", "replace") if not text.isascii() else text.encode("ascii")
+
+
+def _part(content_type: str, body: bytes) -> bytes:
+    cte = "7bit" if body.isascii() else "8bit"
+    return f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode() + body
+
+
 def build_report(ctx: "EvalContext", res: DmarcResult, sender: str, rcpts: list[str], spf_dns: str = "",
                  delivery: str = "") -> bytes:
-    """Return the auth-failure report (CRLF) for the current message."""
+    """Return the auth-failure report (RFC 6591, CRLF) for the current message.
+
+    ASCII throughout when it can be; with a UTF-8 address or UTF-8 original headers the
+    report is an RFC 6532 message (raw UTF-8 header fields, the original header block as
+    `message/global-headers`, RFC 6533), which `send` submits with SMTPUTF8.
+    """
     txn = ctx.txn
     assert txn is not None
     now = datetime.fromtimestamp(ctx.services.clock(), timezone.utc)
@@ -153,28 +187,34 @@ def build_report(ctx: "EvalContext", res: DmarcResult, sender: str, rcpts: list[
                ("Source-IP", client), ("Reported-Domain", res.from_domain)]
     for r in txn.accepted_recipients[:20]:
         fields.append(("Original-Rcpt-To", r.address))
-    feedback = "".join(f"{n}: {clean_line(v)}\r\n" for n, v in fields)
-    original = "".join(f"{clean_line(n)}:{'' if v[:1] in (' ', chr(9)) else ' '}"
-                       f"{v.replace(chr(13), '').replace(chr(10), chr(13) + chr(10))}\r\n"
-                       for n, v in txn.headers)
+    feedback = _utf8("".join(f"{n}: {clean_line(v)}\r\n" for n, v in fields))
+    original = _utf8("".join(f"{clean_line(n)}:{'' if v[:1] in (' ', chr(9)) else ' '}"
+                             f"{v.replace(chr(13), '').replace(chr(10), chr(13) + chr(10))}\r\n"
+                             for n, v in txn.headers))
+    boundary = "=_aclmilter_" + uuid.uuid4().hex
+    head = [("From", sender), ("To", ", ".join(rcpts)),
+            ("Subject", f"DMARC failure report for {res.from_domain}"), ("Date", format_datetime(now)),
+            ("Message-ID", make_msgid(domain=_ascii_domain(sender))), ("Auto-Submitted", "auto-generated"),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", f'multipart/report; report-type=feedback-report; boundary="{boundary}"')]
+    text = (f"This is an authentication failure report for a message received from IP {client} on "
+            f"{format_datetime(now)}.\r\nFrom domain: {res.from_domain}; DMARC result: {res.result}.\r\n")
+    parts = [_part("text/plain; charset=us-ascii", text.encode("ascii", "replace")),
+             _part("message/feedback-report", feedback),
+             _part("text/rfc822-headers" if original.isascii() else "message/global-headers", original)]
+    out = _utf8("".join(f"{n}: {clean_line(v)}\r\n" for n, v in head)) + b"\r\n"
+    out += b"This is a MIME-formatted message.\r\n"
+    for part in parts:
+        out += f"\r\n--{boundary}\r\n".encode() + part
+    return out + f"\r\n--{boundary}--\r\n".encode()
 
-    outer = MIMEMultipart("report", report_type="feedback-report")
-    outer["From"] = sender
-    outer["To"] = ", ".join(rcpts)
-    outer["Subject"] = f"DMARC failure report for {res.from_domain}"
-    outer["Date"] = format_datetime(now)
-    outer["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-    outer["Auto-Submitted"] = "auto-generated"
-    outer.attach(MIMEText(f"This is an authentication failure report for a message received from IP "
-                          f"{client} on {format_datetime(now)}.\r\nFrom domain: {res.from_domain}; "
-                          f"DMARC result: {res.result}.\r\n"))
-    fb = MIMEBase("message", "feedback-report")
-    fb.set_payload(feedback)
-    outer.attach(fb)
-    hdrs = MIMEBase("text", "rfc822-headers")
-    hdrs.set_payload(original)
-    outer.attach(hdrs)
-    return outer.as_bytes(policy=email_policy.SMTP)
+
+def _ascii_domain(address: str) -> str | None:
+    domain = address.rpartition("@")[2]
+    try:
+        return to_alabel(domain) if domain else None
+    except BadName:
+        return None
 
 
 def _spf_dns(ctx: "EvalContext", res: DmarcResult) -> str:
@@ -190,10 +230,21 @@ def _spf_dns(ctx: "EvalContext", res: DmarcResult) -> str:
 
 
 def send(host_port: str, sender: str, rcpts: list[str], data: bytes, timeout: float) -> None:
-    """Send over SMTP; raises smtplib/OS errors for the caller to log."""
+    """Send over SMTP; raises smtplib/OS errors for the caller to log.
+
+    A UTF-8 address or a UTF-8 report is submitted with SMTPUTF8 (RFC 6531) and
+    BODY=8BITMIME; a relay that does not offer SMTPUTF8 gets nothing (SMTPNotSupportedError).
+    """
     host, _, port = host_port.rpartition(":")
+    international = not (sender.isascii() and all(r.isascii() for r in rcpts) and data.isascii())
     with smtplib.SMTP(host.strip("[]"), int(port), timeout=timeout) as smtp:
-        smtp.sendmail(sender, rcpts, data)
+        options: list[str] = []
+        if international:
+            smtp.ehlo_or_helo_if_needed()
+            if not smtp.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError("the relay does not offer SMTPUTF8")
+            options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else [])
+        smtp.sendmail(sender, rcpts, data, mail_options=options)
 
 
 @registry.eom_hook("dmarc_forensic", phase="after_data", order=60,

@@ -256,6 +256,10 @@ class _Query(pyspf.query):
             raise pyspf.PermError("empty domain name in a DNS query")
         if any(not 0 < len(label) < 64 for label in text.split(".")):
             return []   # cannot be a DNS name: no answer, and not a lookup at all
+        if not text.isascii():
+            # Our domains reach pyspf as A-labels, so non-ASCII here came from a UTF-8 local
+            # part (%{l}, %{s}): RFC 8616 §4, such terms "do not match anything" -- no query.
+            return []
         try:
             # literal: a macro may expand to spaces or `%` (RFC 7208 §7.3); the name is asked as is
             answer = self._client.query(text, qtype, self._deadline, literal=True)
@@ -381,8 +385,11 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
     else:
         deadline = client.deadline()
 
+        # %{h} must expand to the A-label form of a U-label HELO name (RFC 8616 §4)
+        helo_name = _safe_helo(helo) or helo
+
         def run(record: str | None) -> _Raw:
-            return _run_pyspf(client, deadline, ip, checked, helo, receiver, record)
+            return _run_pyspf(client, deadline, ip, checked, helo_name, receiver, record)
 
         raw = run(None)
         guessed = False
