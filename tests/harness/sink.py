@@ -102,11 +102,12 @@ class _Handler:
 class Sink:
     """In-process aiosmtpd sink on loopback; records deliveries, lets tests wait for them."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, smtputf8: bool = False) -> None:
         if host not in _LOOPBACK:
             raise ValueError("the sink listens on loopback only")
         self.host = host
         self.port = port or free_port()
+        self.smtputf8 = smtputf8          # offer SMTPUTF8 (RFC 6531) so Postfix relays EAI mail
         self._items: list[Delivery] = []
         self._cond = threading.Condition()
         self._controller: Controller | None = None
@@ -116,7 +117,7 @@ class Sink:
         """Start listening; returns when the port accepts connections."""
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port,
                                       decode_data=False, data_size_limit=64 * 1024 * 1024,
-                                      ready_timeout=10)
+                                      ready_timeout=10, enable_SMTPUTF8=self.smtputf8)
         self._controller.start()
         return self
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.errors import HeaderParseError, ObsoleteHeaderDefect
+from email.errors import HeaderParseError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
 from email.policy import default as _default_policy
+
+from ..clients.dns_names import BadName, to_alabel as dns_alabel
 
 #: A host name after IDNA conversion: LDH labels, 1..63 octets, at least two labels.
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_NOT_DEFECTS = (ObsoleteHeaderDefect, NonASCIILocalPartDefect)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 #: Whatever follows an `@` up to a delimiter: a second, parser-independent reading of a
 #: defective field (quotes, comments and display names are deliberately not honoured).
@@ -46,8 +49,10 @@ def to_alabel(domain: str) -> str | None:
     if not domain or len(domain) > 253:
         return None
     try:
-        ascii_name = domain.encode("idna").decode("ascii").lower() if not domain.isascii() else domain.lower()
-    except UnicodeError:
+        # IDNA 2008 (RFC 8616 §6 via RFC 5891), the same conversion SPF and the DNS client
+        # use: Python's "idna" codec is IDNA 2003 and turns straße.example into strasse.example
+        ascii_name = dns_alabel(domain) if not domain.isascii() else domain.lower()
+    except BadName:
         return None
     labels = ascii_name.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
@@ -74,7 +79,8 @@ def author_domain(headers: list[tuple[str, str]]) -> FromDomain:
     except (HeaderParseError, Exception):  # noqa: BLE001
         # The stdlib parser is not total: it raised AttributeError on `:;"` (found by fuzzing).
         return FromDomain(None, "From header field does not parse")
-    defective = any(not isinstance(d, ObsoleteHeaderDefect) for d in getattr(parsed, "defects", ()))
+    # Obsolete-but-valid syntax and RFC 6532 UTF-8 local parts are no defects to us.
+    defective = any(not isinstance(d, _NOT_DEFECTS) for d in getattr(parsed, "defects", ()))
     groups = getattr(parsed, "groups", ())
     if any(g.display_name is not None for g in groups):
         return FromDomain(None, "From uses group syntax")
