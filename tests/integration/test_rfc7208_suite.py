@@ -43,15 +43,10 @@ settings:
   spf_result_cache_ttl: 0
   dns: {{nameservers: ["127.0.0.1:{port}"], timeout: 0.25, lifetime: 0.5, budget: 4}}
 acl:
-  mail:
-    - warn:
-        spf: "*"
-    - accept
+  mail: [{{warn: {{spf: "*"}}}}, accept]
   data:
-    - warn:
-        add_header: "X-Suite-Result: $spf_result"
-    - warn:
-        add_header: "X-Suite-Explanation: <$spf_smtp_comment>"
+    - warn: {{add_header: "X-Suite-Result: $spf_result"}}
+    - warn: {{add_header: "X-Suite-Explanation: <$spf_smtp_comment>"}}
     - accept
 """
 
