@@ -230,10 +230,18 @@ class FrontEnd:
                         continue              # a timeout: say nothing, let the client give up
                     self.request.sendall(struct.pack("!H", len(reply)) + reply)
 
-        socketserver.ThreadingUDPServer.allow_reuse_address = True
-        self._udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
-        self.port = self._udp.server_address[1]
-        self._tcp = _tcp_server(self.port, Tcp)
+        # UDP and TCP on one port: take a free UDP port, and try again (bounded) if its TCP
+        # twin is busy
+        for attempt in range(20):
+            self._udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
+            self.port = self._udp.server_address[1]
+            try:
+                self._tcp = _tcp_server(self.port, Tcp)
+                break
+            except OSError:
+                self._udp.server_close()
+                if attempt == 19:
+                    raise
         for server in (self._udp, self._tcp):
             server.daemon_threads = True
             t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
