@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""SRS through real Postfix: a forwarded message leaves with an SRS0 sender (chgfrom), and the
+bounce sent back to that address reaches the original sender (recipient edits).
+
+Postfix forwards list@fwd.example to bob@other.example (virtual_alias_maps); the relay
+sink plays the other domain. The bounce is a DSN (`MAIL FROM:<>`) to the SRS0 address, as
+the other domain's MX would send it, through the same Postfix and milter.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from aclmilter.checks import srs
+from tests.harness.aclmilterd import AclMilterd
+from tests.harness.postfix import postfix_instance, simple_message, world_traversable_dir
+from tests.harness.sink import Sink
+
+pytestmark = pytest.mark.integration
+
+POLICY = """
+settings:
+  primary_hostname: mx.fwd.example
+  srs_secrets: [current-secret, previous-secret]
+acl:
+  rcpt:
+    - accept:
+        senders: ":"
+        domains: fwd.example
+        inbound_srs: $local_part
+        control: srs_reverse
+        logwrite: "SRS bounce for $srs_recipient"
+    - deny:
+        senders: ":"
+        domains: fwd.example
+        local_parts: "^[Ss][Rr][Ss]0="
+        message: "550 5.1.1 Invalid SRS bounce address"
+    - accept:
+        recipients: list@fwd.example
+        control: srs_forward/fwd.example
+    - accept
+"""
+
+
+def test_forward_with_srs_and_bounce_back(tmp_path: Path) -> None:
+    work = world_traversable_dir("srs-e2e-")
+    policy = work / "srs.yaml"
+    policy.write_text(POLICY)
+    extra = {"virtual_alias_maps": "inline:{ list@fwd.example=bob@other.example }"}
+    with Sink() as sink, AclMilterd(policy, workdir=work) as milter:
+        with postfix_instance(sink.port, milter=milter.postfix_spec, extra_main=extra) as pf:
+            r = pf.send("alice@orig.example", ["list@fwd.example"],
+                        simple_message("alice@orig.example", "list@fwd.example", subject="to the list"))
+            assert r.accepted, r
+            forwarded = sink.wait_for_rcpt("bob@other.example")
+            sender = forwarded.mail_from
+            # Exim's native format, made with the first secret, at the forwarding domain
+            now = time.time()
+            assert sender in {srs.encode("current-secret", "alice@orig.example", "fwd.example", t)
+                              for t in (now, now - srs.DAY)}, sender
+            assert sender.startswith("SRS0=") and sender.endswith("=orig.example=alice@fwd.example")
+
+            # The other domain bounces it: a DSN to the SRS0 address comes back to us.
+            sink.clear()
+            dsn = simple_message("MAILER-DAEMON@other.example", sender, subject="Undelivered Mail")
+            r = pf.send("", [sender], dsn)
+            assert r.rcpt[sender][0] == 250 and r.accepted, r
+            bounce = sink.wait_for_rcpt("alice@orig.example")
+            assert bounce.mail_from in ("", "<>") and bounce.rcpt_tos == ("alice@orig.example",)
+            milter.wait_log(r"SRS bounce for alice@orig\.example")
+
+            # A forged SRS0 address (wrong secret) is refused at RCPT, nothing is delivered.
+            forged = srs.encode("guessed", "victim@orig.example", "fwd.example", time.time())
+            r = pf.send("", [forged], dsn)
+            assert r.rcpt[forged][0] == 550 and not r.accepted, r
+            # A sender already forwarded by us is not wrapped again; the old secret still decodes.
+            old = srs.encode("previous-secret", "carol@orig.example", "fwd.example", time.time())
+            r = pf.send("", [old], dsn)
+            assert r.accepted, r
+            sink.wait_for_rcpt("carol@orig.example")
+            assert milter.proc.poll() is None
