@@ -221,13 +221,15 @@ class Session:
             return Response(Action.REJECT, decision.reply, drop=True)
         return Response(Action.TEMPFAIL, decision.reply)
 
-    def _finish(self, response: Response, stage: str) -> Response:
-        """The single place dry-run is applied: a would-be refusal is logged, mail goes on."""
+    def _finish(self, response: Response, stage: str, report: bool = True) -> Response:
+        """The single place dry-run is applied: a would-be refusal is logged, mail goes on.
+
+        A refusal given is reported to event_action (`report=False`: already reported)."""
         if self.dry_run and response.action is not Action.CONTINUE:
             log.info("%s dry-run: would %s at %s: %s", self._qid(), response.action.value, stage,
                      response.reply.text() if response.reply else "")
             return CONTINUE
-        if response.action is not Action.CONTINUE and stage in _REFUSAL_EVENTS:
+        if report and response.action is not Action.CONTINUE and stage in _REFUSAL_EVENTS:
             self._refusal_event(response, stage)
         return response
 
@@ -434,7 +436,7 @@ class Session:
         try:
             self._macros(macros)
             if held is not None:
-                return self._eom_result(self._finish(held.response, held.stage), Edits(), None,
+                return self._eom_result(self._finish(held.response, held.stage, report=False), Edits(), None,
                                         f"{held.response.action.value}_at_{held.stage}", where=held.where)
             return self._eom()
         except Exception:  # noqa: BLE001

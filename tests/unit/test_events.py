@@ -100,3 +100,16 @@ def test_event_action_load_errors(tmp_path: Path, action: str, message: str) -> 
         Runtime(path).load()
     text = "\n".join(map(str, exc.value.errors))
     assert message in text and "p.yaml:3" in text
+
+
+def test_a_held_refusal_is_reported_once(tmp_path: Path) -> None:
+    from aclmilter.actions import Reply
+    from aclmilter.session import HeldRefusal, Response
+    s = _session(tmp_path)
+    s.connect("[192.0.2.1]", "inet", "192.0.2.1", 4000, {})
+    s.mail("<a@example.com>", [], {})
+    s.rcpt("<bob@example.org>", [], {})
+    s.seen.clear()
+    held = HeldRefusal("mail", Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("later",))), "p.yaml:1")
+    assert s.eom({}, held).response.action is Action.TEMPFAIL
+    assert [e.split("|")[0] for e in s.seen] == ["msg:complete"]

@@ -39,7 +39,9 @@ SIGNED = ("from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-r
 
 
 def _arc(ctx: EvalContext) -> ArcResult | None:
-    if ctx.txn is None:
+    # Only once the message is there: a result memoised from an earlier stage (the dry run
+    # reads every variable at every stage) would be "none" for want of headers.
+    if ctx.txn is None or not ctx.stage & _STAGES:
         return None
     return ctx.check("arc")
 
