@@ -5,7 +5,6 @@ connection refused by a non-empty result at tcp:connect."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -49,45 +48,42 @@ def _wait_events(redis: RedisServer, n: int, timeout: float = 20.0) -> list[dict
     return _events(redis)
 
 
-def test_events_reach_a_redis_stream_and_refuse_at_connect(tmp_path: Path) -> None:
+def test_events_reach_a_redis_stream_and_refuse_at_connect(redis_module_server: RedisServer) -> None:
+    redis = redis_module_server
     work = world_traversable_dir("events-e2e-")
-    redis = RedisServer(tmp_path / "redis").start()
-    try:
-        policy = work / "events.yaml"
-        policy.write_text(POLICY.format(spec=redis.spec))
-        redis.client().set("victim", "still here")
-        with Sink() as sink, AclMilterd(policy, workdir=work) as milter:
-            with postfix_instance(sink.port, milter=milter.postfix_spec) as pf:
-                evil = '"evil DEL victim"@example.test'
-                r = pf.send("alice@example.org", ["bob@example.test", evil],
-                            simple_message("alice@example.org", "bob@example.test", subject="events"))
-                assert r.accepted and r.rcpt[evil][0] == 550, r
-                events = _wait_events(redis, 4)
-                names = [e["event"] for e in events]
-                # the harness's readiness probes of smtpd are connections too (connect events only)
-                assert set(names[:-4]) <= {"tcp:connect", "smtp:connect"}, events
-                events = events[-4:]
-                assert names[-4:] == ["tcp:connect", "smtp:connect", "msg:rcpt:reject", "msg:complete"], events
-                assert all(e["client"] == "127.0.0.1" for e in events)
-                assert events[2]["data"] == '550 5.1.1 <"evil DEL victim"@example.test>: no such user'
-                assert events[3]["data"] == "accept"
-                # network data was an argument, never a command: the key is untouched
-                assert redis.client().get("victim") == "still here"
+    policy = work / "events.yaml"
+    policy.write_text(POLICY.format(spec=redis.spec))
+    redis.client().set("victim", "still here")
+    with Sink() as sink, AclMilterd(policy, workdir=work) as milter:
+        with postfix_instance(sink.port, milter=milter.postfix_spec) as pf:
+            evil = '"evil DEL victim"@example.test'
+            r = pf.send("alice@example.org", ["bob@example.test", evil],
+                        simple_message("alice@example.org", "bob@example.test", subject="events"))
+            assert r.accepted and r.rcpt[evil][0] == 550, r
+            events = _wait_events(redis, 4)
+            names = [e["event"] for e in events]
+            # the harness's readiness probes of smtpd are connections too (connect events only)
+            assert set(names[:-4]) <= {"tcp:connect", "smtp:connect"}, events
+            events = events[-4:]
+            assert names[-4:] == ["tcp:connect", "smtp:connect", "msg:rcpt:reject", "msg:complete"], events
+            assert all(e["client"] == "127.0.0.1" for e in events)
+            assert events[2]["data"] == '550 5.1.1 <"evil DEL victim"@example.test>: no such user'
+            assert events[3]["data"] == "accept"
+            # network data was an argument, never a command: the key is untouched
+            assert redis.client().get("victim") == "still here"
 
-                # A non-empty result at tcp:connect refuses the connection (::1 here).
-                r6 = smtp_send("::1", pf.port, "alice@example.org", ["bob@example.test"],
-                               simple_message(), timeout=20)
-                # Postfix answers a milter refusal at connect with a 554 banner, then hangs up (521)
-                assert r6.banner[0] == 554 and r6.disconnected and not r6.accepted, r6
-                before = len(names)
-                assert len(_events(redis)) == before     # nothing was written for it
-                assert len(sink.wait_for(1)) == 1
+            # A non-empty result at tcp:connect refuses the connection (::1 here).
+            r6 = smtp_send("::1", pf.port, "alice@example.org", ["bob@example.test"],
+                           simple_message(), timeout=20)
+            # Postfix answers a milter refusal at connect with a 554 banner, then hangs up (521)
+            assert r6.banner[0] == 554 and r6.disconnected and not r6.accepted, r6
+            before = len(names)
+            assert len(_events(redis)) == before     # nothing was written for it
+            assert len(sink.wait_for(1)) == 1
 
-                # Redis down: events cannot be written, mail still flows (logged, never deferred).
-                redis.stop()
-                r = pf.send("alice@example.org", ["bob@example.test"], simple_message())
-                assert r.accepted, r
-                milter.wait_log(r"event_action for tcp:connect failed")
-                assert milter.proc.poll() is None
-    finally:
-        redis.stop()
+            # Redis down: events cannot be written, mail still flows (logged, never deferred).
+            redis.stop()
+            r = pf.send("alice@example.org", ["bob@example.test"], simple_message())
+            assert r.accepted, r
+            milter.wait_log(r"event_action for tcp:connect failed")
+            assert milter.proc.poll() is None
