@@ -300,14 +300,15 @@ class Session:
                 log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "
                             "through a proxy listener: refusing every command",
                             self.conn.client.address, self.conn.client.local_port)
-        if self._event("tcp:connect"):
+        events_on = settings.get("event_action") is not None      # no call per connection otherwise
+        if events_on and self._event("tcp:connect"):
             return self._finish(EVENT_REFUSED, "connect")
         decision = self._run(Stage.CONNECT, command="connect")
         # A failed proxy negotiation is refused from HELO on, not here: a refusal at connect
         # makes Postfix send a 554 banner and still answer EHLO with 250, whereas Exim
         # answers every command but QUIT with 503.
         response = self._response(decision, Stage.CONNECT)
-        if response is CONTINUE and self._event("smtp:connect"):
+        if events_on and response is CONTINUE and self._event("smtp:connect"):
             response = EVENT_REFUSED
         return self._finish(response, "connect")
 
