@@ -235,9 +235,10 @@ class Session:
 
     def _event(self, name: str, data: str = "", stage: Stage = Stage.CONNECT,
                rcpt: Recipient | None = None) -> str:
-        """Run settings.event_action for one event (events.py); "" when none is set."""
+        """Run settings.event_action for one event (events.py); "" when none is set, and in
+        `aclmilter test`, which writes nothing to shared state (an event action writes)."""
         action = self.policy.settings.get("event_action")
-        if action is None:
+        if action is None or self.simulate:
             return ""
         return events.fire(self._ctx(stage, rcpt), action, name, data)
 
