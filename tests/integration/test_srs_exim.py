@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from aclmilter import expand
 from aclmilter.checks import srs
+from tests.unit.fakes_ctx import make_ctx
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +59,15 @@ def test_inbound_srs_agrees_with_exim(tmp_path: Path) -> None:
                  for days in (0, 10, 11, -1)]
     addresses += [srs.encode("other", "alice@orig.example", "fwd.example", epoch).partition("@")[0],
                   "plain", addresses[0].replace("SRS0", "srs0")]
-    exprs = [f"${{if inbound_srs{{{a}}}{{SECRET}}{{yes $srs_recipient}}{{no}}}}" for a in addresses]
+    exprs = [f"${{if inbound_srs{{{a}}}{{{secret}}}{{yes $srs_recipient}}{{no}}}}"
+             for secret in ("SECRET", "") for a in addresses]
     got, epoch2 = exim_be(tmp_path, *exprs)
+    ctx = make_ctx(settings={"srs_max_age": srs.MAX_AGE_DAYS})
+    for expr, theirs in zip(exprs, got):
+        # the same text through our expansion (Exim's expansion-condition form)
+        assert expand.parse(expr).evaluate(ctx) == theirs, (expr, theirs)
     for address, theirs in zip(addresses, got):
+        # and the ACL condition's decoder (settings.srs_secrets)
         found = srs.decode(address, ("SECRET",), epoch2)
         ours = f"yes {found.recipient}" if found.status is srs.Status.OK else "no"
         assert theirs == ours, (address, theirs, ours)

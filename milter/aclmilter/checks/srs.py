@@ -59,6 +59,12 @@ def is_srs(local_part: str) -> bool:
     return bool(_SRS0.match(local_part))
 
 
+def original(local_part: str) -> str | None:
+    """The original address an SRS0 local part names, unverified (None if not SRS0)."""
+    m = _SRS0.match(local_part)
+    return f"{m.group(4)}@{m.group(3)}" if m else None
+
+
 class Status(enum.Enum):
     """What `decode` found."""
 

@@ -59,6 +59,26 @@ def _srs_encode(ctx: EvalContext, args: list[str]) -> str:
 functions.register("srs_encode", 3, _srs_encode)
 
 
+def _inbound_srs_expansion(ctx: EvalContext, args: list[str]) -> tuple[bool, dict[str, str]]:
+    """`${if inbound_srs{local part}{secret}...}`, Exim's expansion condition: true for a
+    valid SRS0 local part, binding `$srs_recipient`. As in Exim 4.96, an empty secret checks
+    the syntax only (neither hash nor age)."""
+    local_part, secret = args[0].strip(), args[1]
+    if secret:
+        found = codec.decode(local_part, (secret,), ctx.services.clock(), int(ctx.setting("srs_max_age")))
+        recipient = found.recipient if found.status is codec.Status.OK else None
+    else:
+        recipient = codec.original(local_part)
+    if recipient is None:
+        return False, {}
+    if ctx.rcpt is not None:
+        ctx.rcpt.vars["srs_recipient"] = recipient
+    return True, {"srs_recipient": recipient}
+
+
+functions.register_condition("inbound_srs", 2, _inbound_srs_expansion)
+
+
 @registry.condition("inbound_srs", _RCPT_STAGES, variables=("srs_recipient",))
 def _inbound_srs(ctx: EvalContext, local_part: str) -> Result:
     """OK when the argument (normally `$local_part`) is an SRS0 local part signed by one of
