@@ -31,7 +31,14 @@ def test_forward_with_srs_and_bounce_back(tmp_path: Path) -> None:
     work = world_traversable_dir("srs-e2e-")
     policy = work / "srs.yaml"
     policy.write_text(POLICY)
-    extra = {"virtual_alias_maps": "inline:{ list@fwd.example=bob@other.example }"}
+    # fwd.example is a virtual alias domain, as on a real forwarding host. Postfix refuses
+    # unknown recipients there before the milter sees them, so SRS0 local parts are listed
+    # (docs/srs.md); the milter's recipient edit then replaces the SRS0 recipient.
+    srs0 = work / "srs0.regexp"
+    srs0.write_text("/^SRS0=.*@fwd\\.example$/ postmaster@fwd.example\n")
+    srs0.chmod(0o644)
+    extra = {"virtual_alias_domains": "fwd.example",
+             "virtual_alias_maps": f"inline:{{ list@fwd.example=bob@other.example }}, regexp:{srs0}"}
     with Sink() as sink, AclMilterd(policy, workdir=work) as milter:
         with postfix_instance(sink.port, milter=milter.postfix_spec, extra_main=extra) as pf:
             r = pf.send("alice@orig.example", ["list@fwd.example"],
@@ -52,6 +59,7 @@ def test_forward_with_srs_and_bounce_back(tmp_path: Path) -> None:
             assert r.rcpt[sender][0] == 250 and r.accepted, r
             bounce = sink.wait_for_rcpt("alice@orig.example")
             assert bounce.mail_from in ("", "<>") and bounce.rcpt_tos == ("alice@orig.example",)
+            assert not any("postmaster@fwd.example" in d.rcpt_tos for d in sink.deliveries)
             milter.wait_log(r"bounce for alice@orig\.example")
 
             # A forged SRS0 address (wrong secret) is refused at RCPT, nothing is delivered.
