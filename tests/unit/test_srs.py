@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aclmilter.checks import srs
+from aclmilter.errors import PolicyErrors
 from aclmilter.runtime import Runtime
 from aclmilter.services import Services
 from aclmilter.session import Action, Session
@@ -132,3 +133,11 @@ def test_srs_encode_expansion_and_load_errors(tmp_path: Path) -> None:
     with pytest.raises(Exception) as exc:
         Runtime(bad).load()
     assert "bad.yaml:3" in str(exc.value) or "bad.yaml:3" in "".join(map(str, getattr(exc.value, "errors", [])))
+
+
+def test_srs_controls_without_secrets_are_load_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("acl:\n  rcpt:\n    - accept:\n        control: srs_forward/fwd.example\n")
+    with pytest.raises(PolicyErrors) as exc:
+        Runtime(bad).load()
+    assert "bad.yaml:4" in str(exc.value.errors[0]) and "needs settings.srs_secrets" in str(exc.value.errors[0])

@@ -103,7 +103,7 @@ def _srs_recipient(ctx: EvalContext) -> str | None:
     return ctx.rcpt.vars.get("srs_recipient") if ctx.rcpt is not None else None
 
 
-@registry.control("srs_forward", _FORWARD_STAGES, takes_options=True)
+@registry.control("srs_forward", _FORWARD_STAGES, takes_options=True, requires_setting="srs_secrets")
 def _srs_forward(ctx: EvalContext, options: str) -> None:
     """Send the message on with the SRS0 form of its sender (chgfrom at end of message)."""
     if ctx.txn is None:
@@ -116,7 +116,7 @@ def _srs_forward(ctx: EvalContext, options: str) -> None:
     ctx.txn.controls["srs_forward"] = domain
 
 
-@registry.control("srs_reverse", Stage.RCPT)
+@registry.control("srs_reverse", Stage.RCPT, requires_setting="srs_secrets")
 def _srs_reverse(ctx: EvalContext, _options: str) -> None:
     """Deliver this recipient (an SRS0 bounce address) to `$srs_recipient` instead."""
     rcpt = ctx.rcpt

@@ -307,6 +307,8 @@ class _Loader:
             self.err(use.mark, f"control {name!r} is not allowed in the {stage.key} ACL")
         elif use.static[1] and not ctl.takes_options:
             self.err(use.mark, f"control {name!r} takes no options")
+        elif ctl.requires_setting and not self.settings.get(ctl.requires_setting):
+            self.err(use.mark, f"control {name!r} needs settings.{ctl.requires_setting}")
 
     def check_named_acl_stages(self) -> None:
         """Check items of named ACLs against every stage whose ACL calls them (transitively)."""
