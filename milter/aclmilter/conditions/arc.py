@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dkim
+from dkim.crypto import parse_pem_private_key
 
 from .. import registry
 from ..actions import HeaderAdd, HeaderPosition
@@ -102,8 +103,12 @@ def _sign_settings(value: Any) -> SignSettings | None:
             key = fh.read()
     except OSError as exc:
         raise SyntaxProblem(f"arc_sign: cannot read key_file {path}: {exc.strerror or exc}") from None
-    if b"PRIVATE KEY" not in key:
-        raise SyntaxProblem(f"arc_sign: {path} holds no PEM private key")
+    try:
+        if b"PRIVATE KEY" not in key:
+            raise ValueError("no PEM block")
+        parse_pem_private_key(key)
+    except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for a bad key
+        raise SyntaxProblem(f"arc_sign: {path} holds no usable PEM private key ({exc})") from None
     return SignSettings(domain.lower(), selector, key, os.path.abspath(path))
 
 
