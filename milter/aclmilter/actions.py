@@ -152,6 +152,7 @@ class Edits:
     rcpt_adds: list[RecipientAdd] = field(default_factory=list)
     rcpt_deletes: list[RecipientDelete] = field(default_factory=list)
     quarantine: str | None = None
+    sender: str | None = None           # a new envelope sender (chgfrom), e.g. SRS forwarding
 
     def add_header(self, add: HeaderAdd) -> None:
         """Queue a header; exact duplicates are suppressed (Exim), CR/LF in the value is refused."""
@@ -170,7 +171,7 @@ class Edits:
 
     def empty(self) -> bool:
         return not (self.header_adds or self.header_removes or self.rcpt_adds or self.rcpt_deletes
-                    or self.quarantine)
+                    or self.quarantine or self.sender is not None)
 
     def as_dict(self) -> dict:
         """A JSON-ready description (for the dry run and logs)."""
@@ -182,6 +183,7 @@ class Edits:
             "recipients_added": [{"address": a.address, "params": list(a.params)} for a in self.rcpt_adds],
             "recipients_deleted": [d.address for d in self.rcpt_deletes],
             "quarantine": self.quarantine,
+            **({"sender": self.sender} if self.sender is not None else {}),
         }
 
 

@@ -75,6 +75,8 @@ class Control:
     #: setting it makes end-of-message work read the message (e.g. bmi_run: a scan), so the
     #: MTA must send headers and body even without a data/deliver ACL (policy/needs.py)
     needs_content: bool = False
+    #: a setting that must be non-empty for this control to work (checked at load)
+    requires_setting: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,11 +157,12 @@ def modifier(name: str, stages: Stage, *, arg: ArgMode = ArgMode.EXPANDED, parse
 
 
 def control(name: str, stages: Stage, *, aliases: tuple[str, ...] = (), takes_options: bool = False,
-            needs_content: bool = False,
+            needs_content: bool = False, requires_setting: str | None = None,
             ) -> Callable[[Callable[["EvalContext", str], None]], Callable[["EvalContext", str], None]]:
     """Register a `control =` value (and its aliases)."""
     def wrap(fn: Callable[["EvalContext", str], None]) -> Callable[["EvalContext", str], None]:
-        entry = Control(name, stages, fn, aliases, takes_options, (fn.__doc__ or "").strip(), needs_content)
+        entry = Control(name, stages, fn, aliases, takes_options, (fn.__doc__ or "").strip(), needs_content,
+                        requires_setting)
         for n in (name, *aliases):
             _add(TABLES.controls, n, entry)
         return fn

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import engine, lists
+from . import engine, events, lists
 from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
                       build_reply, clean_line)
 from .checks.proxy import derive_identity
@@ -95,6 +95,11 @@ class StageRecord:
 _NO_ACL = {stage: Decision(Result.OK, where="no ACL", stage=stage) for stage in ORDERED}
 
 PROXY_REFUSED = Reply(503, "5.7.0", ("Command refused, required Proxy negotiation failed",))
+#: A non-empty event_action result at tcp:connect / smtp:connect (events.py): refuse and hang up.
+EVENT_REFUSED = Response(Action.REJECT, Reply(554, "5.7.1", ("Connection refused",)), drop=True)
+#: Refusals reported to event_action: stage -> (event on 5xx, event on 4xx).
+_REFUSAL_EVENTS = {"rcpt": ("msg:rcpt:reject", "msg:rcpt:defer"), "mail": ("msg:reject", "msg:defer"),
+                   "predata": ("msg:reject", "msg:defer"), "data": ("msg:reject", "msg:defer")}
 
 
 def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
@@ -216,13 +221,35 @@ class Session:
             return Response(Action.REJECT, decision.reply, drop=True)
         return Response(Action.TEMPFAIL, decision.reply)
 
-    def _finish(self, response: Response, stage: str) -> Response:
-        """The single place dry-run is applied: a would-be refusal is logged, mail goes on."""
+    def _finish(self, response: Response, stage: str, report: bool = True) -> Response:
+        """The single place dry-run is applied: a would-be refusal is logged, mail goes on.
+
+        A refusal given is reported to event_action (`report=False`: already reported)."""
         if self.dry_run and response.action is not Action.CONTINUE:
             log.info("%s dry-run: would %s at %s: %s", self._qid(), response.action.value, stage,
                      response.reply.text() if response.reply else "")
             return CONTINUE
+        if report and response.action is not Action.CONTINUE and stage in _REFUSAL_EVENTS:
+            self._refusal_event(response, stage)
         return response
+
+    def _event(self, name: str, data: str = "", stage: Stage = Stage.CONNECT,
+               rcpt: Recipient | None = None) -> str:
+        """Run settings.event_action for one event (events.py); "" when none is set, and in
+        `aclmilter test`, which writes nothing to shared state (an event action writes)."""
+        action = self.policy.settings.get("event_action")
+        if action is None or self.simulate:
+            return ""
+        return events.fire(self._ctx(stage, rcpt), action, name, data)
+
+    def _refusal_event(self, response: Response, stage: str) -> None:
+        """msg:rcpt:reject/defer or msg:reject/defer for a refusal actually given."""
+        if response.action not in (Action.REJECT, Action.TEMPFAIL):
+            return
+        rcpt = self.txn.recipients[-1] if stage == "rcpt" and self.txn and self.txn.recipients else None
+        name = _REFUSAL_EVENTS[stage][response.action is Action.TEMPFAIL]
+        self._event(name, response.reply.text() if response.reply else "",
+                    Stage.RCPT if rcpt is not None else Stage.DATA, rcpt)
 
     def _internal_error(self, where: str) -> Response:
         """An exception escaped: log it with its traceback and answer per on_internal_error."""
@@ -274,11 +301,17 @@ class Session:
                 log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "
                             "through a proxy listener: refusing every command",
                             self.conn.client.address, self.conn.client.local_port)
+        events_on = settings.get("event_action") is not None      # no call per connection otherwise
+        if events_on and self._event("tcp:connect"):
+            return self._finish(EVENT_REFUSED, "connect")
         decision = self._run(Stage.CONNECT, command="connect")
         # A failed proxy negotiation is refused from HELO on, not here: a refusal at connect
         # makes Postfix send a 554 banner and still answer EHLO with 250, whereas Exim
         # answers every command but QUIT with 503.
-        return self._finish(self._response(decision, Stage.CONNECT), "connect")
+        response = self._response(decision, Stage.CONNECT)
+        if events_on and response is CONTINUE and self._event("smtp:connect"):
+            response = EVENT_REFUSED
+        return self._finish(response, "connect")
 
     @_callback("helo")
     def helo(self, name: str, macros: Mapping[str, str] | None = None) -> Response:
@@ -405,7 +438,7 @@ class Session:
         try:
             self._macros(macros)
             if held is not None:
-                return self._eom_result(self._finish(held.response, held.stage), Edits(), None,
+                return self._eom_result(self._finish(held.response, held.stage, report=False), Edits(), None,
                                         f"{held.response.action.value}_at_{held.stage}", where=held.where)
             return self._eom()
         except Exception:  # noqa: BLE001
@@ -497,6 +530,8 @@ class Session:
             changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
                                                                     edits.header_removes)]
         summary = self.log_record(outcome, decision, where)
+        if self.policy.settings.get("event_action") is not None:
+            self._event("msg:complete", "accept" if response is CONTINUE else response.action.value, Stage.DATA)
         if self.services.metrics is not None:
             self.services.metrics.decision(response.action.value)
         return EomResult(response, edits, changes, None if self.dry_run else edits.quarantine, summary)

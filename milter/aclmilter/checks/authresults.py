@@ -21,6 +21,7 @@ from authres.dmarc import DMARCAuthenticationResult
 
 from .. import registry
 from ..actions import HeaderAdd, HeaderPosition, HeaderRemove, clean_line
+from .arc import authres_fragment as arc_result
 from .dkim import DkimResult
 from .dmarc_upstream import ar_authserv_id
 
@@ -73,6 +74,8 @@ def dmarc_result(res: "DmarcResult") -> Any | None:
     if res.domain_policy is not None:
         dis = res.disposition.value if res.disposition else "none"
         comment = f"p={res.domain_policy.value} dis={dis}"
+        if getattr(res, "override", ""):
+            comment += f" override={res.override}"
     # policy.dmarc is the policy applied, the word $dmarc_status says (after pct / t=y), and
     # only for a fail; the record's own p= stays in the comment.
     applied = res.disposition.value if res.result == "fail" and res.disposition is not None else None
@@ -147,6 +150,9 @@ def authresults_hook(ctx: "EvalContext", decision: Any) -> None:
     if spf is not None:
         results.append(spf)
     results.extend(dkim_results(ctx.check("dkim")))
+    arc = arc_result(ctx)
+    if arc is not None:
+        results.append(arc)
     if ctx.has_result("dmarc"):
         dm = dmarc_result(ctx.result("dmarc"))
         if dm is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import registry
 from ..errors import LookupDefer
 from .dkim import DkimResult, DkimStatus
+from .dmarc_arc import trusted_override
 from .dmarc_discovery import Discovery, Found, OrgDomains, author_exists, discover
 from .dmarc_from import FromDomain, author_domain, to_alabel
 from .dmarc_psl import PslUnavailable
@@ -66,6 +67,7 @@ class DmarcResult:
     dkim_aligned: bool | None = None
     dkim: DkimResult | None = None
     discovery: Discovery | None = None
+    override: str = ""                    # "trusted_forwarder": a trusted ARC sealer vouched (dmarc_arc.py)
 
     @property
     def history_policy_code(self) -> int:
@@ -202,7 +204,7 @@ def dmarc_check(ctx: "EvalContext") -> DmarcResult:
     orgs = OrgDomains(ctx.setting("dmarc_discovery") or "rfc7489", lambda n: list(dns.lookup(n, "TXT")),
                       ctx.services.get("dmarc_psl"))
     try:
-        return evaluate(ctx, spf, dkim_res, frm, orgs)
+        return trusted_override(ctx, evaluate(ctx, spf, dkim_res, frm, orgs))
     except PslUnavailable as exc:
         # The PSL file vanished after the policy was loaded: no verdict rather than a wrong one.
         return DmarcResult(DmarcStatus.TEMPERROR, "temperror", str(exc), spf=spf, dkim=dkim_res)

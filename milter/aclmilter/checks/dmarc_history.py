@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import registry
 from .authresults import authserv_id
+from .arc import ArcResult
 from .dmarc import DmarcResult, DmarcStatus
+from .dmarc_arc import history_lines as arc_history_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -60,7 +62,7 @@ def action_code(decision: Any, edits: Any) -> int:
 
 
 def format_record(res: DmarcResult, *, job: str, reporter: str, received: int, ipaddr: str,
-                  mail_from_domain: str, action: int) -> bytes:
+                  mail_from_domain: str, action: int, arc: ArcResult | None = None) -> bytes:
     """Return one history record exactly as OpenDMARC 1.4.2 writes it (see reference §1.2)."""
     rec = res.record
     lines = [
@@ -89,8 +91,7 @@ def format_record(res: DmarcResult, *, job: str, reporter: str, received: int, i
     align = {True: 4, False: 5, None: 0}
     lines.append(f"align_dkim {align[res.dkim_aligned] if rec else 0}")
     lines.append(f"align_spf {align[res.spf_aligned] if rec else 0}")
-    lines.append("arc 7")
-    lines.append("arc_policy 2 json:[]")
+    lines.extend(arc_history_lines(res, arc))
     lines.append(f"action {action}")
     return ("\n".join(lines) + "\n").encode("ascii", "replace")
 
@@ -143,7 +144,7 @@ def history_hook(ctx: "EvalContext", decision: Any) -> None:
     data = format_record(res, job=job_id(ctx), reporter=str(ctx.setting("primary_hostname") or authserv_id(ctx)),
                          received=int(ctx.services.clock()), ipaddr=ctx.conn.client.address,
                          mail_from_domain=sender.rpartition("@")[2] if sender else "",
-                         action=action_code(decision, ctx.txn.edits))
+                         action=action_code(decision, ctx.txn.edits), arc=ctx.result("arc"))
     try:
         append_record(str(path), data)
     except OSError as exc:

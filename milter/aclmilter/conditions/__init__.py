@@ -17,6 +17,9 @@ FEATURES = (
     "redis",
     "ratelimit",
     "proxy",
+    "srs",         # Exim-native SRS: srs_secrets, ${srs_encode}, inbound_srs, srs_forward/srs_reverse
+    "events",      # event_action on reception events
+    "arc",         # ARC verification (arc= in our A-R, trusted sealers for DMARC) and sealing
 )
 
 

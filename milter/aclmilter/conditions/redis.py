@@ -36,6 +36,7 @@ WRITE_COMMANDS = frozenset("""
     EXPIRE PEXPIRE
     SADD SREM HSET HSETNX HINCRBY HINCRBYFLOAT HDEL
     LPUSH RPUSH LTRIM ZADD ZINCRBY ZREM PFADD
+    XADD
 """.split())
 ALLOWED_COMMANDS = READ_COMMANDS | WRITE_COMMANDS
 
@@ -89,6 +90,30 @@ def static_command_word(unexpanded_query: str) -> str | None:
     if not argv or any(c in argv[0] for c in "$\\{}"):
         return None
     return argv[0]
+
+
+def disallowed_commands(expansion: Any) -> list[str]:
+    """Load-time check of every `${lookup redis{...}}` in an expansion (the parser already
+    makes the command word literal text): the words outside ALLOWED_COMMANDS, so a policy
+    learns at load, not from a live message, that its command will be refused."""
+    from ..expand import ast
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, ast.Lookup) and node.type_name.rstrip("*@") == "redis":
+            first = node.source.parts[0] if node.source.parts else None
+            words = first.text.split(None, 1) if isinstance(first, ast.Literal) else []
+            if words and words[0].upper() not in ALLOWED_COMMANDS:
+                found.append(words[0])
+        if isinstance(node, (list, tuple)):
+            for n in node:
+                walk(n)
+        elif hasattr(node, "__dataclass_fields__"):
+            for name in node.__dataclass_fields__:
+                walk(getattr(node, name))
+
+    walk(expansion.root)
+    return found
 
 
 @registry.lookup("redis", query_style=True, quote=rc.quote)

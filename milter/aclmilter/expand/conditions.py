@@ -122,6 +122,9 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
         return _ip(args[0], {"isip": None, "isip4": 4, "isip6": 6}[name]), {}
     if name in ("inlist", "inlisti"):
         return _inlist(args[0], args[1], name == "inlisti")
+    contributed = _functions.CONDITIONS.get(name)       # a feature's condition (functions.py)
+    if contributed is not None:
+        return contributed(ctx, args)
     return _list_condition(ctx, name, args[0], args[1])
 
 
@@ -148,4 +151,5 @@ def _list_condition(ctx: "EvalContext", name: str, subject: str, list_text: str)
 
 # Imported last (evaluate imports this module): looked up when called.
 from . import evaluate as _evaluate  # noqa: E402
+from . import functions as _functions  # noqa: E402
 from .. import lists  # noqa: E402

@@ -40,6 +40,9 @@ def apply(ctx: "EvalContext", node: Op) -> str:
             n = _int(args[0], "length")
             return args[1][:max(n, 0)]
         return args[0][:node.params[0]]
+    contributed = _functions.FUNCTIONS.get(name)
+    if contributed is not None:
+        return contributed(ctx, args)
     text = args[0]
     simple = _SIMPLE.get(name)
     if simple is not None:
@@ -167,4 +170,5 @@ _SIMPLE = {
 
 # Imported last (evaluate imports this module): looked up when called.
 from . import evaluate as _evaluate  # noqa: E402
+from . import functions as _functions  # noqa: E402
 from .. import lists  # noqa: E402

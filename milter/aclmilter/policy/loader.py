@@ -309,6 +309,8 @@ class _Loader:
             self.err(use.mark, f"control {name!r} is not allowed in the {stage.key} ACL")
         elif use.static[1] and not ctl.takes_options:
             self.err(use.mark, f"control {name!r} takes no options")
+        elif ctl.requires_setting and not self.settings.get(ctl.requires_setting):
+            self.err(use.mark, f"control {name!r} needs settings.{ctl.requires_setting}")
 
     def check_header_texts(self) -> None:
         """Refuse add_header texts that duplicate a header the service writes (header_guard)."""

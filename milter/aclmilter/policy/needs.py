@@ -135,5 +135,7 @@ def analyse(policy: Policy) -> Needs:
             replies.add(step)
         elif proxy_required and step != "connect":
             replies.add(step)        # proxy_required_hosts refuses every command from HELO on
+    if policy.settings.get("event_action") is not None:
+        replies.add("connect")       # a non-empty result at tcp:/smtp:connect refuses (events.py)
     acl_steps = frozenset(step for step in REPLY_STEPS if policy.acl_for(step) is not None)
     return Needs(frozenset(replies), tuple(_content_reasons(policy)), acl_steps)

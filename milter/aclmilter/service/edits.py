@@ -1,6 +1,6 @@
 """Turn an end-of-message result into the ordered list of libmilter modification calls.
 
-Order (fixed): recipient deletions, recipient additions, header removals (already ordered
+Order (fixed): the envelope sender change (chgfrom), recipient deletions, recipient additions, header removals (already ordered
 highest index first by the session), header additions, quarantine. Planning is pure so it is
 unit tested; `execute` performs the calls on a pymilter `Milter.Base` instance.
 """
@@ -17,7 +17,7 @@ from ..actions import Edits, HeaderPosition
 class Op:
     """One modification call: method name on Milter.Base and its arguments."""
 
-    method: str          # delrcpt, addrcpt, chgheader, addheader, quarantine
+    method: str          # chgfrom, delrcpt, addrcpt, chgheader, addheader, quarantine
     args: tuple
 
 
@@ -59,6 +59,8 @@ def plan(edits: Edits, header_changes: Sequence[tuple[str, int, str]], quarantin
          headers: Sequence[tuple[str, str]], mta_hides_own_received: bool) -> list[Op]:
     """The calls to make, in the fixed order."""
     ops: list[Op] = []
+    if edits.sender is not None:
+        ops.append(Op("chgfrom", (_bracket(edits.sender) if edits.sender else "<>", None)))
     for d in edits.rcpt_deletes:
         ops.append(Op("delrcpt", (d.address,)))
     for a in edits.rcpt_adds:
