@@ -81,7 +81,10 @@ run)
     install -d -m 0750 -g "$GROUP" "$SOCKDIR"
     # Debian's master.cf runs smtpd chrooted in the queue directory (column 5 `y`): then it
     # sees the socket relative to that directory
-    CHROOT=$(postconf -c "${ACLMILTER_POSTFIX_CONF:-/etc/postfix}" -Fh smtp/inet/chroot 2>/dev/null || echo y)
+    # column 5 of the first smtpd line of type inet (no master.cf yet: Debian's default, y)
+    CHROOT=$(postconf -c "${ACLMILTER_POSTFIX_CONF:-/etc/postfix}" -M 2>/dev/null |
+        awk '$2 == "inet" && $8 == "smtpd" { print $5; exit }')
+    CHROOT=${CHROOT:-y}
     if [ "$CHROOT" = y ]; then MILTER="unix:/aclmilter/aclmilter.sock"; else MILTER="unix:$SOCK"; fi
     cat <<MSG
 aclmilter is starting with $HERE/policies/default.yaml on unix:$SOCK (group $GROUP, mode 0660)
