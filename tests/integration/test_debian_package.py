@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import signal
 import stat
 import subprocess
 import sys
@@ -166,9 +167,11 @@ def test_unit_execstart_socket_reachable_by_postfix_only(deb: Path, work: Path) 
         assert second.returncode == 3 and f"socket {SOCKET} is in use" in second.stderr, second.stderr
         assert proc.poll() is None
         # reload as `systemctl reload` does it (ExecReload=kill -USR1 $MAINPID)
-        os.kill(proc.pid, 10)
-        _wait_log(log, "reload", proc)
-    assert proc.returncode == 0
+        os.kill(proc.pid, signal.SIGUSR1)
+        _wait_log(log, "reloaded (generation 2)", proc)
+        assert proc.poll() is None
+    # `systemctl stop`: SIGTERM, a clean exit
+    assert proc.returncode == 0 and "stopped (pid" in log.read_text()
 
 
 def _policy_with_ar(path: Path, ns: str) -> Path:

@@ -13,7 +13,9 @@ import shutil
 import tempfile
 from typing import Any
 
+from .. import __version__
 from ..errors import PolicyErrors
+from ..hostname import configured_or_system, lacks_dot
 from . import logsetup, socketspec
 
 log = logging.getLogger("aclmilter")
@@ -45,7 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _warn_short_hostname(settings: dict) -> None:
     """Log a warning when the name used without the MTA's `j` macro is not qualified."""
-    from ..hostname import configured_or_system, lacks_dot
     name = configured_or_system(settings)
     if lacks_dot(name):
         log.warning("primary host name %r has no dot: reports and Received-SPF would name it "
@@ -83,7 +84,6 @@ def _serve_one(runtime: Any, metrics: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """Entry point for `aclmilter serve`; returns the process exit code."""
     logsetup.setup(args.log_level, args.syslog)
-    from .. import __version__
     log.info("aclmilter %s starting", __version__)
     try:
         spec = socketspec.parse(args.socket)
