@@ -50,6 +50,19 @@ def work() -> Path:
     return world_traversable_dir("aclmilter-deb-")
 
 
+@pytest.fixture(scope="module")
+def stock(deb: Path) -> Iterator[tuple[debian.StockPostfix, Sink]]:
+    """One Postfix with Debian's master.cf (chrooted smtpd) relaying to a sink."""
+    with Sink() as sink:
+        pf = debian.StockPostfix(sink.port, extra_main={"myhostname": "mx.stock.test"})
+        try:
+            pf.start()
+            yield pf, sink
+        finally:
+            pf.stop()
+            pf.remove()
+
+
 def _wait_log(path: Path, text: str, proc: subprocess.Popen, timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -184,73 +197,62 @@ def _policy_with_ar(path: Path, ns: str) -> Path:
     return path
 
 
-def test_stock_postfix_chrooted_smtpd_delivers_through_the_installed_service(deb, work, knot_dns) -> None:
+def test_stock_postfix_chrooted_smtpd_delivers_through_the_installed_service(stock, work, knot_dns) -> None:
+    pf, sink = stock
+    sink.clear()
     main_cf = debian.readme_debian_lines("Postfix as Debian ships it")
     assert main_cf["smtpd_milters"] == "unix:/aclmilter/aclmilter.sock"
+    assert pf.smtpd_chroot == "y"
     policy = _policy_with_ar(work / "stock.yaml", knot_dns.nameserver)
-    with Sink() as sink:
-        pf = debian.StockPostfix(sink.port, extra_main={"myhostname": "mx.stock.test"})
-        try:
-            pf.start()
-            assert pf.smtpd_chroot == "y"
-            sockdir = pf.queue / "aclmilter"
-            subprocess.run(["install", "-d", "-o", "aclmilter", "-g", "postfix", "-m", "0750", str(sockdir)],
-                           check=True)
-            pf.postconf(main_cf)
-            unit = debian.Unit.read()
-            log = work / "stock.log"
-            # a drop-in would change exactly these two (the queue directory is private here)
-            env = {"ACLMILTER_SOCKET": f"unix:{sockdir}/aclmilter.sock", "ACLMILTER_POLICY": str(policy)}
-            with unit.running(log, env) as proc:
-                _wait_log(log, "listening on", proc)
-                r = pf.send("alice@example.org", ["bob@example.test"], simple_message())
-                assert r.accepted, (r, pf.maillog()[-2000:])
-                [d] = sink.wait_for(1, timeout=30)
-        finally:
-            pf.stop()
-            pf.remove()
+    sockdir = pf.queue / "aclmilter"
+    subprocess.run(["install", "-d", "-o", "aclmilter", "-g", "postfix", "-m", "0750", str(sockdir)], check=True)
+    pf.postconf(main_cf)
+    unit = debian.Unit.read()
+    log = work / "stock.log"
+    # a drop-in would change exactly these two (the queue directory is private here)
+    env = {"ACLMILTER_SOCKET": f"unix:{sockdir}/aclmilter.sock", "ACLMILTER_POLICY": str(policy)}
+    with unit.running(log, env) as proc:
+        _wait_log(log, "listening on", proc)
+        r = pf.send("alice@example.org", ["bob@example.test"], simple_message())
+        assert r.accepted, (r, pf.maillog()[-2000:])
+        [d] = sink.wait_for(1, timeout=30)
     spf = " ".join(d.headers("Received-SPF")[0].split())
     assert "receiver=mx.stock.test;" in spf and "(mx.stock.test:" in spf, spf
     ar = " ".join(d.headers("Authentication-Results")[0].split())
     assert ar.startswith("mx.stock.test;"), ar
-    assert "milter-reject" not in pf.maillog()
 
 
-def test_setup_run_against_stock_postfix(deb, work) -> None:
+def test_setup_run_against_stock_postfix(stock, work) -> None:
     """`sh scripts/setup.sh run` (installation skipped: done by the suite's setup) prints
     lines that work as printed against Debian's chrooted smtpd."""
-    with Sink() as sink:
-        pf = debian.StockPostfix(sink.port, extra_main={"myhostname": "mx.stock.test"})
-        log = work / "setup-run.log"
-        try:
-            pf.start()
-            env = {**os.environ, "ACLMILTER_NO_INSTALL": "1", "ACLMILTER_SPOOL": str(pf.queue),
-                   "ACLMILTER_POSTFIX_CONF": str(pf.conf), "ACLMILTER_VENV": str(Path(sys.executable).parent.parent)}
-            with open(log, "wb") as fh:
-                proc = subprocess.Popen(["sh", str(debian.REPO / "scripts" / "setup.sh"), "run"], env=env,
-                                        stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                out = _wait_log(log, "listening on", proc)
-                printed = dict(line.strip().split(" = ", 1) if " = " in line else (line.strip().rstrip(" ="), "")
-                               for line in out.splitlines()
-                               if line.startswith("    ") and (" = " in line or line.rstrip().endswith(" =")))
-                assert printed["smtpd_milters"] == "unix:/aclmilter/aclmilter.sock", out
-                assert printed["non_smtpd_milters"] == "", out
-                sock = pf.queue / "aclmilter" / "aclmilter.sock"
-                wait_path(sock, 10)
-                assert _mode(str(sock))[1:] == ("postfix", 0o660)
-                assert _mode(str(sock.parent))[1:] == ("postfix", 0o750)
-                pf.postconf(printed)
-                r = pf.send("alice@example.org", ["bob@example.test"], simple_message())
-                assert r.accepted, (r, pf.maillog()[-2000:])
-                [d] = sink.wait_for(1, timeout=30)
-                assert d.headers("Received-SPF"), d.header_names()
-            finally:
-                if proc.poll() is None:
-                    stop_pid(proc.pid, timeout=20)
-        finally:
-            pf.stop()
-            pf.remove()
+    pf, sink = stock
+    sink.clear()
+    pf.postconf({"smtpd_milters": "", "non_smtpd_milters": ""})
+    log = work / "setup-run.log"
+    env = {**os.environ, "ACLMILTER_NO_INSTALL": "1", "ACLMILTER_SPOOL": str(pf.queue),
+           "ACLMILTER_POSTFIX_CONF": str(pf.conf), "ACLMILTER_VENV": str(Path(sys.executable).parent.parent)}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(["sh", str(debian.REPO / "scripts" / "setup.sh"), "run"], env=env,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out = _wait_log(log, "listening on", proc)
+        printed = dict(line.strip().split(" = ", 1) if " = " in line else (line.strip().rstrip(" ="), "")
+                       for line in out.splitlines()
+                       if line.startswith("    ") and (" = " in line or line.rstrip().endswith(" =")))
+        assert printed["smtpd_milters"] == "unix:/aclmilter/aclmilter.sock", out
+        assert printed["non_smtpd_milters"] == "", out
+        sock = pf.queue / "aclmilter" / "aclmilter.sock"
+        wait_path(sock, 10)
+        assert _mode(str(sock))[1:] == ("postfix", 0o660)
+        assert _mode(str(sock.parent))[1:] == ("postfix", 0o750)
+        pf.postconf(printed)
+        r = pf.send("alice@example.org", ["bob@example.test"], simple_message())
+        assert r.accepted, (r, pf.maillog()[-2000:])
+        [d] = sink.wait_for(1, timeout=30)
+        assert d.headers("Received-SPF"), d.header_names()
+    finally:
+        if proc.poll() is None:
+            stop_pid(proc.pid, timeout=20)
 
 
 def test_upgrade_keeps_the_edited_policy_and_restarts_with_it(deb: Path, work: Path) -> None:
