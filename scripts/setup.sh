@@ -6,6 +6,12 @@
 #   scripts/setup.sh test   install everything the test suite needs (Postfix, Knot, Redis,
 #                           MariaDB, OpenDMARC tools, SpamAssassin, rspamd, ...) and run it
 #   scripts/setup.sh deps [run|test]   only install
+#   scripts/setup.sh deb [VERSION]     build dist/aclmilter_<version>_all.deb (scripts/build-deb.sh)
+#
+# `run` puts the socket where Debian's chrooted smtpd finds it: $ACLMILTER_SPOOL (default
+# /var/spool/postfix, Postfix's queue directory)/aclmilter/aclmilter.sock, directory group
+# postfix 0750, socket group postfix 0660. ACLMILTER_NO_INSTALL=1 skips the installation
+# (a second run, or the test that runs this against a private Postfix).
 #
 # Packages are installed without starting their system daemons (a temporary policy-rc.d),
 # because the tests start private instances on free loopback ports.
@@ -19,7 +25,9 @@ PY=${PYTHON:-python3}
 RUN_PKGS="python3 python3-venv python3-dev gcc libmilter-dev"
 TEST_PKGS="$RUN_PKGS postfix swaks bind9-dnsutils knot knot-dnsutils redis-server mariadb-server \
  opendmarc libswitch-perl libdbd-mysql-perl libhttp-message-perl libio-compress-perl publicsuffix \
- spamassassin spamc spamd rspamd miltertest systemd opendkim-tools procps iproute2 ca-certificates"
+ spamassassin spamc spamd rspamd miltertest systemd opendkim-tools procps iproute2 ca-certificates \
+ lintian man-db python3-pytest python3-hypothesis python3-milter python3-spf python3-dnspython python3-dkim \
+ python3-authres python3-redis python3-publicsuffix2 python3-prometheus-client python3-idna python3-yaml"
 
 need_root() {
     if [ "$(id -u)" != 0 ]; then
@@ -40,9 +48,9 @@ apt_install() {
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && added_rc=1
     fi
-    apt-get update -q
+    apt-get -o DPkg::Lock::Timeout=900 update -q
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends $missing
     [ "$added_rc" = 1 ] && rm -f /usr/sbin/policy-rc.d
     return 0
 }
@@ -58,26 +66,43 @@ python_env() {
 
 case "$MODE" in
 run)
-    apt_install $RUN_PKGS
-    python_env ""
-    # the systemd unit (systemd/aclmilter.service) runs /usr/local/bin/aclmilter
-    ln -sf "$VENV/bin/aclmilter" /usr/local/bin/aclmilter
-    install -d -m 0750 /run/aclmilter
-    getent group postfix >/dev/null && chgrp postfix /run/aclmilter || true
-    SOCK=/run/aclmilter/aclmilter.sock
+    if [ "${ACLMILTER_NO_INSTALL:-0}" != 1 ]; then
+        apt_install $RUN_PKGS
+        python_env ""
+    fi
+    need_root
+    SPOOL=${ACLMILTER_SPOOL:-/var/spool/postfix}
+    SOCKDIR=$SPOOL/aclmilter
+    SOCK=$SOCKDIR/aclmilter.sock
+    GROUP=postfix
+    getent group postfix >/dev/null || GROUP=root
+    # the same directory, owner and modes as the Debian package: smtpd (user postfix, group
+    # postfix) may traverse it and connect; nobody else may
+    install -d -m 0750 -g "$GROUP" "$SOCKDIR"
+    # Debian's master.cf runs smtpd chrooted in the queue directory (column 5 `y`): then it
+    # sees the socket relative to that directory
+    # column 5 of the first smtpd line of type inet (no master.cf yet: Debian's default, y)
+    CHROOT=$(postconf -c "${ACLMILTER_POSTFIX_CONF:-/etc/postfix}" -M 2>/dev/null |
+        awk '$2 == "inet" && $8 == "smtpd" { print $5; exit }')
+    CHROOT=${CHROOT:-y}
+    if [ "$CHROOT" = y ]; then MILTER="unix:/aclmilter/aclmilter.sock"; else MILTER="unix:$SOCK"; fi
     cat <<MSG
-aclmilter is starting with $HERE/policies/default.yaml on unix:$SOCK
+aclmilter is starting with $HERE/policies/default.yaml on unix:$SOCK (group $GROUP, mode 0660)
 Attach it to Postfix (main.cf), then 'postfix reload':
-    smtpd_milters = unix:$SOCK
-    non_smtpd_milters = \$smtpd_milters
+    smtpd_milters = $MILTER
+    non_smtpd_milters =
     milter_default_action = tempfail
     milter_protocol = 6
-    milter_connect_macros = j {daemon_name} {daemon_addr} {daemon_port} {client_addr} {client_port} {client_name} {client_ptr}
-    milter_mail_macros = i {auth_type} {auth_authen} {mail_addr} {tls_version} {cipher}
-(Postfix's smtpd is chrooted by default: then put the socket under /var/spool/postfix,
- see docs/mta.md.) Stop with Ctrl-C.
+smtpd is chrooted: $CHROOT (master.cf column 5). A chrooted smtpd sees the socket as
+unix:/aclmilter/aclmilter.sock, an unchrooted one as unix:$SOCK.
+non_smtpd_milters stays empty: a policy that refuses at RCPT or DATA would leave mail from
+sendmail(1) and cron stuck in the queue (docs/mta.md). Stop with Ctrl-C.
 MSG
-    exec "$VENV/bin/aclmilter" serve --policy "$HERE/policies/default.yaml" --socket "unix:$SOCK"
+    exec "$VENV/bin/aclmilter" serve --policy "$HERE/policies/default.yaml" --socket "unix:$SOCK" \
+        --socket-group "$GROUP" --socket-mode 0660
+    ;;
+deb)
+    exec sh "$HERE/scripts/build-deb.sh" ${2:+"$2"}
     ;;
 test)
     apt_install $TEST_PKGS
@@ -94,7 +119,7 @@ deps)
     if [ "${2:-run}" = test ]; then apt_install $TEST_PKGS; python_env "[test]"; else apt_install $RUN_PKGS; python_env ""; fi
     ;;
 *)
-    echo "usage: scripts/setup.sh run|test|deps [run|test]" >&2
+    echo "usage: scripts/setup.sh run|test|deb [VERSION]|deps [run|test]" >&2
     exit 2
     ;;
 esac

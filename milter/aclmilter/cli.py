@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Sequence
 
+from . import __version__
 from .errors import PolicyErrors
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
@@ -131,6 +132,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aclmilter", description=__doc__)
+    p.add_argument("--version", action="version", version=f"aclmilter {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate policy files; every error as file:line:column")
     c.add_argument("policy", nargs="+")

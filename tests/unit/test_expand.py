@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.strategies import utf8_characters
+
 from aclmilter import errors
 from aclmilter.expand import Expansion, parse
 from aclmilter.expand import arith
@@ -360,7 +362,7 @@ def test_eval_overflow_and_limits() -> None:
 
 # ---- properties ------------------------------------------------------------------------------------
 
-ALPHABET = st.characters(codec="utf-8", exclude_categories=("Cs",))
+ALPHABET = utf8_characters()
 
 
 @settings(max_examples=400, deadline=None)

@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from tests.strategies import utf8_characters
+
 from aclmilter.clients import redis as rc
 from aclmilter.errors import SyntaxProblem
 
@@ -66,7 +68,7 @@ def test_split_stops_at_32_arguments():
 
 
 @settings(max_examples=300, deadline=None)
-@given(hs.text(alphabet=hs.characters(codec="utf-8", exclude_characters="\0"), max_size=40))
+@given(hs.text(alphabet=utf8_characters("\0"), max_size=40))
 def test_quoted_text_stays_one_argument(value):
     argv = rc.split_query("SET k " + rc.quote(value))
     if value == "":

@@ -12,7 +12,6 @@ or stray syntax reaches the header.
 from __future__ import annotations
 
 import re
-import socket
 from typing import TYPE_CHECKING, Any
 
 import authres
@@ -22,6 +21,7 @@ from authres.dmarc import DMARCAuthenticationResult
 from .. import registry
 from ..actions import HeaderAdd, HeaderPosition, HeaderRemove, clean_line
 from .arc import authres_fragment as arc_result
+from ..hostname import primary_hostname
 from .dkim import DkimResult
 from .dmarc_upstream import ar_authserv_id
 
@@ -36,8 +36,8 @@ _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._@+=/-]{1,255}\Z")
 
 
 def authserv_id(ctx: "EvalContext") -> str:
-    """Our authserv-id: settings.authserv_id, else primary_hostname, else this host's FQDN."""
-    return str(ctx.setting("authserv_id") or ctx.setting("primary_hostname") or socket.getfqdn())
+    """Our authserv-id: settings.authserv_id, else the primary host name (an FQDN by default)."""
+    return str(ctx.setting("authserv_id") or primary_hostname(ctx))
 
 
 def _domain(value: str) -> str | None:

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from .. import registry
 from ..actions import clean_line
 from ..clients.dns_names import BadName, to_alabel
+from ..hostname import primary_hostname
 from ..services import register_factory
-from .authresults import authserv_id, build_header, dmarc_result
+from .authresults import build_header, dmarc_result
 from .dmarc import DmarcResult
 from .dkim import DkimStatus
 
@@ -260,7 +261,7 @@ def forensic_hook(ctx: "EvalContext", decision: Any) -> None:
     rcpts = ruf_addresses(res)
     if not rcpts or not wants_report(res):
         return
-    host = str(ctx.setting("primary_hostname") or authserv_id(ctx))
+    host = primary_hostname(ctx)
     sender = str(ctx.setting("dmarc_forensic_sender") or f"do-not-reply@{host}")
     if is_report_or_auto(txn.headers, txn.sender, sender):
         return

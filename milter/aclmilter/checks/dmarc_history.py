@@ -17,8 +17,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import registry
-from .authresults import authserv_id
 from .arc import ArcResult
+from ..hostname import primary_hostname
 from .dmarc import DmarcResult, DmarcStatus
 from .dmarc_arc import history_lines as arc_history_lines
 
@@ -141,7 +141,7 @@ def history_hook(ctx: "EvalContext", decision: Any) -> None:
     if not should_record(res, bool(ctx.setting("dmarc_history_all"))):
         return
     sender = ctx.txn.sender
-    data = format_record(res, job=job_id(ctx), reporter=str(ctx.setting("primary_hostname") or authserv_id(ctx)),
+    data = format_record(res, job=job_id(ctx), reporter=primary_hostname(ctx),
                          received=int(ctx.services.clock()), ipaddr=ctx.conn.client.address,
                          mail_from_domain=sender.rpartition("@")[2] if sender else "",
                          action=action_code(decision, ctx.txn.edits), arc=ctx.result("arc"))

@@ -30,6 +30,7 @@ import authres
 import spf as pyspf
 
 from .. import registry
+from ..hostname import primary_hostname
 from ..clients.dns_cache import TtlCache
 from ..clients.dns import DnsClient, DnsTempError
 from ..clients.dns_names import BadName, to_alabel
@@ -420,7 +421,7 @@ def _evaluate_ctx(ctx: "EvalContext", check: str, guess: bool) -> SpfOutcome:
     record = (settings.get("spf_guess") or DEFAULT_GUESS_RECORD) if guess else None
     url = settings.get("spf_explanation_url")
     ttl = float(settings.get("spf_result_cache_ttl") or 0)
-    receiver = settings.get("authserv_id") or settings.get("primary_hostname") or "localhost"
+    receiver = primary_hostname(ctx)
     return evaluate(client, ip=ctx.conn.client.address, sender=ctx.txn.sender if ctx.txn else "",
                     helo=ctx.conn.helo, receiver=receiver, guess_record=record,
                     explanation_url=DEFAULT_EXPLANATION_URL if url is None else url, check=check,

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import dns.exception
-import dns.nameserver
 import dns.rcode
+try:
+    import dns.nameserver as _nameserver_mod
+except ImportError:      # dnspython 2.3 (Debian bookworm) has no per-server objects
+    _nameserver_mod = None
 import dns.rdatatype
 import dns.resolver
 
@@ -247,6 +250,20 @@ def _temp_reason(errors: list) -> TempReason:
     return TempReason.FAILED
 
 
+def _set_nameservers(resolver: dns.resolver.Resolver, servers: tuple["Nameserver", ...]) -> None:
+    """Point `resolver` at `servers` (address and port each), with any dnspython >= 2.3.
+
+    dnspython 2.4 added per-server objects (`dns.nameserver`); Debian bookworm ships 2.3,
+    whose resolver takes address strings plus a port per address (so one address can only
+    be used with one port there).
+    """
+    if _nameserver_mod is None:
+        resolver.nameservers = [ns.address for ns in servers]
+        resolver.nameserver_ports = {ns.address: ns.port for ns in servers}
+        return
+    resolver.nameservers = [_nameserver_mod.Do53Nameserver(ns.address, ns.port) for ns in servers]
+
+
 class DnsClient:
     """Thread-safe resolver with a shared TTL cache. Build with `DnsClient.from_settings`."""
 
@@ -263,8 +280,7 @@ class DnsClient:
         """Return a client asking `settings.nameservers`, or the /etc/resolv.conf servers if none."""
         if settings.nameservers:
             resolver = dns.resolver.Resolver(configure=False)
-            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.address, ns.port)
-                                    for ns in settings.nameservers]
+            _set_nameservers(resolver, settings.nameservers)
         else:
             try:
                 resolver = dns.resolver.Resolver(configure=True)

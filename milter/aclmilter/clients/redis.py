@@ -17,6 +17,7 @@ none answers the caller gets `RedisUnavailable`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -223,6 +224,12 @@ class Script:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
+#: redis-py >= 5 speaks RESP3 when asked and takes `protocol`; 4.3 (Debian bookworm) speaks
+#: only RESP2 and refuses the keyword. Replies must be RESP2's either way.
+_RESP2: dict[str, Any] = ({"protocol": 2} if "protocol" in inspect.signature(redis_py.Redis.__init__).parameters
+                          else {})
+
+
 class RedisClient:
     """Thread-safe failover client over one redis-py connection pool per server.
 
@@ -240,7 +247,7 @@ class RedisClient:
     def _build(self, spec: ServerSpec) -> redis_py.Redis:
         common: dict[str, Any] = dict(
             db=spec.db, password=spec.password, socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout, protocol=2,
+            socket_connect_timeout=self.timeout, **_RESP2,
             # No automatic retries: a retried write (INCR, the ratelimit script) after a
             # timeout could be applied twice. The pool reconnects on the next call anyway.
             retry=Retry(NoBackoff(), 0), health_check_interval=0,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 
 from .. import lists, registry
 from ..actions import NEW_HEADER_LINE, HeaderAdd, HeaderPosition, HeaderRemove, RecipientAdd, has_crlf
 from ..context import EvalContext, is_acl_variable
 from ..errors import ExpansionFailed, SyntaxProblem
+from ..hostname import primary_hostname
 from ..outcome import Result
 from ..registry import ArgMode
 from ..stages import ALL, BEFORE_DATA, MESSAGE, Stage
@@ -18,8 +18,9 @@ from .. import validators as st
 # ---- settings ------------------------------------------------------------------------------
 registry.setting("authserv_id", st.optional_text, None,
                  "authserv-id of our Authentication-Results header; A-R headers carrying it are removed")
-registry.setting("primary_hostname", st.text, socket.gethostname(),
-                 "our host name (`@` in domain lists); default: the system host name, never a DNS lookup")
+registry.setting("primary_hostname", st.optional_text, None,
+                 "our host name (`@` in lists, reports, Received-SPF); default: the MTA's `j` macro, "
+                 "else socket.getfqdn()")
 registry.setting("on_internal_error", st.choice("tempfail", "accept", "reject"), "tempfail",
                  "what a message gets when aclmilter itself fails")
 registry.setting("dry_run", st.boolean, False, "evaluate and log, but never reject, defer, discard or edit recipients")
@@ -359,7 +360,7 @@ _VARIABLES = {
     "received_port": lambda c: c.conn.client.local_port,
     "interface_address": lambda c: c.conn.client.local_address,
     "interface_port": lambda c: c.conn.client.local_port,
-    "primary_hostname": lambda c: c.setting("primary_hostname"),
+    "primary_hostname": primary_hostname,
     "smtp_command": lambda c: c.smtp_command,
     "authenticated_id": lambda c: c.conn.auth_authen,
     "sender_host_authenticated": lambda c: c.conn.auth_type if c.conn.auth_authen else "",

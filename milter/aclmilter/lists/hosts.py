@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import LookupDefer
 from .kinds import LOOKUP_ITEM, Flags, Outcome, run_lookup, string_like
 from ..expand.names import lookup_entry
+from ..hostname import primary_hostname
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -145,7 +146,7 @@ def host_item(ctx: "EvalContext", item: str, subject: str, flags: Flags, names_a
     if ip is None:
         return Outcome.NOMATCH
     if item == "@":
-        primary = ctx.setting("primary_hostname")
+        primary = primary_hostname(ctx)
         if not primary:
             return Outcome.NOMATCH
         item = str(primary)

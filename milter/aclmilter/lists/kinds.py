@@ -18,6 +18,7 @@ from ..outcome import Result
 from ..expand import lookup as lookup_mod
 from ..expand.names import lookup_entry
 from ..expand.regexes import search
+from ..hostname import primary_hostname
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -107,7 +108,7 @@ def string_like(ctx: "EvalContext", item: str, subject: str, caseless: bool, kin
 def domain_item(ctx: "EvalContext", item: str, subject: str, flags: Flags) -> Outcome:
     """Domain lists: `@` is the primary host name, `@[]` a literal of the local address."""
     if item == "@":
-        primary = ctx.setting("primary_hostname")
+        primary = primary_hostname(ctx)
         return Outcome.MATCH if primary and subject.lower() == str(primary).lower() else Outcome.NOMATCH
     if item == "@[]":
         local = ctx.conn.client.local_address

@@ -13,12 +13,16 @@ import shutil
 import tempfile
 from typing import Any
 
+from .. import __version__
 from ..errors import PolicyErrors
+from ..hostname import configured_or_system, lacks_dot
 from . import logsetup, socketspec
 
 log = logging.getLogger("aclmilter")
 
-DEFAULT_SOCKET = "unix:/run/aclmilter/aclmilter.sock"
+#: Inside Postfix's queue directory, where Debian's chrooted smtpd finds it as
+#: `unix:/aclmilter/aclmilter.sock`; the package creates the directory (aclmilter:postfix 0750).
+DEFAULT_SOCKET = "unix:/var/spool/postfix/aclmilter/aclmilter.sock"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds libmilter waits for the MTA before closing (default %(default)s)")
     p.add_argument("--backlog", type=int, default=128, help="listen backlog (default %(default)s)")
     p.add_argument("--name", default="aclmilter", help="milter name (Sendmail X line)")
+
+
+def _warn_short_hostname(settings: dict) -> None:
+    """Log a warning when the name used without the MTA's `j` macro is not qualified."""
+    name = configured_or_system(settings)
+    if lacks_dot(name):
+        log.warning("primary host name %r has no dot: reports and Received-SPF would name it "
+                    "when the MTA sends no `j` macro; set settings.primary_hostname or give "
+                    "this host a fully qualified name", name)
 
 
 def _reload(runtime: Any, metrics: Any) -> None:
@@ -71,6 +84,7 @@ def _serve_one(runtime: Any, metrics: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """Entry point for `aclmilter serve`; returns the process exit code."""
     logsetup.setup(args.log_level, args.syslog)
+    log.info("aclmilter %s starting", __version__)
     try:
         spec = socketspec.parse(args.socket)
         mode = socketspec.parse_mode(args.socket_mode)
@@ -112,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     import milter
 
-    from . import glue, netopts
+    from . import glue, netopts, preflight
     glue.CONFIG.runtime = runtime
     glue.CONFIG.listen_port = spec.listen_port
     glue.CONFIG.unix_socket = spec.kind == "unix"
@@ -120,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
     milter.setconn(spec.libmilter)
     milter.settimeout(args.timeout)
     milter.setbacklog(args.backlog)
+    try:
+        preflight.check_group(args.socket_group)
+        preflight.check(spec)
+    except preflight.SocketProblem as exc:
+        log.error("cannot listen: %s", exc)
+        return 3
     old_umask = os.umask(0o117)
     try:
         milter.opensocket(True)
@@ -137,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("listening on %s%s, policy %s%s", spec, " (TCP_NODELAY)" if nodelay else "",
              args.policy, ", DRY RUN" if runtime.dry_run else "")
     log.info("policy %s", runtime.current().needs.summary())
+    _warn_short_hostname(runtime.current().policy.settings)
 
     try:
         if args.workers == 1:
