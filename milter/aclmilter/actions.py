@@ -74,13 +74,14 @@ def default_enhanced(code: int) -> str:
     return {2: "2.0.0", 3: "3.0.0", 4: "4.7.1", 5: "5.7.1"}[code // 100]
 
 
-def build_reply(message: str | None, default_code: int, default_text: str) -> Reply:
+def build_reply(message: str | None, default_code: int, default_text: str, enhanced: bool = True) -> Reply:
     """Build a reply from an expanded `message` with Exim's rules.
 
     A leading `NNN` or `NNN X.Y.Z` is used when its first digit equals the default's first
     digit; otherwise the default code is kept and the supplied code is still stripped.
     Newlines give a multi-line reply (leading whitespace of continuation lines skipped, a
-    trailing newline ignored). Lines beyond 32 are cut; control characters become spaces.
+    trailing newline ignored). Without `enhanced` a reply whose text gives no X.Y.Z carries
+    none (Exim; setting `enhanced_status_codes: as_given`). Lines beyond 32 are cut; control characters become spaces.
     """
     code, ecode = default_code, None
     text = message if message else default_text
@@ -100,7 +101,7 @@ def build_reply(message: str | None, default_code: int, default_text: str) -> Re
     if not any(lines):
         lines = [default_text]
     lines = lines[:MAX_REPLY_LINES]
-    return Reply(code, ecode or default_enhanced(code), tuple(lines))
+    return Reply(code, ecode or (default_enhanced(code) if enhanced else None), tuple(lines))
 
 
 class HeaderPosition(enum.Enum):

@@ -216,15 +216,16 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
         user = ctx.cond_message
     logtext = None if log_message is None else _expand_text(ctx, log_message)
     reply = None
+    add = ctx.policy.settings.get("enhanced_status_codes", "add") == "add"
     if result in (Result.FAIL, Result.DROP):
-        reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT)
+        reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT, add)
     elif result is Result.DEFER:
         # Only the `defer` verb shows its message; a condition's defer gets the generic text.
-        reply = build_reply(user if verb is Verb.DEFER else None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT)
+        reply = build_reply(user if verb is Verb.DEFER else None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, add)
     elif result is Result.ERROR:
-        reply = build_reply(None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT)
+        reply = build_reply(None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, add)
     elif result is Result.OK and user and ctx.stage in DEFAULT_ACCEPT_CODE:
-        reply = build_reply(user, DEFAULT_ACCEPT_CODE[ctx.stage], "OK")
+        reply = build_reply(user, DEFAULT_ACCEPT_CODE[ctx.stage], "OK", add)
     if logtext is None and user:
         logtext = user.split("\n")[0]
     if ctx.tracing:
