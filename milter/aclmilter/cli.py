@@ -78,6 +78,54 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_runtime(path: str):
+    """A loaded Runtime for the dry-run commands, or None after printing why not."""
+    from .runtime import Runtime
+    runtime = Runtime(path, dry_run=False)
+    try:
+        runtime.load()
+    except PolicyErrors as exc:
+        for e in exc.errors:
+            print(str(e), file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        return None
+    return runtime
+
+
+def _cmd_bh(args: argparse.Namespace) -> int:
+    from .bh import Dialogue, Mta
+    runtime = _load_runtime(args.policy)
+    if runtime is None:
+        return EXIT_POLICY
+    d = Dialogue(runtime, args.client_ip, Mta(args.mta), debug=args.debug)
+    for line in d.run(sys.stdin):
+        print(line)
+    for line in d.trace:
+        print(line, file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_import_exim(args: argparse.Namespace) -> int:
+    from .eximimport import translate
+    try:
+        result = translate(args.config)
+    except OSError as exc:
+        print(f"{args.config}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(result.yaml)
+    else:
+        sys.stdout.write(result.yaml)
+    for item in result.report:
+        print(item, file=sys.stderr)
+    print(f"{args.config}: {result.statements} ACL statement(s), {len(result.report)} item(s) not translated",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 def _print_trace(report: dict) -> None:
     for rec in report["stages"]:
         title = rec["stage"] + (f" <{rec['recipient']}>" if rec["recipient"] else "")
@@ -149,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--queue-id", default="TESTQID")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=_cmd_test)
+    b = sub.add_parser("bh", help="replay an SMTP dialogue from standard input (like exim -bh)")
+    b.add_argument("--policy", default="/etc/aclmilter/policy.yaml")
+    b.add_argument("--mta", choices=["postfix", "exim"], default="postfix",
+                   help="whose replies to show: Postfix with aclmilter attached (default) or Exim's")
+    b.add_argument("-d", dest="debug", action="store_true", help="ACL trace with file:line on standard error")
+    b.add_argument("client_ip")
+    b.set_defaults(func=_cmd_bh)
+    x = sub.add_parser("import-exim", help="translate an Exim configuration's ACLs into a policy")
+    x.add_argument("config")
+    x.add_argument("-o", dest="output", help="write the policy here (default: standard output)")
+    x.set_defaults(func=_cmd_import_exim)
     s = sub.add_parser("policy", help="show what the policy language offers")
     s.add_argument("what", choices=["show"])
     s.set_defaults(func=_cmd_show)
