@@ -14,7 +14,7 @@ import time
 from .actions import (DEFAULT_ACCEPT_CODE, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, DEFAULT_FAIL_CODE,
                       DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line)
 from .context import EvalContext
-from .errors import ExpansionFailed, ForcedFail, LookupDefer, SyntaxProblem
+from .errors import ExpansionFailed, FileUnreadable, ForcedFail, LookupDefer, SyntaxProblem
 from .outcome import Result, Verb
 from .policy.model import STEP_EVALUATE, STEP_LOG_MESSAGE, STEP_MESSAGE, Acl, ItemUse, Statement
 from .registry import ArgMode, Kind
@@ -95,7 +95,7 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
     except LookupDefer as exc:
         ctx.note(where, f"{_label(use)}: {exc}", "defer")
         return Result.DEFER
-    except (ExpansionFailed, SyntaxProblem) as exc:
+    except (ExpansionFailed, SyntaxProblem, FileUnreadable) as exc:
         ctx.note(where, f"{_label(use)}: {exc}", "error")
         ctx.log_lines.append(f"{where}: {_label(use)}: {exc}")
         return Result.ERROR
@@ -220,8 +220,10 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
     if result in (Result.FAIL, Result.DROP):
         reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT, add)
     elif result is Result.DEFER:
-        # Only the `defer` verb shows its message; a condition's defer gets the generic text.
-        reply = build_reply(user if verb is Verb.DEFER else None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, add)
+        # Only the `defer` verb shows its message; a condition's defer gets the generic text,
+        # except a nested ACL's defer, whose message comes out with it (Exim).
+        reply = build_reply(user if verb is Verb.DEFER else ctx.cond_message, DEFAULT_DEFER_CODE,
+                            DEFAULT_DEFER_TEXT, add)
     elif result is Result.ERROR:
         reply = build_reply(None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, add)
     elif result is Result.OK and user and ctx.stage in DEFAULT_ACCEPT_CODE:
@@ -244,6 +246,6 @@ def run_nested(ctx: EvalContext, name: str, args: list[str]) -> Result:
         child.locals[f"acl_arg{i}"] = args[i - 1] if i <= len(args) else ""
     child.locals["acl_narg"] = str(len(args))
     decision = run(child, acl, top_level=False)
-    if decision.reply is not None and decision.result in (Result.FAIL, Result.DROP):
+    if decision.reply is not None and decision.result in (Result.FAIL, Result.DROP, Result.DEFER):
         ctx.cond_message = "\n".join(decision.reply.lines)
     return decision.result
