@@ -15,6 +15,7 @@ EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .policy.loader import load_file
+    from .policy import eximdiff
     from .policy.needs import analyse
     status = EXIT_OK
     for path in args.policy:
@@ -32,6 +33,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"{path}: OK")
                 print(f"  MTA steps: {analyse(policy).summary()}")
+            for line in eximdiff.warnings(policy):
+                print(line, file=sys.stderr)
     return status
 
 
