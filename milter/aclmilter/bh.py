@@ -93,6 +93,8 @@ class Dialogue:
         if self.mta is Mta.POSTFIX:
             args = map_response(response).setreply or ("451", "4.3.0", "Temporary local problem")
             code, ecode, lines = args[0], args[1], [a.replace("%%", "%") for a in args[2:]]
+            if ecode is None and len(lines) > 1:
+                ecode = f"{code[0]}.0.0"        # Postfix adds it to a multi-line reply without one
             prefix = f"{ecode} " if ecode else ""
             return [f"{code}{'-' if i < len(lines) - 1 else ' '}{prefix}{line}".rstrip()
                     for i, line in enumerate(lines)]

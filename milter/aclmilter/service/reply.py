@@ -54,6 +54,10 @@ def _reply_args(reply: Reply | None, klass: int, drop: bool, default: tuple[str,
     # then sends the bare code, as Exim does)
     if drop and klass == 4 and ecode is not None:
         ecode = "4.7.0"
+    if ecode is None and lines and lines[0][:1].isdigit() and lines[0][:1] != str(klass):
+        # Postfix calls "550 12 ..." a malformed reply (a digit after the code must be the
+        # enhanced code's class) and tempfails everything after it: the text needs an X.Y.Z
+        ecode = f"{klass}.7.1" if klass == 5 else "4.7.1"
     return (code, ecode, *(_escape(line) for line in lines))
 
 
