@@ -12,7 +12,7 @@ import logging
 import time
 
 from .actions import (DEFAULT_ACCEPT_CODE, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, DEFAULT_FAIL_CODE,
-                      DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line)
+                      DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line, split_message)
 from .context import EvalContext
 from .errors import ExpansionFailed, FileUnreadable, ForcedFail, LookupDefer, SyntaxProblem
 from .outcome import Result, Verb
@@ -217,6 +217,8 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
     logtext = None if log_message is None else _expand_text(ctx, log_message)
     reply = None
     add = ctx.policy.settings.get("enhanced_status_codes", "add") == "add"
+    if user and ctx.policy.settings.get("split_long_replies"):
+        user = split_message(user)          # Exim: before the code is taken from the text
     if result in (Result.FAIL, Result.DROP):
         reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT, add)
     elif result is Result.DEFER:

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from aclmilter.bh import Mta
-from aclmilter.eximimport import translate
 from tests.harness.aclmilterd import AclMilterd
 from tests.harness.exim import main_options
 from tests.harness.postfix import Postfix, world_traversable_dir
 from tests.harness.sink import Sink
 from tests.harness.smtpdialog import replay
-from tests.integration.test_exim_oracle import CASES, DATA, MSG, _aclmilter_bh, group
+from tests.harness.exim import dns53  # noqa: F401 (fixture)
+from tests.integration.test_exim_oracle import CASES, DATA, MSG, _aclmilter_bh, group, imported
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ _generation = [0]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_postfix_gives_what_bh_says(case: dict, lab) -> None:
+def test_postfix_gives_what_bh_says(case: dict, lab, request: pytest.FixtureRequest) -> None:
     wd, milterd, pf = lab
     cdir = wd / re.sub(r"[^A-Za-z0-9]+", "_", case["name"])
     cdir.mkdir(mode=0o755)
@@ -71,7 +71,7 @@ def test_postfix_gives_what_bh_says(case: dict, lab) -> None:
         (cdir / name).chmod(0o644)
     conf = cdir / "exim.conf"
     conf.write_text(main_options(cdir) + case["config"].replace("{DIR}", str(cdir)))
-    result = translate(str(conf))
+    result = imported(conf, case, request)
     milterd.policy.write_text(result.yaml)
     milterd.reload()
     _generation[0] += 1

@@ -25,6 +25,9 @@ registry.setting("on_internal_error", st.choice("tempfail", "accept", "reject"),
 registry.setting("enhanced_status_codes", st.choice("add", "as_given"), "add",
                  "add: a refusal whose message gives no X.Y.Z gets 5.7.1/4.7.1 (what Postfix's own "
                  "refusals carry); as_given: the reply carries only what the message gives, as Exim")
+registry.setting("split_long_replies", st.boolean, False,
+                 "cut a refusal text longer than 75 characters into a multi-line reply at spaces, as Exim "
+                 "does (import-exim turns it on)")
 registry.setting("dry_run", st.boolean, False, "evaluate and log, but never reject, defer, discard or edit recipients")
 registry.setting("dry_run_header", st.optional_text, "X-ACLMilter-Dry-Run",
                  "header describing the would-be decision in dry-run mode (empty: none)")

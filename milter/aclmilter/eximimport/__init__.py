@@ -53,7 +53,8 @@ def _loads(policy: dict) -> list[str]:
 
 
 def _settings(cfg: Config, report: list[str]) -> dict[str, Any]:
-    settings: dict[str, Any] = {"enhanced_status_codes": "as_given"}
+    # Exim-faithful replies: no enhanced code unless the message gives one, long texts split
+    settings: dict[str, Any] = {"enhanced_status_codes": "as_given", "split_long_replies": True}
     for name, (value, where) in cfg.options.items():
         if name in STAGE_OPTIONS:
             continue
