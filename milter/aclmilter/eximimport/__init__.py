@@ -25,6 +25,8 @@ from .translate import STAGE_OPTIONS, Config, Statement, parse
 _OTHER_ACLS = ("acl_smtp_mime", "acl_smtp_dkim", "acl_smtp_quit", "acl_smtp_notquit", "acl_smtp_auth",
                "acl_smtp_vrfy", "acl_smtp_expn", "acl_smtp_etrn", "acl_smtp_starttls", "acl_smtp_mailauth",
                "acl_smtp_wellknown", "acl_smtp_atrn", "acl_not_smtp", "acl_not_smtp_mime", "acl_not_smtp_start")
+#: Exim main options whose aclmilter setting has another name.
+_OPTION_ALIASES = {"hosts_proxy": "proxy_required_hosts"}
 _STAGE_KEYS = frozenset(("connect", "helo", "mail", "rcpt", "predata", "data", "deliver"))
 _ACL_REF = re.compile(r"^\s*(\S+)")
 
@@ -58,6 +60,7 @@ def _settings(cfg: Config, report: list[str]) -> dict[str, Any]:
     for name, (value, where) in cfg.options.items():
         if name in STAGE_OPTIONS:
             continue
+        name = _OPTION_ALIASES.get(name, name)
         if name in _OTHER_ACLS:
             report.append(f"{where}: {name}: a milter has no step for this ACL: not translated")
             continue
