@@ -202,11 +202,33 @@ class Dialogue:
             return
         self._say(f"250-{first}", *[f"250-{c}" for c in caps[:-1]], f"250 {caps[-1]}")
 
+    def _refused(self, step: str, resp: Response) -> bool:
+        """After a session step: trace it, apply the Postfix hold rule, and say a refusal
+        (True: the command was refused; a `drop` also ends the connection)."""
+        self._flush_trace()
+        if self.mta is Mta.POSTFIX:
+            resp = self._postfix_step(step, resp)
+        if resp.action not in (Action.REJECT, Action.TEMPFAIL):
+            return False
+        lines = self._refusal_lines(resp)
+        if step == "rcpt":
+            self.last_rcpt_refusal = lines
+        self._say(*lines)
+        self.closed = resp.drop
+        return True
+
+    def _operand(self, verb: str, arg: str) -> tuple[str, list[str]] | None:
+        """The address and ESMTP parameters of MAIL/RCPT, or None after the 501 reply."""
+        parsed = split_address(arg, "FROM" if verb == "MAIL" else "TO")
+        if parsed is None:
+            self._say(f"501 {verb} must have an address operand" if self.mta is Mta.EXIM
+                      else f"501 5.5.4 Syntax: {verb} {'FROM' if verb == 'MAIL' else 'TO'}:<address>")
+        return parsed
+
     def mail(self, arg: str) -> None:
         exim = self.mta is Mta.EXIM
-        parsed = split_address(arg, "FROM")
+        parsed = self._operand("MAIL", arg)
         if parsed is None:
-            self._say("501 MAIL must have an address operand" if exim else "501 5.5.4 Syntax: MAIL FROM:<address>")
             return
         if exim and not self.helo_ok:
             self._say("503 HELO or EHLO required")
@@ -222,13 +244,7 @@ class Dialogue:
         self.macros["i"] = f"TESTQID{self.messages}"
         if not exim:
             self.pending = None
-        resp = self.session.mail(addr, params, self.macros)
-        self._flush_trace()
-        if not exim:
-            resp = self._postfix_step("mail", resp)
-        if resp.action in (Action.REJECT, Action.TEMPFAIL):
-            self._say(*self._refusal_lines(resp))
-            self.closed = resp.drop
+        if self._refused("mail", self.session.mail(addr, params, self.macros)):
             self.session.abort()
             return
         self.in_txn, self.accepted, self.last_rcpt_refusal = True, 0, []
@@ -236,23 +252,14 @@ class Dialogue:
 
     def rcpt(self, arg: str) -> None:
         exim = self.mta is Mta.EXIM
-        parsed = split_address(arg, "TO")
+        parsed = self._operand("RCPT", arg)
         if parsed is None:
-            self._say("501 RCPT must have an address operand" if exim else "501 5.5.4 Syntax: RCPT TO:<address>")
             return
         if not self.in_txn:
             self._say("503 sender not yet given" if exim else "503 5.5.1 Error: need MAIL command")
             return
         addr, params = parsed
-        resp = self.session.rcpt(addr, params, self.macros)
-        self._flush_trace()
-        if not exim:
-            resp = self._postfix_step("rcpt", resp)
-        if resp.action in (Action.REJECT, Action.TEMPFAIL):
-            lines = self._refusal_lines(resp)
-            self.last_rcpt_refusal = lines
-            self._say(*lines)
-            self.closed = resp.drop
+        if self._refused("rcpt", self.session.rcpt(addr, params, self.macros)):
             return
         self.accepted += 1
         self._say("250 Accepted" if exim else "250 2.1.5 Ok")
@@ -272,13 +279,7 @@ class Dialogue:
             else:
                 self._say("554 5.5.1 Error: no valid recipients")
             return
-        resp = self.session.data(self.macros)
-        self._flush_trace()
-        if not exim:
-            resp = self._postfix_step("predata", resp)
-        if resp.action in (Action.REJECT, Action.TEMPFAIL):
-            self._say(*self._refusal_lines(resp))
-            self.closed = resp.drop
+        if self._refused("predata", self.session.data(self.macros)):
             self._end_txn()
             return
         self._say('354 Enter message, ending with "." on a line by itself' if exim

@@ -6,9 +6,12 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import PolicyErrors
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
 
@@ -53,16 +56,8 @@ def _parse_macros(items: list[str]) -> dict[str, str]:
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from .dryrun import SessionSpec, read_message_file, simulate
-    from .runtime import Runtime
-    runtime = Runtime(args.policy, dry_run=False)
-    try:
-        runtime.load()
-    except PolicyErrors as exc:
-        for e in exc.errors:
-            print(str(e), file=sys.stderr)
-        return EXIT_POLICY
-    except OSError as exc:
-        print(f"{args.policy}: cannot read: {exc.strerror}", file=sys.stderr)
+    runtime = _load_runtime(args.policy)
+    if runtime is None:
         return EXIT_POLICY
     spec = SessionSpec(client_ip=args.client_ip, sender=args.sender, rcpts=args.rcpt, helo=args.helo,
                        client_name=args.client_name, client_port=args.client_port,
@@ -81,8 +76,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_runtime(path: str):
-    """A loaded Runtime for the dry-run commands, or None after printing why not."""
+def _load_runtime(path: str) -> Runtime | None:
+    """A loaded Runtime for the dry-run commands (`test`, `bh`), or None after printing why not."""
     from .runtime import Runtime
     runtime = Runtime(path, dry_run=False)
     try:

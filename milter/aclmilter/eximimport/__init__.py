@@ -19,7 +19,7 @@ from ..errors import PolicyErrors
 from ..policy.loader import load_text
 from ..registry import TABLES
 from .reader import Reader
-from .translate import STAGE_OPTIONS, Config, Statement, parse
+from .translate import STAGE_OPTIONS, Config, parse
 
 #: ACL options Exim has and a milter has no step for (or the MTA handles).
 _OTHER_ACLS = ("acl_smtp_mime", "acl_smtp_dkim", "acl_smtp_quit", "acl_smtp_notquit", "acl_smtp_auth",
@@ -156,4 +156,4 @@ def translate(path: str) -> ImportResult:
     return ImportResult(policy, _dump(policy), report, statements, translated)
 
 
-__all__ = ["ImportResult", "translate", "Statement"]
+__all__ = ["ImportResult", "translate"]
