@@ -67,7 +67,9 @@ class Dialogue:
     trace: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.session = Session(self.runtime, record_variables=self.debug, simulate=True)
+        # Exim's view needs each stage's decision (an accept's `message` is its 2xx text)
+        self.session = Session(self.runtime, record_variables=self.debug or self.mta is Mta.EXIM,
+                               simulate=True)
         self.host = str(self.session.policy.settings.get("primary_hostname") or "localhost")
         self.macros = {"{client_addr}": self.client_ip, "j": self.host}
         self.needs: Needs = self.session.snapshot.needs
@@ -83,6 +85,7 @@ class Dialogue:
         self.pending_helo: HeldRefusal | None = None
         self.pending: HeldRefusal | None = None
         self._seen_records = 0
+        self._step_records: list = []
 
     # ---- output ------------------------------------------------------------------------------
     def _say(self, *lines: str) -> None:
@@ -103,8 +106,20 @@ class Dialogue:
         return ["550 Administrative prohibition" if response.action is Action.REJECT
                 else "451 Temporary local problem - please try later"]
 
+    def _accept_text(self, stage: str, default: str) -> str:
+        """Exim's view: the reply an accepting ACL's `message` gave at the last step, else `default`."""
+        if self.mta is Mta.EXIM:
+            for rec in reversed(self._step_records):
+                if rec.stage == stage:
+                    if rec.decision == "ok" and rec.reply and rec.reply[:1] == default[:1]:
+                        return rec.reply
+                    break
+        return default
+
     def _flush_trace(self) -> None:
+        self._step_records = self.session.records[self._seen_records:]
         if not self.debug:
+            self._seen_records = len(self.session.records)
             return
         for rec in self.session.records[self._seen_records:]:
             title = rec.stage + (f" <{rec.recipient}>" if rec.recipient else "")
@@ -248,7 +263,7 @@ class Dialogue:
             self.session.abort()
             return
         self.in_txn, self.accepted, self.last_rcpt_refusal = True, 0, []
-        self._say("250 OK" if exim else "250 2.1.0 Ok")
+        self._say(self._accept_text("mail", "250 OK") if exim else "250 2.1.0 Ok")
 
     def rcpt(self, arg: str) -> None:
         exim = self.mta is Mta.EXIM
@@ -262,7 +277,7 @@ class Dialogue:
         if self._refused("rcpt", self.session.rcpt(addr, params, self.macros)):
             return
         self.accepted += 1
-        self._say("250 Accepted" if exim else "250 2.1.5 Ok")
+        self._say(self._accept_text("rcpt", "250 Accepted") if exim else "250 2.1.5 Ok")
 
     def data(self, lines: Iterator[str]) -> None:
         exim = self.mta is Mta.EXIM
@@ -309,7 +324,7 @@ class Dialogue:
             self.closed = resp.drop
             return
         qid = self.macros["i"]
-        self._say(f"250 OK id={qid}" if exim else f"250 2.0.0 Ok: queued as {qid}")
+        self._say(self._accept_text("data", f"250 OK id={qid}") if exim else f"250 2.0.0 Ok: queued as {qid}")
 
     def _end_txn(self) -> None:
         self.session.abort()

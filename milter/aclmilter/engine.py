@@ -228,8 +228,9 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
                             DEFAULT_DEFER_TEXT, add)
     elif result is Result.ERROR:
         reply = build_reply(None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, add)
-    elif result is Result.OK and user and ctx.stage in DEFAULT_ACCEPT_CODE:
-        reply = build_reply(user, DEFAULT_ACCEPT_CODE[ctx.stage], "OK", add)
+    elif result is Result.OK and user:
+        # the 2xx/3xx text Exim would send; a milter cannot (`aclmilter bh --mta exim` shows it)
+        reply = build_reply(user, DEFAULT_ACCEPT_CODE.get(ctx.stage, 250), "OK", add)
     if logtext is None and user:
         logtext = user.split("\n")[0]
     if ctx.tracing:
