@@ -150,6 +150,9 @@ def translate(path: str) -> ImportResult:
             out.append(st.as_yaml())
         acl[key] = out
         translated += len(out)
+        if cfg.acls[name] and not out:
+            report.append(f"{cfg.acl_where[name]}: ACL {name}: no statement translated; it is kept empty, "
+                          "so it denies (Exim's implicit deny at the end of an ACL)")
     policy = {**base, "acl": acl}
     for err in _loads(policy):
         report.append(f"{path}: the translated policy still has an error: {err}")
