@@ -40,9 +40,9 @@ apt_install() {
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && added_rc=1
     fi
-    apt-get update -q
+    apt-get -o DPkg::Lock::Timeout=900 update -q
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends $missing
     [ "$added_rc" = 1 ] && rm -f /usr/sbin/policy-rc.d
     return 0
 }
@@ -58,6 +58,7 @@ exim_unpack() {
         :
     else
         work=$(mktemp -d)
+        chmod 755 "$work"      # apt's _apt user downloads into it
         (cd "$work" && apt-get -o DPkg::Lock::Timeout=900 download exim4-daemon-heavy exim4-base exim4-config libidn12) || {
             apt-get -o DPkg::Lock::Timeout=900 update -q
             (cd "$work" && apt-get download exim4-daemon-heavy exim4-base exim4-config libidn12)
