@@ -55,6 +55,30 @@ apt_install() {
     return 0
 }
 
+# Exim is the oracle of the ACL tests (tests/harness/exim.py). exim4-daemon-heavy conflicts
+# with Postfix, so it is never installed: its .debs (and libidn12, which it links and bookworm
+# no longer installs by default) are unpacked into a directory. The binary refuses to start
+# unless its compiled-in user exists, so that system user is created as the package would.
+EXIM_DIR=${ACLMILTER_EXIM_DIR:-/var/cache/aclmilter-test/exim}
+exim_unpack() {
+    need_root
+    if [ -x "$EXIM_DIR/usr/sbin/exim4" ] && [ -d "$EXIM_DIR/etc/exim4/conf.d/acl" ]; then
+        :
+    else
+        work=$(mktemp -d)
+        chmod 755 "$work"      # apt's _apt user downloads into it
+        (cd "$work" && apt-get -o DPkg::Lock::Timeout=900 download exim4-daemon-heavy exim4-base exim4-config libidn12) || {
+            apt-get -o DPkg::Lock::Timeout=900 update -q
+            (cd "$work" && apt-get download exim4-daemon-heavy exim4-base exim4-config libidn12)
+        }
+        mkdir -p "$EXIM_DIR"
+        for deb in "$work"/*.deb; do dpkg -x "$deb" "$EXIM_DIR"; done
+        rm -rf "$work"
+    fi
+    getent passwd Debian-exim >/dev/null || useradd --system --user-group --no-create-home \
+        --home-dir /var/spool/exim4 --shell /usr/sbin/nologin Debian-exim
+}
+
 python_env() {
     extra=$1
     if [ ! -x "$VENV/bin/python" ]; then
@@ -106,6 +130,7 @@ deb)
     ;;
 test)
     apt_install $TEST_PKGS
+    exim_unpack
     python_env "[test]"
     cd "$HERE"
     set +e
@@ -116,7 +141,7 @@ test)
     exit $rc
     ;;
 deps)
-    if [ "${2:-run}" = test ]; then apt_install $TEST_PKGS; python_env "[test]"; else apt_install $RUN_PKGS; python_env ""; fi
+    if [ "${2:-run}" = test ]; then apt_install $TEST_PKGS; exim_unpack; python_env "[test]"; else apt_install $RUN_PKGS; python_env ""; fi
     ;;
 *)
     echo "usage: scripts/setup.sh run|test|deb [VERSION]|deps [run|test]" >&2

@@ -69,18 +69,62 @@ class Reply:
         return "\n".join(out)
 
 
+#: Exim splits a reply text longer than this into lines (string_split_message).
+SPLIT_AT = 75
+
+
+def split_message(text: str) -> str:
+    """Exim's splitting of long reply texts (its string_split_message): a text longer than
+    75 characters is cut into lines of at most ~75 characters at a space, preferring a space
+    right after a colon and never in the first 35 characters of a line; when there is no
+    space behind, the next space ahead is used. Existing newlines are kept."""
+    if len(text) <= SPLIT_AT:
+        return text
+    chars = list(text)
+    n = len(chars)
+    s = 0
+    while True:
+        ss, i = s, 0
+        while i < SPLIT_AT and ss < n and chars[ss] != "\n":
+            ss += 1
+            i += 1
+        if ss >= n:
+            break
+        if chars[ss] == "\n":
+            s = ss + 1
+            continue
+        cut = None
+        t = ss
+        while t > s + 35:
+            if chars[t] == " ":
+                if chars[t - 1] == ":":
+                    cut = t
+                    break
+                if cut is None:
+                    cut = t
+            t -= 1
+        if cut is None:
+            cut = next((k for k in range(ss + 1, n) if chars[k] in " \n"), None)
+            if cut is None:
+                break
+        chars[cut] = "\n"
+        s = cut + 1
+    return "".join(chars)
+
+
 def default_enhanced(code: int) -> str:
     """Enhanced status code used when a message gives none (Postfix wants the class to match)."""
     return {2: "2.0.0", 3: "3.0.0", 4: "4.7.1", 5: "5.7.1"}[code // 100]
 
 
-def build_reply(message: str | None, default_code: int, default_text: str) -> Reply:
+def build_reply(message: str | None, default_code: int, default_text: str, enhanced: bool = True) -> Reply:
     """Build a reply from an expanded `message` with Exim's rules.
 
     A leading `NNN` or `NNN X.Y.Z` is used when its first digit equals the default's first
     digit; otherwise the default code is kept and the supplied code is still stripped.
     Newlines give a multi-line reply (leading whitespace of continuation lines skipped, a
-    trailing newline ignored). Lines beyond 32 are cut; control characters become spaces.
+    trailing newline ignored). Without `enhanced` a reply whose text gives no X.Y.Z carries
+    none (Exim; setting `enhanced_status_codes: as_given`). Lines beyond 32 are cut; control characters become spaces.
     """
     code, ecode = default_code, None
     text = message if message else default_text
@@ -100,7 +144,7 @@ def build_reply(message: str | None, default_code: int, default_text: str) -> Re
     if not any(lines):
         lines = [default_text]
     lines = lines[:MAX_REPLY_LINES]
-    return Reply(code, ecode or default_enhanced(code), tuple(lines))
+    return Reply(code, ecode or (default_enhanced(code) if enhanced else None), tuple(lines))
 
 
 class HeaderPosition(enum.Enum):

@@ -6,16 +6,20 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
 from .errors import PolicyErrors
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .policy.loader import load_file
+    from .policy import eximdiff
     from .policy.needs import analyse
     status = EXIT_OK
     for path in args.policy:
@@ -33,6 +37,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"{path}: OK")
                 print(f"  MTA steps: {analyse(policy).summary()}")
+            for line in eximdiff.warnings(policy):
+                print(line, file=sys.stderr)
     return status
 
 
@@ -51,16 +57,8 @@ def _parse_macros(items: list[str]) -> dict[str, str]:
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from .dryrun import SessionSpec, read_message_file, simulate
-    from .runtime import Runtime
-    runtime = Runtime(args.policy, dry_run=False)
-    try:
-        runtime.load()
-    except PolicyErrors as exc:
-        for e in exc.errors:
-            print(str(e), file=sys.stderr)
-        return EXIT_POLICY
-    except OSError as exc:
-        print(f"{args.policy}: cannot read: {exc.strerror}", file=sys.stderr)
+    runtime = _load_runtime(args.policy)
+    if runtime is None:
         return EXIT_POLICY
     spec = SessionSpec(client_ip=args.client_ip, sender=args.sender, rcpts=args.rcpt, helo=args.helo,
                        client_name=args.client_name, client_port=args.client_port,
@@ -76,6 +74,54 @@ def _cmd_test(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_trace(report)
+    return EXIT_OK
+
+
+def _load_runtime(path: str) -> Runtime | None:
+    """A loaded Runtime for the dry-run commands (`test`, `bh`), or None after printing why not."""
+    from .runtime import Runtime
+    runtime = Runtime(path, dry_run=False)
+    try:
+        runtime.load()
+    except PolicyErrors as exc:
+        for e in exc.errors:
+            print(str(e), file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        return None
+    return runtime
+
+
+def _cmd_bh(args: argparse.Namespace) -> int:
+    from .bh import Dialogue, Mta
+    runtime = _load_runtime(args.policy)
+    if runtime is None:
+        return EXIT_POLICY
+    d = Dialogue(runtime, args.client_ip, Mta(args.mta), debug=args.debug)
+    for line in d.run(sys.stdin):
+        print(line)
+    for line in d.trace:
+        print(line, file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_import_exim(args: argparse.Namespace) -> int:
+    from .eximimport import translate
+    try:
+        result = translate(args.config)
+    except OSError as exc:
+        print(f"{args.config}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(result.yaml)
+    else:
+        sys.stdout.write(result.yaml)
+    for item in result.report:
+        print(item, file=sys.stderr)
+    print(f"{args.config}: {result.statements} ACL statement(s), {len(result.report)} item(s) not translated",
+          file=sys.stderr)
     return EXIT_OK
 
 
@@ -151,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--queue-id", default="TESTQID")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=_cmd_test)
+    b = sub.add_parser("bh", help="replay an SMTP dialogue from standard input (like exim -bh)")
+    b.add_argument("--policy", default="/etc/aclmilter/policy.yaml")
+    b.add_argument("--mta", choices=["postfix", "exim"], default="postfix",
+                   help="whose replies to show: Postfix with aclmilter attached (default) or Exim's")
+    b.add_argument("-d", dest="debug", action="store_true", help="ACL trace with file:line on standard error")
+    b.add_argument("client_ip")
+    b.set_defaults(func=_cmd_bh)
+    x = sub.add_parser("import-exim", help="translate an Exim configuration's ACLs into a policy")
+    x.add_argument("config")
+    x.add_argument("-o", dest="output", help="write the policy here (default: standard output)")
+    x.set_defaults(func=_cmd_import_exim)
     s = sub.add_parser("policy", help="show what the policy language offers")
     s.add_argument("what", choices=["show"])
     s.set_defaults(func=_cmd_show)

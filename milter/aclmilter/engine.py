@@ -12,9 +12,9 @@ import logging
 import time
 
 from .actions import (DEFAULT_ACCEPT_CODE, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, DEFAULT_FAIL_CODE,
-                      DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line)
+                      DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line, split_message)
 from .context import EvalContext
-from .errors import ExpansionFailed, ForcedFail, LookupDefer, SyntaxProblem
+from .errors import ExpansionFailed, FileUnreadable, ForcedFail, LookupDefer, SyntaxProblem
 from .outcome import Result, Verb
 from .policy.model import STEP_EVALUATE, STEP_LOG_MESSAGE, STEP_MESSAGE, Acl, ItemUse, Statement
 from .registry import ArgMode, Kind
@@ -95,7 +95,7 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
     except LookupDefer as exc:
         ctx.note(where, f"{_label(use)}: {exc}", "defer")
         return Result.DEFER
-    except (ExpansionFailed, SyntaxProblem) as exc:
+    except (ExpansionFailed, SyntaxProblem, FileUnreadable) as exc:
         ctx.note(where, f"{_label(use)}: {exc}", "error")
         ctx.log_lines.append(f"{where}: {_label(use)}: {exc}")
         return Result.ERROR
@@ -216,15 +216,21 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
         user = ctx.cond_message
     logtext = None if log_message is None else _expand_text(ctx, log_message)
     reply = None
+    add = ctx.policy.settings.get("enhanced_status_codes", "add") == "add"
+    if user and ctx.policy.settings.get("split_long_replies"):
+        user = split_message(user)          # Exim: before the code is taken from the text
     if result in (Result.FAIL, Result.DROP):
-        reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT)
+        reply = build_reply(user, DEFAULT_FAIL_CODE, DEFAULT_FAIL_TEXT, add)
     elif result is Result.DEFER:
-        # Only the `defer` verb shows its message; a condition's defer gets the generic text.
-        reply = build_reply(user if verb is Verb.DEFER else None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT)
+        # Only the `defer` verb shows its message; a condition's defer gets the generic text,
+        # except a nested ACL's defer, whose message comes out with it (Exim).
+        reply = build_reply(user if verb is Verb.DEFER else ctx.cond_message, DEFAULT_DEFER_CODE,
+                            DEFAULT_DEFER_TEXT, add)
     elif result is Result.ERROR:
-        reply = build_reply(None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT)
-    elif result is Result.OK and user and ctx.stage in DEFAULT_ACCEPT_CODE:
-        reply = build_reply(user, DEFAULT_ACCEPT_CODE[ctx.stage], "OK")
+        reply = build_reply(None, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, add)
+    elif result is Result.OK and user:
+        # the 2xx/3xx text Exim would send; a milter cannot (`aclmilter bh --mta exim` shows it)
+        reply = build_reply(user, DEFAULT_ACCEPT_CODE.get(ctx.stage, 250), "OK", add)
     if logtext is None and user:
         logtext = user.split("\n")[0]
     if ctx.tracing:
@@ -243,6 +249,6 @@ def run_nested(ctx: EvalContext, name: str, args: list[str]) -> Result:
         child.locals[f"acl_arg{i}"] = args[i - 1] if i <= len(args) else ""
     child.locals["acl_narg"] = str(len(args))
     decision = run(child, acl, top_level=False)
-    if decision.reply is not None and decision.result in (Result.FAIL, Result.DROP):
+    if decision.reply is not None and decision.result in (Result.FAIL, Result.DROP, Result.DEFER):
         ctx.cond_message = "\n".join(decision.reply.lines)
     return decision.result

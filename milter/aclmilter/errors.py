@@ -59,3 +59,10 @@ class ForcedFail(Exception):
 
 class LookupDefer(Exception):
     """A lookup (file, Redis, DNS) could not be done now -> the condition DEFERs."""
+
+
+class FileUnreadable(Exception):
+    """A list or lookup file named by the policy cannot be opened. The statement ends in
+    ERROR (451), even under `warn`: Exim's lookup code treats this as a configuration
+    failure and ends the session, so nothing may be accepted because of it. Lists and
+    expansions let it through instead of turning it into DEFER."""

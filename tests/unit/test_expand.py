@@ -344,9 +344,9 @@ def test_value_is_restored_after_lookup(tmp_path) -> None:
     assert parse(f"${{lookup{{k}}lsearch{{{f}}}{{$value}}}}/$value").evaluate(ctx) == "v/outer"
 
 
-def test_lookup_unreadable_file_defers(tmp_path) -> None:
+def test_lookup_unreadable_file_is_an_error(tmp_path) -> None:
     missing = tmp_path / "missing"
-    with pytest.raises(errors.LookupDefer, match="missing"):
+    with pytest.raises(errors.FileUnreadable, match="missing"):
         ev(f"${{lookup{{a}}lsearch{{{missing}}}}}")
 
 

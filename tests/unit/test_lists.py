@@ -308,12 +308,13 @@ def test_file_items(tmp_path) -> None:
     assert m(f"{f} : 203.0.113.1", "host", None, address="203.0.113.1") is OK
 
 
-def test_unreadable_file_defers_and_logs(tmp_path) -> None:
+def test_unreadable_file_is_an_error_and_logged(tmp_path) -> None:
+    """ERROR, not DEFER: Exim ends the session on a lookup file it cannot open."""
     ctx = make_ctx()
     missing = tmp_path / "nope"
-    assert lists.match(ctx, lists.parse_list(str(missing), "host"), None) is DEFER
+    assert lists.match(ctx, lists.parse_list(str(missing), "host"), None) is Result.ERROR
     assert any("nope" in line for line in ctx.log_lines)
-    assert lists.match(ctx, lists.parse_list(f"lsearch;{missing}", "domain"), "x") is DEFER
+    assert lists.match(ctx, lists.parse_list(f"lsearch;{missing}", "domain"), "x") is Result.ERROR
 
 
 def test_file_changes_are_seen(tmp_path) -> None:
@@ -341,7 +342,7 @@ def test_match_never_raises(items: list[str], subject: str, kind: str) -> None:
         return
     dns = FakeDns(defer={"x"})
     ctx = make_ctx(address="192.0.2.1", dns=dns, named={})
-    assert lists.match(ctx, spec, subject if kind != "host" else None) in (OK, FAIL, DEFER)
+    assert lists.match(ctx, spec, subject if kind != "host" else None) in (OK, FAIL, DEFER, Result.ERROR)
 
 
 @settings(max_examples=400, deadline=None)

@@ -106,12 +106,12 @@ def test_iplsearch_unquoted_ipv6_key_followed_by_space(tmp_path) -> None:
     assert lookups.iplsearch(make_ctx(), "2001:db8::9", str(f)) == "v6"
 
 
-def test_unreadable_file_defers_naming_it(tmp_path) -> None:
+def test_unreadable_file_raises_naming_it(tmp_path) -> None:
     missing = str(tmp_path / "absent-file")
     for finder in (lookups.lsearch, lookups.wildlsearch, lookups.iplsearch):
-        with pytest.raises(errors.LookupDefer, match="absent-file"):
+        with pytest.raises(errors.FileUnreadable, match="absent-file"):
             finder(make_ctx(), "192.0.2.1", missing)
-    with pytest.raises(errors.LookupDefer):
+    with pytest.raises(errors.FileUnreadable):
         lookups.lsearch(make_ctx(), "k", str(tmp_path))     # a directory
 
 

@@ -8,7 +8,7 @@ import time
 from .. import lists, registry
 from ..actions import NEW_HEADER_LINE, HeaderAdd, HeaderPosition, HeaderRemove, RecipientAdd, has_crlf
 from ..context import EvalContext, is_acl_variable
-from ..errors import ExpansionFailed, SyntaxProblem
+from ..errors import ExpansionFailed, LookupDefer, SyntaxProblem
 from ..hostname import primary_hostname
 from ..outcome import Result
 from ..registry import ArgMode
@@ -23,6 +23,12 @@ registry.setting("primary_hostname", st.optional_text, None,
                  "else socket.getfqdn()")
 registry.setting("on_internal_error", st.choice("tempfail", "accept", "reject"), "tempfail",
                  "what a message gets when aclmilter itself fails")
+registry.setting("enhanced_status_codes", st.choice("add", "as_given"), "add",
+                 "add: a refusal whose message gives no X.Y.Z gets 5.7.1/4.7.1 (what Postfix's own "
+                 "refusals carry); as_given: the reply carries only what the message gives, as Exim")
+registry.setting("split_long_replies", st.boolean, False,
+                 "cut a refusal text longer than 75 characters into a multi-line reply at spaces, as Exim "
+                 "does (import-exim turns it on)")
 registry.setting("dry_run", st.boolean, False, "evaluate and log, but never reject, defer, discard or edit recipients")
 registry.setting("dry_run_header", st.optional_text, "X-ACLMilter-Dry-Run",
                  "header describing the would-be decision in dry-run mode (empty: none)")
@@ -122,8 +128,13 @@ def _encrypted(ctx: EvalContext, spec: object) -> Result:
 # ---- expanded conditions -------------------------------------------------------------------
 @registry.condition("condition", ALL)
 def _condition(ctx: EvalContext, text: str) -> Result:
-    """The expanded string is true (yes/true/non-zero) or false (""/no/false/0); else ERROR."""
-    return _bool_result(condition_value(text))
+    """The expanded string is true (yes/true/non-zero) or false (""/no/false/0); any other
+    value DEFERs, as in Exim ("assumed to be an error... the ACL returns defer"), so under
+    `warn` the statement is skipped and the ACL goes on."""
+    try:
+        return _bool_result(condition_value(text))
+    except ExpansionFailed as exc:
+        raise LookupDefer(str(exc)) from None
 
 
 def _parse_acl(text: str) -> tuple[str, tuple[str, ...]]:

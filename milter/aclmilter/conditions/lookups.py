@@ -6,8 +6,9 @@ such as IPv6 networks); lines starting with whitespace continue the previous val
 with one space); blank lines and lines starting with `#` are ignored. The first matching
 entry wins. Keys compare caselessly. wildlsearch keys are not expanded here (safer, and
 equal to nwildlsearch): `*suffix` is a tail match and `^regex` a caseless regex.
-A file that cannot be read raises LookupDefer naming the file; files are cached until their
-modification time or size changes (see lists.files). The `*` / `*@` default-key forms
+A file that cannot be read raises FileUnreadable naming the file (the statement ends in
+ERROR, as Exim ends the session); files are cached until their modification time or size
+changes (see lists.files). The `*` / `*@` default-key forms
 (`lsearch*`, `lsearch*@`) are handled by expand.lookup for every single-key type.
 """
 

@@ -75,6 +75,30 @@ def lookup_entry(type_name: str) -> registry.Lookup | None:
     return registry.TABLES.lookups.get(base)
 
 
+#: Exim lookup types aclmilter does not offer, with what to use instead.
+_LOOKUP_HINTS = {
+    "mysql": "keep the data in Redis (`${lookup redis{...}}`) or export it to an lsearch file",
+    "pgsql": "keep the data in Redis (`${lookup redis{...}}`) or export it to an lsearch file",
+    "sqlite": "export the table to an lsearch file, or use Redis",
+    "ldap": "export the entries to an lsearch file, or use Redis",
+    "dbm": "use the lsearch source file the DBM file was built from",
+    "cdb": "use the lsearch source file the CDB file was built from",
+    "dnsdb": "aclmilter does no free-form DNS lookups; keep such data in Redis",
+}
+
+
+def unknown_lookup(type_name: str) -> str:
+    """The error for a lookup type that is not registered, with the fix when one is known."""
+    base = type_name.rstrip("*@")
+    for prefix in ("ldap", "dbm", "cdb"):
+        if base.startswith(prefix):
+            base = prefix
+    hint = _LOOKUP_HINTS.get(base)
+    known = ", ".join(sorted(registry.TABLES.lookups))
+    return f"unknown lookup type {type_name!r}" + (f": aclmilter has no {base} lookups; {hint}" if hint
+                                                   else f" (known: {known})")
+
+
 def split_operator(name: str) -> tuple[str | None, tuple[int, ...]]:
     """Split `length_5` / `substr_2_3` / `quote_redis` into (base, params); base None if unknown."""
     if name in OPERATORS:

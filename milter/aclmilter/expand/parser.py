@@ -265,7 +265,7 @@ class _Parser:
             raise self.err("expected a lookup type", type_at)
         entry = names.lookup_entry(type_name)
         if entry is None:
-            raise self.err(f"unknown lookup type {type_name!r}", type_at)
+            raise self.err(names.unknown_lookup(type_name), type_at)
         if entry.query_style:
             if key is not None:
                 raise self.err(f"{type_name} is a query-style lookup: write ${{lookup {type_name}{{query}}}}",

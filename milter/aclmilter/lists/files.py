@@ -2,7 +2,8 @@
 
 A file is re-parsed only when its (mtime, size) changes, so an edited file takes effect on
 the next use, as in Exim, without re-reading it for every message. A file that cannot be
-read raises LookupDefer naming the file: the caller DEFERs, the service never crashes.
+read raises FileUnreadable naming the file: the statement ends in ERROR (Exim treats it as a
+configuration failure), the service never crashes.
 File names only ever come from policy text; nothing here builds a path from message data.
 """
 
@@ -12,7 +13,7 @@ import os
 import threading
 from typing import Any, Callable
 
-from ..errors import LookupDefer
+from ..errors import FileUnreadable, LookupDefer
 
 #: Files larger than this are refused (a policy file list, not a database).
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -35,7 +36,7 @@ def cached(path: str, parser_name: str, parse: Callable[[str], Any]) -> Any:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             text = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise LookupDefer(f"cannot read file {path}: {exc.strerror or exc}") from None
+        raise FileUnreadable(f"cannot read file {path}: {exc.strerror or exc}") from None
     value = parse(text)
     with _lock:
         _cache[key] = (st.st_mtime_ns, st.st_size, value)

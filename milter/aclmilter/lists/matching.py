@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import ExpansionFailed, ForcedFail, LookupDefer
+from ..errors import ExpansionFailed, FileUnreadable, ForcedFail, LookupDefer
 from ..outcome import Result
 from . import files
 from .kinds import MATCHERS, Flags, Outcome
@@ -39,7 +39,8 @@ def _log(ctx: "EvalContext", message: str) -> None:
 
 def match(ctx: "EvalContext", spec: ListSpec, subject: str | None, kind: str | None = None,
           depth: int = 0) -> Result:
-    """Is `subject` in the list? OK (yes), FAIL (no) or DEFER (cannot tell now).
+    """Is `subject` in the list? OK (yes), FAIL (no), DEFER (cannot tell now) or ERROR (a list
+    or lookup file cannot be opened).
 
     For host lists `subject` is the client IP ("" = no remote host); None means the current
     connection's client. A forced failure while expanding the list means "not in list".
@@ -47,12 +48,16 @@ def match(ctx: "EvalContext", spec: ListSpec, subject: str | None, kind: str | N
     kind = kind or spec.kind
     try:
         values = items(ctx, spec)
+        return match_items(ctx, values, kind, subject, depth)
     except ForcedFail:
         return Result.FAIL
     except (LookupDefer, ExpansionFailed) as exc:
         _log(ctx, f"{kind} list {spec.text[:80]!r}: {exc}")
         return Result.DEFER
-    return match_items(ctx, values, kind, subject, depth)
+    except FileUnreadable as exc:
+        # ERROR, not DEFER: Exim ends the session here, so not even `warn` may go on
+        _log(ctx, f"{kind} list {spec.text[:80]!r}: {exc}")
+        return Result.ERROR
 
 
 def match_text(ctx: "EvalContext", text: str, subject: str | None, kind: str) -> Result:

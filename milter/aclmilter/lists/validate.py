@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import SyntaxProblem
-from ..expand.names import lookup_entry
+from ..expand.names import lookup_entry, unknown_lookup
 from .hosts import BadAddress, looks_like_ip, parse_network
 from .kinds import LOOKUP_ITEM
 from .spec import ListSpec
@@ -17,6 +17,8 @@ from .spec import ListSpec
 _SWITCHES = {"host": {"ignore_unknown", "include_unknown", "ignore_defer", "include_defer"},
              "address": {"caseful"}, "localpart": {"caseful"}}
 _NAME = re.compile(r"^[A-Za-z0-9_]+\Z")
+#: hex groups joined by `::` or 3+ colon-separated hex groups: an IPv6 address written in a `:` list
+_V6_IN_COLON_LIST = re.compile(r"(?<![\w.;])[0-9A-Fa-f]{1,4}(?:::[0-9A-Fa-f/]|(?::[0-9A-Fa-f]{1,4}){3,})")
 
 
 def _offset(spec: ListSpec, raw: str, start: int) -> tuple[int, int]:
@@ -32,6 +34,11 @@ def validate(spec: ListSpec, named: dict[str, set[str]], kind: str | None = None
     if spec.static_items is None:
         return problems
     cursor = spec.body_offset
+    if kind in ("host", "ip") and spec.sep == ":" and _V6_IN_COLON_LIST.search(spec.text):
+        # Exim reads "2001:db8::/32" in a `:` list as the items "2001" and "db8:/32" too
+        return [SyntaxProblem("an IPv6 address in a ':'-separated list is split at its colons: "
+                              "start the list with '<; ' and separate its items with ';' "
+                              "(e.g. \"<; 2001:db8::/32 ; 192.0.2.0/24\"), as Exim needs", spec.body_offset)]
     for raw in spec.static_items:
         at, cursor = _offset(spec, raw, cursor)
         item = raw
@@ -70,7 +77,7 @@ def _check_item(item: str, named: dict[str, set[str]], kind: str) -> str | None:
         net, type_name, data = m.group(1), m.group(2), m.group(3)
         entry = lookup_entry(type_name)
         if entry is None:
-            return f"unknown lookup type {type_name!r}"
+            return unknown_lookup(type_name)
         if net and kind != "host":
             return f"{net}- lookups are only for host lists"
         if not entry.query_style and not data.strip().startswith("/"):

@@ -123,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("%s: cannot read: %s", args.policy, exc.strerror)
         return 1
+    from ..policy.eximdiff import warnings
+    for line in warnings(runtime.current().policy):   # what `aclmilter check` warns about
+        log.warning("%s", line)
 
     import milter
 

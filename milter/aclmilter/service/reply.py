@@ -48,10 +48,16 @@ def _reply_args(reply: Reply | None, klass: int, drop: bool, default: tuple[str,
         code = default[0]
     if drop:
         code = "521" if klass == 5 else "421"
-    if ecode is None or ecode[0] != str(klass):
+    if (ecode is None and reply is None) or (ecode is not None and ecode[0] != str(klass)):
         ecode = f"{klass}.7.1" if klass == 5 else "4.7.1"
-    if drop and klass == 4:
+    # ecode None: `enhanced_status_codes: as_given` and the message gave none (libmilter
+    # then sends the bare code, as Exim does)
+    if drop and klass == 4 and ecode is not None:
         ecode = "4.7.0"
+    if ecode is None and lines and lines[0][:1].isdigit() and lines[0][:1] != str(klass):
+        # Postfix calls "550 12 ..." a malformed reply (a digit after the code must be the
+        # enhanced code's class) and tempfails everything after it: the text needs an X.Y.Z
+        ecode = f"{klass}.7.1" if klass == 5 else "4.7.1"
     return (code, ecode, *(_escape(line) for line in lines))
 
 
