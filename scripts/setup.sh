@@ -47,6 +47,20 @@ apt_install() {
     return 0
 }
 
+# Exim itself is never installed (it conflicts with Postfix): its Debian package is unpacked
+# into a cache directory so tests can compare with `exim -be` / `exim -bh`.
+EXIM_DIR=${ACLMILTER_EXIM_DIR:-/var/cache/aclmilter-test/exim}
+exim_unpack() {
+    [ -x "$EXIM_DIR/usr/sbin/exim4" ] && return 0
+    need_root
+    tmp=$(mktemp -d)
+    # libidn12: a library exim4-daemon-heavy links against that Postfix hosts do not have
+    (cd "$tmp" && apt-get -o DPkg::Lock::Timeout=900 download exim4-daemon-heavy libidn12) || { rm -rf "$tmp"; return 1; }
+    mkdir -p "$EXIM_DIR"
+    for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$EXIM_DIR"; done
+    rm -rf "$tmp"
+}
+
 python_env() {
     extra=$1
     if [ ! -x "$VENV/bin/python" ]; then
@@ -81,6 +95,7 @@ MSG
     ;;
 test)
     apt_install $TEST_PKGS
+    exim_unpack
     python_env "[test]"
     cd "$HERE"
     set +e
@@ -91,7 +106,7 @@ test)
     exit $rc
     ;;
 deps)
-    if [ "${2:-run}" = test ]; then apt_install $TEST_PKGS; python_env "[test]"; else apt_install $RUN_PKGS; python_env ""; fi
+    if [ "${2:-run}" = test ]; then apt_install $TEST_PKGS; exim_unpack; python_env "[test]"; else apt_install $RUN_PKGS; python_env ""; fi
     ;;
 *)
     echo "usage: scripts/setup.sh run|test|deps [run|test]" >&2

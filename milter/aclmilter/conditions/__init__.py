@@ -17,6 +17,7 @@ FEATURES = (
     "redis",
     "ratelimit",
     "proxy",
+    "esmtp",       # SMTPUTF8 and DSN parameters as variables
 )
 
 

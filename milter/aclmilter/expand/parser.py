@@ -294,10 +294,13 @@ class _Parser:
 
     def function_item(self, name: str, start: int) -> Op:
         nargs = names.FUNCTION_ITEMS[name]
+        fewest = names.ARG_RANGES.get(name, (nargs, nargs))[0]
         args: list[Seq] = []
         offsets: list[int] = []
         for k in range(nargs):
             self.skip_ws()
+            if k >= fewest and self.peek() != "{":
+                break
             offsets.append(self.i + 1)
             args.append(self.braced(f"for argument {k + 1} of ${{{name}"))
         regex = None

@@ -1,0 +1,34 @@
+"""`${acl{name}{arg1}...{arg9}}`: call a named ACL from an expansion.
+
+The name and up to nine arguments are expanded; the arguments become `$acl_arg1..9` (unused
+ones empty) and `$acl_narg` in the called ACL only. Outcomes, as Exim's:
+
+- the ACL accepts or denies: the result is its expanded `message` text, "" if it set none;
+- the ACL defers: a forced failure (ForcedFail: a condition using the expansion is skipped);
+- anything else (error, discard, drop, unknown ACL, nesting too deep): the expansion fails.
+
+The ACL runs in a child context, so its `$acl_arg*` never leak into the caller; `acl_c`/
+`acl_m` variables it sets are shared, as with `acl =`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ExpansionFailed, ForcedFail
+from ..outcome import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import EvalContext
+
+
+def call(ctx: "EvalContext", args: list[str]) -> str:
+    """Run ACL args[0] with arguments args[1:] and return its message (see module docstring)."""
+    from .. import engine   # the engine sits above expand; imported when an ${acl} runs
+    name = args[0].strip()
+    decision = engine.run_named(ctx, name, args[1:])
+    if decision.result in (Result.OK, Result.FAIL):
+        return decision.user_message or ""
+    if decision.result is Result.DEFER:
+        raise ForcedFail(f"ACL {name} deferred in ${{acl}}")
+    raise ExpansionFailed(f"ACL {name} returned {decision.result.value} in ${{acl}}")
