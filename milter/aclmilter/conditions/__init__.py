@@ -18,6 +18,7 @@ FEATURES = (
     "ratelimit",
     "proxy",
     "esmtp",       # SMTPUTF8 and DSN parameters as variables
+    "localhost",   # local_interfaces / hosts_treat_as_local for @mx_* list items
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from .. import context, registry
+from . import partial
 
 #: Variables this package sets itself in ctx.locals (list and lookup data, regex captures).
 LOCAL_VARIABLES = frozenset({"value", "host_data", "domain_data", "local_part_data", "list_data"})
@@ -74,7 +75,8 @@ def known_variable(name: str) -> bool:
 
 
 def lookup_entry(type_name: str) -> registry.Lookup | None:
-    """The registry entry for a lookup type as written (`lsearch*@` -> lsearch), or None."""
+    """The registry entry for a lookup type as written (`partial-lsearch*@` -> lsearch), or None."""
+    type_name = partial.split(type_name)[2]
     base = type_name[:-2] if type_name.endswith("*@") else type_name.rstrip("*")
     if base.count("*"):
         return None

@@ -19,7 +19,7 @@ _DIGITS = re.compile(r"[0-9]+")
 _HEADER_PREFIX = re.compile(r"(h|header|bh|bheader|rh|rheader|lh|lheader)_")
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")   # printable, no colon, no space
 _COND_SYMBOL = re.compile(r"[=<>]+")
-_LOOKUP_TYPE = re.compile(r"[A-Za-z0-9_]+(\*@|\*)?")
+_LOOKUP_TYPE = re.compile(r"(?:partial\d*(?:-|\([^)]*\)))?[A-Za-z0-9_]+(\*@|\*)?")
 _SUBSTR_TAIL = re.compile(r"[-0-9_]+")
 _OCTAL = re.compile(r"[0-7]{1,3}")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,2}")
@@ -272,6 +272,8 @@ class _Parser:
                                start)
             if type_name.endswith("*") or type_name.endswith("*@"):
                 raise self.err("'*' defaults apply only to single-key lookups", type_at)
+            if type_name.startswith("partial"):
+                raise self.err("partial matching applies only to single-key lookups", type_at)
         elif key is None:
             raise self.err(f"{type_name} is a single-key lookup: write ${{lookup{{key}}{type_name}{{file}}}}",
                            start)
