@@ -102,7 +102,7 @@ def test_mx_items(item: str, domain: str, want: Result) -> None:
 
 
 def test_mx_local_interfaces_and_hosts_treat_as_local() -> None:
-    assert m("@mx_any", "elsewhere.example", dns=_mx_dns()) is FAIL
+    assert m("@mx_any", "domain", "elsewhere.example", dns=_mx_dns()) is FAIL
     ctx = make_ctx(dns=_mx_dns(), settings={"local_interfaces": ("203.0.113.0/24",)})
     assert lists.match(ctx, lists.parse_list("@mx_primary", "domain"), "elsewhere.example") is OK
     ctx = make_ctx(dns=_mx_dns(), settings={"hosts_treat_as_local": "*.other.example"})
