@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Our expansion of the issue-22 items against real `exim -be` (Debian's exim4-daemon-heavy,
+unpacked by scripts/setup.sh), and `@mx_*` list items through our DNS layer against real Knot.
+
+One Exim process expands the whole table (tests/harness/exim.py), so the comparison costs
+one process start. Each row is compared by outcome ("ok" + text, or "fail"); a forced
+failure and an expansion failure both show as "fail" in `exim -be`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aclmilter import errors, lists
+from aclmilter.clients.dns import DnsClient, parse_dns_settings
+from aclmilter.expand import parse
+from aclmilter.outcome import Result
+from aclmilter.policy.loader import load_text
+from tests.harness.exim import expand_batch
+from tests.unit.fakes_ctx import make_ctx
+
+pytestmark = pytest.mark.integration
+
+DOMAINS = ".dates.fict.example: dotted\n*.dates.fict.example: wild\nexact.example: exact\n*.deep.a.b.example: deep\n*: star\n"
+BY_DOMAIN = ("baddomain.com:  !postmaster : *\n"
+             "aol.com:  spammer1 : spammer2 : ^[0-9]+$ :\n  spammer3 : spammer4\n"
+             "chain.example: spammer5 : >*\n"
+             "*: ^\\d{8}$\n")
+
+#: The same named ACLs for Exim (config) and for us (policy).
+EXIM_ACLS = """
+begin acl
+greet:
+  accept message = hello $acl_arg1 ($acl_narg)
+quiet:
+  accept
+refuse:
+  deny message = no $acl_arg2
+later:
+  defer message = not now
+"""
+OUR_ACLS = """
+acl:
+  greet:
+    - accept: {message: "hello $acl_arg1 ($acl_narg)"}
+  quiet:
+    - accept
+  refuse:
+    - deny: {message: "no $acl_arg2"}
+  later:
+    - defer: {message: "not now"}
+"""
+
+CASES = [
+    # INTERNATIONAL operators
+    "${utf8_domain_to_alabel:Bücher.EXAMPLE}", "${utf8_domain_to_alabel:straße.de}",
+    "${utf8_domain_to_alabel:ASCII.Example}", "${utf8_domain_to_alabel:bücher..example}",
+    "${utf8_domain_to_alabel:}", "${utf8_domain_from_alabel:xn--bcher-kva.example}",
+    "${utf8_domain_from_alabel:XN--BCHER-KVA.example}", "${utf8_domain_from_alabel:xn--zz.example}",
+    "${utf8_localpart_to_alabel:jösé}", "${utf8_localpart_to_alabel:Jösé}", "${utf8_localpart_to_alabel:plain}",
+    "${utf8_localpart_from_alabel:xn--js-cja4c}", "${utf8_localpart_from_alabel:plain}",
+    "${utf8_localpart_from_alabel:xn--zz}",
+    # imapfolder: the spec's examples and the edges of its rules
+    "${imapfolder {Foo/Bar}}", "${imapfolder {Foo/Bar}{.}{/}}", "${imapfolder {Räksmörgås}}",
+    "${imapfolder {a&b}}", "${imapfolder {a.b}}", "${imapfolder {a~b c}}", "${imapfolder {日本語/x}}",
+    "${imapfolder{a.b}{.}}", "${imapfolder{a.b}{/}{.}}", "${imapfolder{a/b}{/}{/}}", "${imapfolder{a/b}{.}{}}",
+    "${imapfolder{x\\tz}}", "${imapfolder{€uro/ab}}", "${imapfolder{ÄÖ&/Ü}}", "${imapfolder{}}",
+    "${imapfolder{a}{ab}}", "${imapfolder{😀}}", "${imapfolder{a-b.c}{/}{-.}}", "${imapfolder{a///b}}",
+    "${imapfolder{/a}}", "${imapfolder{//a}}", "${imapfolder{a//}}", "${imapfolder{ä/}}",
+    # hashes
+    "${hash{3}{monty}}", "${hash{5}{monty}}", "${hash{3}{10}{monty}}", "${hash_3:monty}",
+    "${hash_4_62:abcdefghij}", "${hash{5}{62}{The quick brown fox}}", "${hash{0}{monty}}",
+    "${hash{3}{63}{monty}}", "${hash{a}{monty}}", "${hash{3}{mönty}}",
+    "${md5:abc}", "${md5:}", "${sha1:abc}", "${sha1:ü}", "${sha256:abc}", "${sha2:abc}", "${sha2_512:abc}",
+    # quoting
+    "${listquote{:}{a:b::c}}", "${listquote{:}{}}", "${listquote{,}{x,y}}",
+    '${quote:ab"*"cd}', "${quote:}", "${quote:a.b-c_d}", "${quote:a\\nb\\rc}", "${quote:a\\\\b}", "${quote:a+b}",
+    # and{} carries $1.. and $value to later sub-conditions
+    "${if and{{match{abc}{(b)}}{eq{$1}{b}}}{yes:$1}{no}}",
+    "${if and{{match{abc}{(b)}}{match{xyz}{(y)}}}{$1}{no}}",
+    "${if and{{match{abc}{(b)}}{eq{$1}{b}}{match{q}{(z)}}}{$1}{no}}",
+    "${if and{{inlist{b}{a:b}}{eq{$value}{b}}}{$value}{no}}",
+    "${if or{{eq{a}{b}}{match{abc}{(c)}}}{$1}{no}}",
+    # ${acl}
+    "${acl{greet}{world}}", "${acl{quiet}}", "${acl {refuse}{a}{b}}", "[${acl{greet}{${acl{greet}{x}}}}]",
+    "${acl{later}}",
+    # partial- lookups (@DOMAINS@ is the file above)
+    "${lookup{2001.dates.fict.example}partial-lsearch{@DOMAINS@}}",
+    "${lookup{dates.fict.example}partial-lsearch{@DOMAINS@}}",
+    "${lookup{fict.example}partial-lsearch{@DOMAINS@}{$value}{none}}",
+    "${lookup{x.exact.example}partial-lsearch{@DOMAINS@}{$value}{none}}",
+    "${lookup{x.deep.a.b.example}partial4-lsearch{@DOMAINS@}{$value}{none}}",
+    "${lookup{x.deep.a.b.example}partial5-lsearch{@DOMAINS@}{$value}{none}}",
+    "${lookup{nothing.example}partial-lsearch*{@DOMAINS@}}",
+    "${lookup{nothing.example}partial0-lsearch{@DOMAINS@}}",
+    "${lookup{a.dates.fict.example}partial(.)lsearch{@DOMAINS@}{$value}{none}}",
+    "${if match_domain{a.dates.fict.example}{partial-lsearch;@DOMAINS@}{yes}{no}}",
+    # @@lsearch address items
+    *[f"${{if match_address{{{a}}}{{@@lsearch;@BY_DOMAIN@}}{{yes}}{{no}}}}" for a in (
+        "anyone@baddomain.com", "postmaster@baddomain.com", "spammer4@aol.com", "12345@aol.com",
+        "friend@aol.com", "x@unlisted.example", "spammer5@chain.example", "12345678@chain.example",
+        "friend@chain.example")],
+    "${if match_address{12345678@unlisted.example}{@@lsearch*;@BY_DOMAIN@}{yes}{no}}",
+]
+
+
+def _ours(text: str, ctx) -> tuple[str, str]:
+    try:
+        return "ok", parse(text).evaluate(ctx)
+    except (errors.ExpansionFailed, errors.ForcedFail, errors.LookupDefer) as exc:
+        return "fail", str(exc)
+
+
+def test_items_match_real_exim(tmp_path: Path) -> None:
+    (tmp_path / "domains").write_text(DOMAINS)
+    (tmp_path / "by-domain").write_text(BY_DOMAIN)
+    texts = [c.replace("@DOMAINS@", str(tmp_path / "domains")).replace("@BY_DOMAIN@", str(tmp_path / "by-domain"))
+             for c in CASES]
+    exim = expand_batch(texts, tmp_path, EXIM_ACLS)
+    ctx = make_ctx()
+    ctx.policy = load_text(OUR_ACLS, "p.yaml")
+    differ = []
+    for text, (kind, value) in zip(texts, exim):
+        ours = _ours(text, ctx)
+        if ours[0] != kind or (kind == "ok" and ours[1] != value):
+            differ.append((text, (kind, value), ours))
+    assert not differ, "\n".join(f"{t}\n  exim: {e}\n  ours: {o}" for t, e, o in differ)
+
+
+# ---- @mx_* through our DNS client and real Knot ---------------------------------------------
+
+def test_mx_items_through_knot(knot_dns) -> None:  # noqa: F811
+    client = DnsClient.from_settings(parse_dns_settings(knot_dns.settings()))
+    # mx.spf.test has "MX 10 mail.mx.spf.test", which is 192.0.2.25 (tests/fixtures/dns/zones)
+    ctx = make_ctx(dns=client, settings={"local_interfaces": ("192.0.2.0/24",)})
+    spec = lambda text: lists.parse_list(text, "domain")  # noqa: E731
+    assert lists.match(ctx, spec("@mx_any"), "mx.spf.test") is Result.OK
+    assert lists.match(ctx, spec("@mx_primary"), "mx.spf.test") is Result.OK
+    assert lists.match(ctx, spec("@mx_secondary"), "mx.spf.test") is Result.FAIL
+    assert lists.match(ctx, spec("@mx_any/ignore=192.0.2.25"), "mx.spf.test") is Result.FAIL
+    assert lists.match(ctx, spec("@mx_any"), "nothing.spf.test") is Result.FAIL
+    other = make_ctx(dns=client, settings={"local_interfaces": ("203.0.113.1",)})
+    assert lists.match(other, spec("@mx_any"), "mx.spf.test") is Result.FAIL
+
+
+def test_mx_item_defers_when_dns_does_not_answer(silent_dns) -> None:  # noqa: F811
+    client = DnsClient.from_settings(parse_dns_settings(silent_dns.settings(timeout=0.2, lifetime=0.4)))
+    ctx = make_ctx(dns=client)
+    assert lists.match(ctx, lists.parse_list("@mx_any", "domain"), "mx.spf.test") is Result.DEFER
+    assert lists.match(ctx, lists.parse_list("+ignore_defer : @mx_any", "domain"), "mx.spf.test") is Result.FAIL
