@@ -141,3 +141,14 @@ def test_and_carries_match_groups_to_later_conditions() -> None:
     assert ev("${if and{{match{abc}{(b)}}{match{xyz}{(y)}}}{$1}{no}}") == "y"
     assert ev("${if and{{match{abc}{(b)}}{eq{$1}{c}}}{yes}{no}}") == "no"
     assert ev("${if and{{inlist{b}{a:b}}{eq{$value}{b}}}{$value}{no}}") == "b"
+
+
+def test_acl_item_targets_are_checked_at_load() -> None:
+    with pytest.raises(errors.PolicyErrors) as exc:
+        load_text("acl:\n  rcpt:\n    - deny: {message: \"${acl{nope}}\"}\n", "p.yaml")
+    assert "no ACL named 'nope'" in str(exc.value) and "p.yaml:3" in str(exc.value)
+    # the called ACL's items must suit the stage that calls it, as with `acl =`
+    text = ("acl:\n  torcpt:\n    - accept: {recipients: a@b.example}\n"
+            "  connect:\n    - warn: {log_message: \"${acl{torcpt}}\"}\n")
+    with pytest.raises(errors.PolicyErrors, match="not allowed in the connect ACL that calls it"):
+        load_text(text, "p.yaml")

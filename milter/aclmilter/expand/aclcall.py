@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ExpansionFailed, ForcedFail
 from ..outcome import Result
+from .ast import Literal, Op
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -32,3 +33,22 @@ def call(ctx: "EvalContext", args: list[str]) -> str:
     if decision.result is Result.DEFER:
         raise ForcedFail(f"ACL {name} deferred in ${{acl}}")
     raise ExpansionFailed(f"ACL {name} returned {decision.result.value} in ${{acl}}")
+
+
+def static_targets(expansion: object) -> list[str]:
+    """The ACL names of every `${acl{name}...}` in a parsed expansion whose name is fixed text
+    (for load-time checks: the ACL exists, its items suit the calling stage)."""
+    out: list[str] = []
+    stack: list[object] = [getattr(expansion, "root", expansion)]
+    for _ in range(100_000):                    # bounded: a parsed text has fewer nodes
+        if not stack:
+            break
+        node = stack.pop()
+        if isinstance(node, Op) and node.name == "acl" and node.args \
+                and all(isinstance(p, Literal) for p in node.args[0].parts):
+            out.append("".join(p.text for p in node.args[0].parts).strip())   # type: ignore[union-attr]
+        if isinstance(node, tuple):
+            stack.extend(node)
+        elif hasattr(node, "__dataclass_fields__"):
+            stack.extend(getattr(node, f) for f in node.__dataclass_fields__ if f != "regex")
+    return out
