@@ -86,6 +86,8 @@ CASES = [
     # ${acl}
     "${acl{greet}{world}}", "${acl{quiet}}", "${acl {refuse}{a}{b}}", "[${acl{greet}{${acl{greet}{x}}}}]",
     "${acl{later}}",
+    "${if acl{{greet}{w}}{y:$value}{n:$value}}", "${if acl {{refuse}{a}{b}} {y:$value}{n:[$value]}}",
+    "${if !acl{{quiet}}{y}{n}}", "${if acl{{later}}{y}{n}}",
     # partial- lookups (@DOMAINS@ is the file above)
     "${lookup{2001.dates.fict.example}partial-lsearch{@DOMAINS@}}",
     "${lookup{dates.fict.example}partial-lsearch{@DOMAINS@}}",

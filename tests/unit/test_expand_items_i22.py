@@ -152,3 +152,22 @@ def test_acl_item_targets_are_checked_at_load() -> None:
             "  connect:\n    - warn: {log_message: \"${acl{torcpt}}\"}\n")
     with pytest.raises(errors.PolicyErrors, match="not allowed in the connect ACL that calls it"):
         load_text(text, "p.yaml")
+
+
+@pytest.mark.parametrize("text,want", [
+    ("${if acl{{greet}{w}}{y:$value}{n:$value}}", "y:hello w (1)"),
+    ("${if acl {{refuse}{a}{b}} {y:$value}{n:[$value]}}", "n:[no b]"),   # $value also in the no branch
+    ("${if !acl{{quiet}}{y}{n}}", "n"),
+    ("[$value]", "[]"),
+])
+def test_acl_condition(text: str, want: str) -> None:
+    assert parse(text).evaluate(_acl_ctx()) == want
+
+
+def test_acl_condition_defer_and_load_check() -> None:
+    with pytest.raises(errors.ForcedFail):
+        parse("${if acl{{later}}{y}{n}}").evaluate(_acl_ctx())
+    with pytest.raises(errors.PolicyErrors, match="no ACL named 'gone'"):
+        load_text("acl:\n  rcpt:\n    - deny: {condition: \"${if acl{{gone}}}\"}\n", "p.yaml")
+    with pytest.raises(errors.SyntaxProblem, match="missing '}' to close acl"):
+        parse("${if acl{{a}{b}")

@@ -1,4 +1,4 @@
-"""`${acl{name}{arg1}...{arg9}}`: call a named ACL from an expansion.
+"""`${acl{name}{arg1}...{arg9}}` and `${if acl{{name}{args}}}`: call a named ACL from an expansion.
 
 The name and up to nine arguments are expanded; the arguments become `$acl_arg1..9` (unused
 ones empty) and `$acl_narg` in the called ACL only. Outcomes, as Exim's:
@@ -17,22 +17,35 @@ from typing import TYPE_CHECKING
 
 from ..errors import ExpansionFailed, ForcedFail
 from ..outcome import Result
-from .ast import Literal, Op
+from .ast import Cond, Literal, Op
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
 
 
-def call(ctx: "EvalContext", args: list[str]) -> str:
-    """Run ACL args[0] with arguments args[1:] and return its message (see module docstring)."""
+def _run(ctx: "EvalContext", args: list[str]) -> tuple[bool, str]:
+    """(accepted?, message) of ACL args[0] run with arguments args[1:]; raises ForcedFail on
+    defer and ExpansionFailed on any other result."""
     from .. import engine   # the engine sits above expand; imported when an ${acl} runs
     name = args[0].strip()
     decision = engine.run_named(ctx, name, args[1:])
     if decision.result in (Result.OK, Result.FAIL):
-        return decision.user_message or ""
+        return decision.result is Result.OK, decision.user_message or ""
     if decision.result is Result.DEFER:
         raise ForcedFail(f"ACL {name} deferred in ${{acl}}")
     raise ExpansionFailed(f"ACL {name} returned {decision.result.value} in ${{acl}}")
+
+
+def call(ctx: "EvalContext", args: list[str]) -> str:
+    """The `${acl{name}{args}}` item: the ACL's message (see module docstring)."""
+    return _run(ctx, args)[1]
+
+
+def test(ctx: "EvalContext", args: list[str]) -> tuple[bool, dict[str, str]]:
+    """The `${if acl{{name}{args}}...}` condition: true on accept, false on deny, with the
+    ACL's message as `$value` in the branches (forced failure on defer)."""
+    accepted, message = _run(ctx, args)
+    return accepted, {"value": message}
 
 
 def static_targets(expansion: object) -> list[str]:
@@ -44,7 +57,7 @@ def static_targets(expansion: object) -> list[str]:
         if not stack:
             break
         node = stack.pop()
-        if isinstance(node, Op) and node.name == "acl" and node.args \
+        if isinstance(node, (Op, Cond)) and node.name == "acl" and node.args \
                 and all(isinstance(p, Literal) for p in node.args[0].parts):
             out.append("".join(p.text for p in node.args[0].parts).strip())   # type: ignore[union-attr]
         if isinstance(node, tuple):

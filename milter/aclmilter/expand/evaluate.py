@@ -90,7 +90,10 @@ def _if(ctx: "EvalContext", node: If) -> str:
             return evaluate_seq(ctx, node.yes)
     if node.fail:
         raise ForcedFail("forced failure in ${if}")
-    return "" if node.no is None else evaluate_seq(ctx, node.no)
+    if node.no is None:
+        return ""
+    with bound(ctx, bindings):          # only `acl` binds when false: its message as $value
+        return evaluate_seq(ctx, node.no)
 
 
 def _lookup(ctx: "EvalContext", node: Lookup) -> str:

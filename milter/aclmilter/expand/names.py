@@ -35,7 +35,6 @@ FORBIDDEN_CONDITIONS = {
     "ldapauth": "it would call an authentication service",
     "saslauthd": "it would call an authentication service",
     "pwcheck": "it would call an authentication service",
-    "acl": "nested ACL calls inside expansions are not supported",
 }
 
 #: Condition name -> number of braced operands (def/and/or are parsed separately).

@@ -352,6 +352,8 @@ class _Parser:
             return self.def_condition(negated)
         if name in ("and", "or"):
             return self.and_or(name, negated)
+        if name == "acl":
+            return self.acl_condition(negated)
         nargs = names.CONDITIONS.get(name)
         if nargs is None:
             raise self.err(f"unknown condition {name!r} (there is no 'ne': use '!eq')", at)
@@ -367,6 +369,23 @@ class _Parser:
             if pat is not None:
                 regex = compile_regex(pat, offsets[1])
         return Cond(name, tuple(args), negated, regex=regex)
+
+    def acl_condition(self, negated: bool) -> Cond:
+        """`acl {{name}{arg1}...{arg9}}`: one brace around the name and up to nine arguments."""
+        self.skip_ws()
+        start = self.i
+        self.expect("{", "after acl")
+        args = [self.braced("for the ACL name of acl")]
+        for _ in range(9):
+            self.skip_ws()
+            if self.peek() != "{":
+                break
+            args.append(self.braced("for an argument of acl"))
+        self.skip_ws()
+        if self.peek() != "}":
+            raise self.err("missing '}' to close acl{", start)
+        self.i += 1
+        return Cond("acl", tuple(args), negated)
 
     def def_condition(self, negated: bool) -> Cond:
         self.expect(":", "after def")
