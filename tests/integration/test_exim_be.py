@@ -74,8 +74,10 @@ CASES = [
     "${hash_4_62:abcdefghij}", "${hash{5}{62}{The quick brown fox}}", "${hash{0}{monty}}",
     "${hash{3}{63}{monty}}", "${hash{a}{monty}}", "${hash{3}{mönty}}",
     "${md5:abc}", "${md5:}", "${sha1:abc}", "${sha1:ü}", "${sha256:abc}", "${sha2:abc}", "${sha2_512:abc}",
+    "${sha2_384:abc}", "${sha2_256:abc}", "${sha2_224:abc}", "${h_3:monty}", "${h_4_62:abcdefghij}",
     # quoting
-    "${listquote{:}{a:b::c}}", "${listquote{:}{}}", "${listquote{,}{x,y}}",
+    "${listquote{:}{a:b::c}}", "${listquote{:}{}}", "${listquote{,}{x,y}}", "${listquote{::}{a:b}}",
+    "${listquote{}{a:b}}",
     '${quote:ab"*"cd}', "${quote:}", "${quote:a.b-c_d}", "${quote:a\\nb\\rc}", "${quote:a\\\\b}", "${quote:a+b}",
     # and{} carries $1.. and $value to later sub-conditions
     "${if and{{match{abc}{(b)}}{eq{$1}{b}}}{yes:$1}{no}}",

@@ -42,6 +42,7 @@ def ev(text: str) -> str:
     ("${md5:abc}", "900150983cd24fb0d6963f7d28e17f72"),
     ("${sha1:abc}", "A9993E364706816ABA3E25717850C26C9CD0D89D"),
     ("${sha256:abc}", "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"),
+    ("${h_3:monty}", "jmg"),                      # spec: "h" abbreviates the hash operator
     ("${sha2_384:abc}", "CB00753F45A35E8BB5A03D699AC65007272C32AB0EDED1631A8B605A43FF5BED"
                         "8086072BA1E7CC2358BAECA134C825A7"),
     # RFC 5890 / 3492 conversions
@@ -62,7 +63,7 @@ def test_documented_examples(text: str, want: str) -> None:
     ("${hash{x}{monty}}", "is not a number"),
     ("${utf8_localpart_from_alabel:plain}", "bad alabel prefix"),
     ("${utf8_domain_from_alabel:xn--zz.example}", "Invalid input"),
-    ("${sha2_100:abc}", "not supported"),
+    ("${sha2_224:abc}", "unrecognised sha2 variant"),
 ])
 def test_failures(text: str, fragment: str) -> None:
     with pytest.raises(errors.ExpansionFailed, match=fragment):

@@ -21,6 +21,7 @@ _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")   # printable, no colon, no 
 _COND_SYMBOL = re.compile(r"[=<>]+")
 _LOOKUP_TYPE = re.compile(r"(?:partial\d*(?:-|\([^)]*\)))?[A-Za-z0-9_]+(\*@|\*)?")
 _SUBSTR_TAIL = re.compile(r"[-0-9_]+")
+_HASH_ABBREVIATION = re.compile(r"h_\d+(?:_\d+)?\Z")
 _OCTAL = re.compile(r"[0-7]{1,3}")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,2}")
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "v": "\v"}
@@ -207,7 +208,9 @@ class _Parser:
         if name.startswith("substr_") and self.peek() == "-":
             name += self.read(_SUBSTR_TAIL)      # ${substr_-3_2:...}: negative offset
         c = self.peek()
-        if _HEADER_PREFIX.match(name) and not names.known_variable(name):
+        if c == ":" and _HASH_ABBREVIATION.match(name):
+            name = "hash" + name[1:]              # Exim: `h` abbreviates the hash operator
+        elif _HEADER_PREFIX.match(name) and not names.known_variable(name):
             raise self.err("braces are not allowed around header names: write $h_name:", start)
         if name in names.FORBIDDEN_ITEMS:
             raise self.err(f"${{{name}...}} is refused: {names.FORBIDDEN_ITEMS[name]}", start)
