@@ -19,6 +19,7 @@ from aclmilter.expand import parse
 from aclmilter.outcome import Result
 from aclmilter.policy.loader import load_text
 from tests.harness.exim import expand_batch
+from tests.unit.test_expand_items_i22 import ACL_POLICY
 from tests.unit.fakes_ctx import make_ctx
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ BY_DOMAIN = ("baddomain.com:  !postmaster : *\n"
              "chain.example: spammer5 : >*\n"
              "*: ^\\d{8}$\n")
 
-#: The same named ACLs for Exim (config) and for us (policy).
+#: The named ACLs of tests/unit/test_expand_items_i22.py's ACL_POLICY, for Exim's config.
 EXIM_ACLS = """
 begin acl
 greet:
@@ -41,18 +42,6 @@ refuse:
 later:
   defer message = not now
 """
-OUR_ACLS = """
-acl:
-  greet:
-    - accept: {message: "hello $acl_arg1 ($acl_narg)"}
-  quiet:
-    - accept
-  refuse:
-    - deny: {message: "no $acl_arg2"}
-  later:
-    - defer: {message: "not now"}
-"""
-
 CASES = [
     # INTERNATIONAL operators
     "${utf8_domain_to_alabel:Bücher.EXAMPLE}", "${utf8_domain_to_alabel:straße.de}",
@@ -124,7 +113,7 @@ def test_items_match_real_exim(tmp_path: Path) -> None:
              for c in CASES]
     exim = expand_batch(texts, tmp_path, EXIM_ACLS)
     ctx = make_ctx()
-    ctx.policy = load_text(OUR_ACLS, "p.yaml")
+    ctx.policy = load_text(ACL_POLICY, "p.yaml")
     differ = []
     for text, (kind, value) in zip(texts, exim):
         ours = _ours(text, ctx)

@@ -80,19 +80,6 @@ def test_imapfolder_separator_runs_and_specials() -> None:
     assert imapfolder("/") == ""
 
 
-@pytest.mark.parametrize("text,offset,fragment", [
-    ("${imapfolder}", 12, "expected '{'"),
-    ("${hash{1}}", 9, "expected '{'"),
-    ("${listquote{:}}", 14, "expected '{'"),
-    ("${md5}", 0, "unknown variable name"),
-])
-def test_syntax(text: str, offset: int, fragment: str) -> None:
-    with pytest.raises(errors.SyntaxProblem) as exc:
-        parse(text)
-    assert fragment in str(exc.value)
-    assert exc.value.offset == offset
-
-
 ACL_POLICY = """
 acl:
   greet:
