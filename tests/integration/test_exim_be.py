@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Our expansion of the issue-22 items against real `exim -be` (Debian's exim4-daemon-heavy,
-unpacked by scripts/setup.sh), and `@mx_*` list items through our DNS layer against real Knot.
+unpacked by scripts/setup.sh), $message_smtputf8 against an `exim -bh` session, and `@mx_*`
+list items through our DNS layer against real Knot.
 
 One Exim process expands the whole table (tests/harness/exim.py), so the comparison costs
 one process start. Each row is compared by outcome ("ok" + text, or "fail"); a forced
@@ -18,9 +19,10 @@ from aclmilter.clients.dns import DnsClient, parse_dns_settings
 from aclmilter.expand import parse
 from aclmilter.outcome import Result
 from aclmilter.policy.loader import load_text
-from tests.harness.exim import expand_batch
+from tests.harness.exim import expand_batch, run_exim
 from tests.unit.test_expand_items_i22 import ACL_POLICY
 from tests.unit.fakes_ctx import make_ctx
+from tests.unit.test_session import make_session
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +145,23 @@ def test_mx_item_defers_when_dns_does_not_answer(silent_dns) -> None:  # noqa: F
     ctx = make_ctx(dns=client)
     assert lists.match(ctx, lists.parse_list("@mx_any", "domain"), "mx.spf.test") is Result.DEFER
     assert lists.match(ctx, lists.parse_list("+ignore_defer : @mx_any", "domain"), "mx.spf.test") is Result.FAIL
+
+
+# ---- $message_smtputf8 against an `exim -bh` session ------------------------------------------
+
+def test_message_smtputf8_matches_exim_bh(tmp_path: Path) -> None:
+    config = ("smtputf8_advertise_hosts = *\nacl_smtp_rcpt = r\nbegin acl\n"
+              "r:\n  deny message = utf8=$message_smtputf8\n")
+    dialog = (b"EHLO x.example\r\nMAIL FROM:<a@b.example> SMTPUTF8\r\nRCPT TO:<c@d.example>\r\n"
+              b"RSET\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n")
+    out = run_exim(["-bh", "192.0.2.1"], dialog, tmp_path, config)
+    exim = [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("550 ")]
+    s = make_session(tmp_path, "acl:\n  rcpt:\n    - deny: {message: \"utf8=$message_smtputf8\"}\n")
+    s.connect("[192.0.2.1]", "inet", "192.0.2.1", 4000, {})
+    ours = []
+    for params in (["SMTPUTF8"], []):
+        s.mail("<a@b.example>", params, {})
+        ours.append(s.rcpt("<c@d.example>", [], {}).reply.lines[0])
+        s.abort()
+    assert exim == ["utf8=yes", "utf8=no"]
+    assert ours == exim
