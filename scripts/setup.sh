@@ -55,7 +55,9 @@ exim_unpack() {
     need_root
     tmp=$(mktemp -d)
     # libidn12: a library exim4-daemon-heavy links against that Postfix hosts do not have
-    (cd "$tmp" && apt-get -o DPkg::Lock::Timeout=900 download exim4-daemon-heavy libidn12) || { rm -rf "$tmp"; return 1; }
+    (cd "$tmp" && { apt-get -o DPkg::Lock::Timeout=900 download exim4-daemon-heavy libidn12 ||
+        { apt-get -o DPkg::Lock::Timeout=900 update -q && apt-get download exim4-daemon-heavy libidn12; }; }) ||
+        { rm -rf "$tmp"; return 1; }
     mkdir -p "$EXIM_DIR"
     for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$EXIM_DIR"; done
     rm -rf "$tmp"
