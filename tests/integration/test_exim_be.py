@@ -93,6 +93,12 @@ CASES = [
     "${lookup{nothing.example}partial0-lsearch{@DOMAINS@}}",
     "${lookup{a.dates.fict.example}partial(.)lsearch{@DOMAINS@}{$value}{none}}",
     "${if match_domain{a.dates.fict.example}{partial-lsearch;@DOMAINS@}{yes}{no}}",
+    *[f"${{lookup{{{k}}}{t}{{@DOMAINS@}}{{[$1][$2][$value]}}}}" for k, t in (
+        ("2001.x.dates.fict.example", "partial-lsearch"), ("exact.example", "partial-lsearch"),
+        ("dates.fict.example", "partial-lsearch"), ("a.dates.fict.example", "partial(.)lsearch"),
+        ("no.example", "partial-lsearch*"), ("exact.example", "lsearch"))],
+    "${if match{ab}{(a)(b)}{${lookup{x.dates.fict.example}partial-lsearch{@DOMAINS@}{[$1][$2]}}[$1][$2]}}",
+    "${if match{ab}{(a)(b)}{${lookup{exact.example}lsearch{@DOMAINS@}{[$1][$2]}}}}",
     # @@lsearch address items
     *[f"${{if match_address{{{a}}}{{@@lsearch;@BY_DOMAIN@}}{{yes}}{{no}}}}" for a in (
         "anyone@baddomain.com", "postmaster@baddomain.com", "spammer4@aol.com", "12345@aol.com",

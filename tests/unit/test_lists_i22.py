@@ -149,3 +149,13 @@ def test_atat_star_default_and_validation(by_domain: str) -> None:
     problems = lists.validate(lists.parse_list("@@lsearch;relative : @@nosuch;/f : @@x", "address"), {}, "address")
     assert [("absolute" in str(p), "unknown" in str(p), "lookup item" in str(p)) for p in problems] == \
         [(True, False, False), (False, True, False), (False, False, True)]
+
+
+@pytest.mark.parametrize("key,type_name,want", [
+    ("2001.x.dates.fict.example", "partial-lsearch", "[2001.x][dates.fict.example][wild]"),
+    ("exact.example", "partial-lsearch", "[][exact.example][exact]"),
+    ("dates.fict.example", "partial-lsearch", "[][dates.fict.example][wild]"),
+    ("nothing.example", "partial-lsearch*", "[nothing.example][][star]"),
+])
+def test_partial_lookup_sets_wild_and_fixed_parts(domains: str, key: str, type_name: str, want: str) -> None:
+    assert parse(f"${{lookup{{{key}}}{type_name}{{{domains}}}{{[$1][$2][$value]}}}}").evaluate(make_ctx()) == want

@@ -22,22 +22,26 @@ def find(ctx: "EvalContext", type_name: str, key: str | None, source: str) -> st
     retries the key "*" when the key is not found; `type*@` first retries "*@domain"
     (domain = text after the key's last "@") and then "*".
     """
+    return find_key(ctx, type_name, key, source)[0]
+
+
+def find_key(ctx: "EvalContext", type_name: str, key: str | None, source: str) -> tuple[str | None, str | None]:
+    """`find`, also returning the key that was found (None for query-style lookups)."""
     entry = lookup_entry(type_name)
     if entry is None:
         raise ExpansionFailed(f"unknown lookup type {type_name!r}")
     if entry.query_style:
-        return entry.find(ctx, None, source)
+        return entry.find(ctx, None, source), None
     if key is None:
         raise ExpansionFailed(f"{type_name} needs a key")
     minimum, prefix, _ = partial.split(type_name)
-    for candidate in ((key,) if minimum is None else partial.keys(key, minimum, prefix)):
+    candidates = [key] if minimum is None else list(partial.keys(key, minimum, prefix))
+    if type_name.endswith("*@") and "@" in key:
+        candidates.append("*@" + key.rpartition("@")[2])
+    if type_name.endswith("*") or type_name.endswith("*@"):
+        candidates.append("*")
+    for candidate in candidates:
         value = entry.find(ctx, candidate, source)
         if value is not None:
-            return value
-    if not type_name.endswith("*") and not type_name.endswith("*@"):
-        return None
-    if type_name.endswith("*@") and "@" in key:
-        value = entry.find(ctx, "*@" + key.rpartition("@")[2], source)
-        if value is not None:
-            return value
-    return entry.find(ctx, "*", source)
+            return value, candidate
+    return None, None

@@ -44,3 +44,21 @@ def keys(key: str, minimum: int, prefix: str) -> Iterator[str]:
         final = prefix if len(prefix) == 1 else (prefix[:-1] if prefix.endswith(".") else prefix)
         if final != last:
             yield final
+
+
+def captures(key: str, matched: str, prefix: str) -> dict[str, str]:
+    """`$1` (the wild part) and `$2` (the fixed part) after a partial lookup found `matched`.
+
+    The key itself: "" and the key; a prefixed tail: what the prefix stood for and the tail;
+    a `*`-style default: the whole key and "" (for `partial0-`'s final key Exim 4.96 drops
+    the key's last character from `$1`; we give the whole key).
+    """
+    if matched == key:
+        return {"1": "", "2": key}
+    if matched.startswith(prefix):
+        tail = matched[len(prefix):]
+        if tail and key.endswith("." + tail):
+            return {"1": key[:-len(tail) - 1], "2": tail}
+        if tail == key:
+            return {"1": "", "2": key}
+    return {"1": key, "2": ""}
