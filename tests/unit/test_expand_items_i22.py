@@ -8,6 +8,7 @@ real `exim -be`.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from aclmilter import errors
 from aclmilter.expand import parse
@@ -159,3 +160,31 @@ def test_acl_condition_defer_and_load_check() -> None:
         load_text("acl:\n  rcpt:\n    - deny: {condition: \"${if acl{{gone}}}\"}\n", "p.yaml")
     with pytest.raises(errors.SyntaxProblem, match="missing '}' to close acl"):
         parse("${if acl{{a}{b}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(["\udc80", "\udcff", "/", ".", "&", ":"])),
+               max_size=30),
+       st.sampled_from(["imapfolder", "utf8_domain_to_alabel", "utf8_domain_from_alabel",
+                        "utf8_localpart_to_alabel", "utf8_localpart_from_alabel", "md5", "sha1", "sha256",
+                        "hash", "listquote", "quote"]))
+def test_items_only_return_text_or_fail_the_expansion(text: str, item: str) -> None:
+    """Message data (headers may carry lone surrogates from undecodable bytes) never crashes an item."""
+    ctx = make_ctx()
+    ctx.locals["value"] = text
+    form = {"imapfolder": "${imapfolder{$value}}", "hash": "${hash{3}{$value}}",
+            "listquote": "${listquote{:}{$value}}"}.get(item, f"${{{item}:$value}}")
+    try:
+        assert isinstance(parse(form).evaluate(ctx), str)
+    except errors.ExpansionFailed:
+        pass
+
+
+@pytest.mark.parametrize("form", ["${imapfolder{$value}}", "${utf8_domain_to_alabel:$value}",
+                                  "${utf8_domain_from_alabel:$value}", "${utf8_localpart_to_alabel:$value}",
+                                  "${utf8_localpart_from_alabel:$value}"])
+def test_undecodable_bytes_fail_the_conversions(form: str) -> None:
+    ctx = make_ctx()
+    ctx.locals["value"] = "a\udc80b"          # a raw 0x80 byte kept by surrogateescape
+    with pytest.raises(errors.ExpansionFailed, match="UTF-8|alabel"):
+        parse(form).evaluate(ctx)

@@ -26,9 +26,19 @@ from ..errors import ExpansionFailed
 _ACE = "xn--"
 
 
+def _valid(text: str, what: str) -> str:
+    """Fail the expansion on text that is not valid UTF-8 (bytes kept as lone surrogates by
+    surrogateescape decoding), as Exim's conversions fail on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ExpansionFailed(f"{what}: the text is not valid UTF-8") from None
+    return text
+
+
 def domain_to_alabel(text: str) -> str:
     """`${utf8_domain_to_alabel:}`; fails on a name IDNA 2008 refuses."""
-    if text.isascii():
+    if _valid(text, "utf8_domain_to_alabel").isascii():
         return text
     out: list[str] = []
     for label in text.split("."):
@@ -45,7 +55,7 @@ def domain_to_alabel(text: str) -> str:
 def domain_from_alabel(text: str) -> str:
     """`${utf8_domain_from_alabel:}`; fails on a malformed `xn--` label."""
     out: list[str] = []
-    for label in text.split("."):
+    for label in _valid(text, "utf8_domain_from_alabel").split("."):
         if not label.startswith(_ACE):
             out.append(label)
             continue
@@ -58,7 +68,7 @@ def domain_from_alabel(text: str) -> str:
 
 def localpart_to_alabel(text: str) -> str:
     """`${utf8_localpart_to_alabel:}`: `xn--` + Punycode of the local part."""
-    if text.isascii():
+    if _valid(text, "utf8_localpart_to_alabel").isascii():
         return text
     return _ACE + text.encode("punycode").decode("ascii")
 
@@ -83,6 +93,7 @@ def imapfolder(name: str, sep: str = "/", specials: str = "") -> str:
     """
     if len(sep) != 1:
         raise ExpansionFailed(f'IMAP folder separator must be one character, found "{sep}"')
+    _valid(name, "imapfolder")
     if name.startswith(sep):
         name = name[1:]
     out: list[str] = []
