@@ -37,6 +37,7 @@ def test_variables_from_mail_and_each_recipient(tmp_path: Path) -> None:
 def test_xtext_and_parameter_parsing() -> None:
     assert xtext_decode("a+2Bb+3Dc") == "a+b=c"
     assert xtext_decode("bad+ZZ+0D+0A") == "bad+ZZ??"     # CR/LF never come out of a decode
+    assert xtext_decode("caf+C3+A9") == "café" and xtext_decode("x+FF") == "x\ufffd"
     assert param(("size=1", "smtputf8"), "SMTPUTF8") == ""
     assert param(("SIZE=1",), "RET") is None
     assert param(("ret=FULL",), "RET") == "FULL"

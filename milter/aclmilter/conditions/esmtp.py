@@ -21,13 +21,15 @@ import re
 from .. import registry
 from ..context import EvalContext
 
-_XTEXT = re.compile(r"\+([0-9A-Fa-f]{2})")
+_XTEXT = re.compile(rb"\+([0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def xtext_decode(text: str) -> str:
-    """Decode RFC 3461 xtext (`+HH` -> the character); control characters become "?"."""
-    return _CONTROL.sub("?", _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), text))
+    """Decode RFC 3461 xtext (`+HH` -> that byte; the bytes are read as UTF-8, invalid ones
+    as U+FFFD); control characters become "?"."""
+    raw = _XTEXT.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8", "surrogateescape"))
+    return _CONTROL.sub("?", raw.decode("utf-8", "replace"))
 
 
 def param(params: tuple[str, ...], keyword: str) -> str | None:
