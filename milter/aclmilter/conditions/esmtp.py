@@ -20,6 +20,7 @@ import re
 
 from .. import registry
 from ..context import EvalContext
+from ..expand.digests import to_bytes
 
 _XTEXT = re.compile(rb"\+([0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -28,7 +29,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def xtext_decode(text: str) -> str:
     """Decode RFC 3461 xtext (`+HH` -> that byte; the bytes are read as UTF-8, invalid ones
     as U+FFFD); control characters become "?"."""
-    raw = _XTEXT.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8", "surrogateescape"))
+    raw = _XTEXT.sub(lambda m: bytes([int(m.group(1), 16)]), to_bytes(text))
     return _CONTROL.sub("?", raw.decode("utf-8", "replace"))
 
 

@@ -16,14 +16,24 @@ from ..errors import ExpansionFailed
 #: Exim's character table for ${hash}, as the real binary uses it: "rts" (not "rst") and 62
 #: characters (the spec prints "PQWRST"); found by probing every index with `exim -be`.
 _HASH_CODES = "abcdefghijklmnopqrtsuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_NUMBER = re.compile(r"^\s*-?\d+\s*\Z")
+_NUMBER = re.compile(r"^[ \t\n]*(-?[0-9]+)[ \t\n]*\Z")
 _SHA2 = {256: hashlib.sha256, 384: hashlib.sha384, 512: hashlib.sha512}   # Exim has no sha2_224
 
 
+def to_bytes(text: str) -> bytes:
+    """The bytes a text stands for: UTF-8, with raw bytes kept by surrogateescape restored
+    (any other lone surrogate is written as its UTF-8 form rather than failing)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def _number(text: str) -> int:
-    if not _NUMBER.match(text):
+    m = _NUMBER.match(text)
+    if not m:
         raise ExpansionFailed(f'"{text[:40]}" is not a number (in "hash" expansion)')
-    return int(text)
+    return int(m.group(1))
 
 
 def text_hash(text: str, length: int, limit: int | None = None) -> str:
@@ -35,7 +45,7 @@ def text_hash(text: str, length: int, limit: int | None = None) -> str:
         raise ExpansionFailed(f'hash count "{limit}" too big')
     if limit <= 0:
         raise ExpansionFailed(f'hash count "{limit}" too small')
-    data = text.encode("utf-8", "surrogateescape")
+    data = to_bytes(text)
     if length >= len(data):
         return text
     if length <= 0:
@@ -60,11 +70,11 @@ def hash_item(args: list[str], params: tuple[int, ...]) -> str:
 
 
 def md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
+    return hashlib.md5(to_bytes(text), usedforsecurity=False).hexdigest()
 
 
 def sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest().upper()
+    return hashlib.sha1(to_bytes(text), usedforsecurity=False).hexdigest().upper()
 
 
 def sha2(text: str, bits: int = 256) -> str:
@@ -72,7 +82,7 @@ def sha2(text: str, bits: int = 256) -> str:
     fn = _SHA2.get(bits)
     if fn is None:
         raise ExpansionFailed("unrecognised sha2 variant")
-    return fn(text.encode("utf-8", "surrogateescape")).hexdigest().upper()
+    return fn(to_bytes(text)).hexdigest().upper()
 
 
 def listquote(sep: str, text: str) -> str:
