@@ -188,3 +188,9 @@ def test_undecodable_bytes_fail_the_conversions(form: str) -> None:
     ctx.locals["value"] = "a\udc80b"          # a raw 0x80 byte kept by surrogateescape
     with pytest.raises(errors.ExpansionFailed, match="UTF-8|alabel"):
         parse(form).evaluate(ctx)
+
+
+@pytest.mark.parametrize("text", ["${substr{\x1e1}{1}{abc}}", "${length{\x1e1}{abc}}", "${hash{\x1e3}{monty}}"])
+def test_numbers_with_unicode_spaces_fail_the_expansion(text: str) -> None:
+    with pytest.raises(errors.ExpansionFailed, match="not an integer|not a number"):
+        ev(text)

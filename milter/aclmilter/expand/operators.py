@@ -19,7 +19,7 @@ from .regexes import MAX_SUBJECT, dynamic
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
 
-_INT = re.compile(r"^\s*[+-]?\d+\s*\Z")
+_INT = re.compile(r"^\s*[+-]?\d+\s*\Z", re.ASCII)   # int() must accept what this accepts
 _QUOTE_SAFE = re.compile(r"^[A-Za-z0-9_.\-]*\Z")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 
