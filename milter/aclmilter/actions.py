@@ -240,6 +240,7 @@ class Decision:
     log_message: str | None = None
     where: str = ""          # file:line of the deciding statement, "implicit deny", "no ACL"
     stage: Stage | None = None
+    user_message: str | None = None    # the expanded `message` text (${acl} returns it)
 
     @property
     def is_reject(self) -> bool:

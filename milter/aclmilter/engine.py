@@ -236,11 +236,12 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
     if ctx.tracing:
         ctx.note(where, f"{verb.value} decides: {result.value}" + (f" ({reply.text()})" if reply else ""),
                  result.value)
-    return Decision(result, reply, logtext, where, ctx.stage)
+    return Decision(result, reply, logtext, where, ctx.stage, user)
 
 
-def run_nested(ctx: EvalContext, name: str, args: list[str]) -> Result:
-    """Run a named ACL from `acl = name args`; returns its result as a condition value."""
+def run_named(ctx: EvalContext, name: str, args: list[str]) -> Decision:
+    """Run the named ACL in a child context with $acl_arg1..9 and $acl_narg set (unused
+    arguments empty); raises ExpansionFailed when there is no such ACL."""
     acl = ctx.policy.acls.get(name)
     if acl is None:
         raise ExpansionFailed(f"no ACL named {name!r}")
@@ -248,7 +249,13 @@ def run_nested(ctx: EvalContext, name: str, args: list[str]) -> Result:
     for i in range(1, 10):
         child.locals[f"acl_arg{i}"] = args[i - 1] if i <= len(args) else ""
     child.locals["acl_narg"] = str(len(args))
-    decision = run(child, acl, top_level=False)
+    return run(child, acl, top_level=False)
+
+
+def run_nested(ctx: EvalContext, name: str, args: list[str]) -> Result:
+    """Run a named ACL from `acl = name args`; returns its result as a condition value. A
+    nested refusal's or defer's message becomes the calling statement's (Exim)."""
+    decision = run_named(ctx, name, args)
     if decision.reply is not None and decision.result in (Result.FAIL, Result.DROP, Result.DEFER):
         ctx.cond_message = "\n".join(decision.reply.lines)
     return decision.result

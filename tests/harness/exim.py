@@ -8,14 +8,22 @@ exim4-daemon-heavy conflicts with Postfix, so it is never installed: `scripts/se
 output (log lines and the ACL trace go to standard error). Exim runs as root here with
 `-C config`, so the configuration names a spool directory and log path in a temporary
 directory and `exim_user`/`exim_group` root: nothing touches /var/spool/exim4.
+
+`expand_batch(texts, tmp, config_extra)` runs one `exim -C cfg -be` for many expansion
+strings (one process per batch keeps the suite fast) and returns, per text, either
+("ok", result) or ("fail", Exim's message). `run_exim(args, stdin, tmp, config_extra)` runs
+any other mode the same way; `config_extra` is appended to the main section (a `begin acl`
+section may follow).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -131,3 +139,60 @@ def _wait(address: str, zones, proc, log: Path) -> None:
             pass
         time.sleep(0.05)
     pytest.fail(f"knotd did not answer on {address}:53:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+#: Each expansion is prefixed with this marker (\x01 index \x02) to find results in the output.
+_START = re.compile(r"^> \x01(\d+)\x02", re.M)
+
+
+def _config(tmp: Path, extra: str) -> Path:
+    cfg = tmp / "exim.conf"
+    cfg.write_text(main_options(tmp, "test.example") + f"never_users =\n{extra}\n")
+    return cfg
+
+
+def run_exim(args: Sequence[str], stdin: bytes, tmp: Path, config_extra: str = "",
+             timeout: float = 60.0) -> str:
+    """Run the unpacked Exim with a private minimal configuration; returns its stdout."""
+    cmd = [str(exim_binary()), "-C", str(_config(tmp, config_extra)), *args]
+    env = {**exim_env(), "LANG": "C.UTF-8"}
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, env=env, timeout=timeout, check=False)
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def expand_batch(texts: Sequence[str], tmp: Path, config_extra: str = "",
+                 timeout: float = 60.0) -> list[tuple[str, str]]:
+    """Expand every text with real Exim in one process; see the module docstring."""
+    for t in texts:
+        if "\n" in t or t.endswith("\\"):
+            raise ValueError(f"exim -be reads one line per expansion: {t!r}")
+    lines = "".join(f"\\x01{i}\\x02{t}\n" for i, t in enumerate(texts))
+    return _parse(run_exim(["-be"], lines.encode(), tmp, config_extra, timeout), len(texts))
+
+
+def _parse(out: str, count: int) -> list[tuple[str, str]]:
+    """Split `exim -be` output into one record per input line, in order.
+
+    A success is "> " + marker + result (which may span lines); a failure is a
+    "> Failed: ..." line (Exim drops the marker with the text) for the next index.
+    """
+    results: list[tuple[str, str]] = []
+    next_record = re.compile(r"\n> (?:\x01\d+\x02|Failed: |\n?\Z)")
+    pos = 0
+    for _ in range(count):
+        m = _START.match(out, pos)
+        if m is not None and int(m.group(1)) == len(results):
+            nxt = next_record.search(out, m.end())
+            end = nxt.start() if nxt else len(out)
+            results.append(("ok", out[m.end():end]))
+            pos = end + 1
+            continue
+        if out.startswith("> Failed: ", pos):
+            end = out.find("\n", pos)
+            end = len(out) if end < 0 else end
+            results.append(("fail", out[pos + 10:end]))
+            pos = end + 1
+            continue
+        raise AssertionError(f"cannot read exim -be output at record {len(results)}: "
+                             f"{out[pos:pos + 200]!r}")
+    return results

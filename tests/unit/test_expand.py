@@ -94,6 +94,10 @@ def test_local_data_variables_default_empty() -> None:
     ("${lookup{a}lsearch{$acl_m_f}}", 18, "fixed text"),
     ("${lookup{a}lsearch{relative}}", 18, "absolute"),
     ("${if}", 4, "missing condition"),
+    ("${imapfolder}", 12, "expected '{'"),
+    ("${hash{1}}", 9, "expected '{'"),
+    ("${listquote{:}}", 14, "expected '{'"),
+    ("${md5}", 0, "unknown variable name"),
 ])
 def test_syntax_errors(text: str, offset: int, fragment: str) -> None:
     with pytest.raises(errors.SyntaxProblem) as exc:

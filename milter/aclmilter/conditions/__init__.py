@@ -20,6 +20,8 @@ FEATURES = (
     "srs",         # Exim-native SRS: srs_secrets, ${srs_encode}, inbound_srs, srs_forward/srs_reverse
     "events",      # event_action on reception events
     "arc",         # ARC verification (arc= in our A-R, trusted sealers for DMARC) and sealing
+    "esmtp",       # SMTPUTF8 and DSN parameters as variables
+    "localhost",   # local_interfaces / hosts_treat_as_local for @mx_* list items
 )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import ExpansionFailed, LookupDefer
 from ..outcome import Result
 from .ast import Cond
-from . import headers
+from . import aclcall, headers
 from .regexes import search
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,6 +102,8 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
         variable = _evaluate.variable
         return variable(ctx, cond.target) != "", {}
     args = [evaluate_seq(ctx, a) for a in cond.args]
+    if name == "acl":
+        return aclcall.test(ctx, args)
     if name == "match":
         m = search(cond.regex, args[1], args[0])
         if m is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import ExpansionFailed, ForcedFail
 from .ast import Header, If, Literal, Lookup, Op, Seq, Var
-from . import headers, lookup as lookup_mod, names
+from . import headers, lookup as lookup_mod, names, partial
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -90,17 +90,24 @@ def _if(ctx: "EvalContext", node: If) -> str:
             return evaluate_seq(ctx, node.yes)
     if node.fail:
         raise ForcedFail("forced failure in ${if}")
-    return "" if node.no is None else evaluate_seq(ctx, node.no)
+    if node.no is None:
+        return ""
+    with bound(ctx, bindings):          # only `acl` binds when false: its message as $value
+        return evaluate_seq(ctx, node.no)
 
 
 def _lookup(ctx: "EvalContext", node: Lookup) -> str:
     key = None if node.key is None else evaluate_seq(ctx, node.key)
     source = evaluate_seq(ctx, node.source)
-    value = lookup_mod.find(ctx, node.type_name, key, source)
+    value, found = lookup_mod.find_key(ctx, node.type_name, key, source)
     if value is not None:
         if node.yes is None:
             return value
-        with bound(ctx, {"value": value}):
+        binds = {"value": value}
+        minimum, prefix, _ = partial.split(node.type_name)
+        if minimum is not None and key is not None and found is not None:
+            binds.update(partial.captures(key, found, prefix))     # Exim: $1, $2 of a partial match
+        with bound(ctx, binds):
             return evaluate_seq(ctx, node.yes)
     if node.fail:
         raise ForcedFail("forced failure in ${lookup}")

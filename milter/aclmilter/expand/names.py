@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from .. import context, registry
+from . import partial
 
 #: Variables this package sets itself in ctx.locals (list and lookup data, regex captures).
 LOCAL_VARIABLES = frozenset({"value", "host_data", "domain_data", "local_part_data", "list_data"})
@@ -21,11 +22,9 @@ FORBIDDEN_ITEMS = {
     "perl": "it would run embedded code",
     "dlfunc": "it would load and run a shared library",
     "env": "it would read the service environment",
-    "acl": "nested ACL calls inside expansions are not supported",
     "prvs": "not supported",
     "prvscheck": "not supported",
     "certextract": "not supported",
-    "imapfolder": "not supported",
 }
 
 #: Conditions that need file or authentication-server access.
@@ -36,7 +35,6 @@ FORBIDDEN_CONDITIONS = {
     "ldapauth": "it would call an authentication service",
     "saslauthd": "it would call an authentication service",
     "pwcheck": "it would call an authentication service",
-    "acl": "nested ACL calls inside expansions are not supported",
 }
 
 #: Condition name -> number of braced operands (def/and/or are parsed separately).
@@ -50,6 +48,10 @@ CONDITIONS: dict[str, int] = {
 
 #: Function-style items `${name{a}{b}...}` and their operand count.
 FUNCTION_ITEMS: dict[str, int] = {"sg": 3, "substr": 3, "length": 2}
+#: Items whose trailing arguments may be left out: name -> (fewest, most) braced arguments.
+ARG_RANGES: dict[str, tuple[int, int]] = {"imapfolder": (1, 3), "hash": (2, 3), "listquote": (2, 2),
+                                          "acl": (1, 10)}
+FUNCTION_ITEMS.update({name: most for name, (_, most) in ARG_RANGES.items()})
 
 #: Names that start an item, never a variable (`${if}` is an incomplete item).
 ITEM_NAMES = frozenset({"if", "lookup", *FUNCTION_ITEMS})
@@ -57,9 +59,13 @@ ITEM_NAMES = frozenset({"if", "lookup", *FUNCTION_ITEMS})
 #: Operators `${name:text}` without parameters.
 OPERATORS = frozenset({"lc", "uc", "domain", "local_part", "address", "mask", "reverse_ip",
                        "listcount", "eval", "eval10", "quote", "quote_local_part", "strlen"})
+#: Digests and internationalisation (expand/digests.py, expand/intl.py).
+OPERATORS |= frozenset({"md5", "sha1", "sha256", "sha2", "utf8_domain_to_alabel", "utf8_domain_from_alabel",
+                        "utf8_localpart_to_alabel", "utf8_localpart_from_alabel"})
 
 _PARAM_OPS = {"length": re.compile(r"^length_(\d+)\Z"),
-              "substr": re.compile(r"^substr_(-?\d+)(?:_(\d+))?\Z")}
+              "substr": re.compile(r"^substr_(-?\d+)(?:_(\d+))?\Z"),
+              "hash": re.compile(r"^hash_(\d+)(?:_(\d+))?\Z"), "sha2": re.compile(r"^sha2_(\d+)\Z")}
 
 
 def known_variable(name: str) -> bool:
@@ -68,7 +74,8 @@ def known_variable(name: str) -> bool:
 
 
 def lookup_entry(type_name: str) -> registry.Lookup | None:
-    """The registry entry for a lookup type as written (`lsearch*@` -> lsearch), or None."""
+    """The registry entry for a lookup type as written (`partial-lsearch*@` -> lsearch), or None."""
+    type_name = partial.split(type_name)[2]
     base = type_name[:-2] if type_name.endswith("*@") else type_name.rstrip("*")
     if base.count("*"):
         return None

@@ -11,7 +11,7 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
 from ..errors import ExpansionFailed
-from . import arith
+from . import aclcall, arith, digests, intl
 from .ast import Op
 from .names import lookup_entry
 from .regexes import MAX_SUBJECT, dynamic
@@ -19,7 +19,7 @@ from .regexes import MAX_SUBJECT, dynamic
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
 
-_INT = re.compile(r"^\s*[+-]?\d+\s*\Z")
+_INT = re.compile(r"^\s*[+-]?\d+\s*\Z", re.ASCII)   # int() must accept what this accepts
 _QUOTE_SAFE = re.compile(r"^[A-Za-z0-9_.\-]*\Z")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 
@@ -29,6 +29,9 @@ def apply(ctx: "EvalContext", node: Op) -> str:
     evaluate_seq = _evaluate.evaluate_seq
     args = [evaluate_seq(ctx, a) for a in node.args]
     name = node.name
+    extra = _ITEMS.get(name)
+    if extra is not None:
+        return extra(ctx, node, args)
     if name == "sg":
         return sg(node, args[0], args[1], args[2])
     if name == "substr":
@@ -132,7 +135,8 @@ def _quote(text: str) -> str:
     """Exim ${quote:}: wrap in double quotes (escaping \\ and ") unless it is a plain word."""
     if text and _QUOTE_SAFE.match(text):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + quoted + '"'
 
 
 def _quote_local_part(text: str) -> str:
@@ -165,6 +169,23 @@ _SIMPLE = {
     "quote": _quote,
     "quote_local_part": _quote_local_part,
     "strlen": lambda s: str(len(s)),
+}
+
+
+#: Items and operators implemented in their own modules: (ctx, node, expanded args) -> text.
+_ITEMS = {
+    "acl": lambda ctx, node, a: aclcall.call(ctx, a),
+    "imapfolder": lambda ctx, node, a: intl.imapfolder(*a),
+    "utf8_domain_to_alabel": lambda ctx, node, a: intl.domain_to_alabel(a[0]),
+    "utf8_domain_from_alabel": lambda ctx, node, a: intl.domain_from_alabel(a[0]),
+    "utf8_localpart_to_alabel": lambda ctx, node, a: intl.localpart_to_alabel(a[0]),
+    "utf8_localpart_from_alabel": lambda ctx, node, a: intl.localpart_from_alabel(a[0]),
+    "hash": lambda ctx, node, a: digests.hash_item(a, node.params),
+    "md5": lambda ctx, node, a: digests.md5(a[0]),
+    "sha1": lambda ctx, node, a: digests.sha1(a[0]),
+    "sha256": lambda ctx, node, a: digests.sha2(a[0]),
+    "sha2": lambda ctx, node, a: digests.sha2(a[0], node.params[0] if node.params else 256),
+    "listquote": lambda ctx, node, a: digests.listquote(a[0], a[1]),
 }
 
 

@@ -19,8 +19,9 @@ _DIGITS = re.compile(r"[0-9]+")
 _HEADER_PREFIX = re.compile(r"(h|header|bh|bheader|rh|rheader|lh|lheader)_")
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")   # printable, no colon, no space
 _COND_SYMBOL = re.compile(r"[=<>]+")
-_LOOKUP_TYPE = re.compile(r"[A-Za-z0-9_]+(\*@|\*)?")
+_LOOKUP_TYPE = re.compile(r"(?:partial\d*(?:-|\([^)]*\)))?[A-Za-z0-9_]+(\*@|\*)?")
 _SUBSTR_TAIL = re.compile(r"[-0-9_]+")
+_HASH_ABBREVIATION = re.compile(r"h_\d+(?:_\d+)?\Z")
 _OCTAL = re.compile(r"[0-7]{1,3}")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,2}")
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "v": "\v"}
@@ -207,7 +208,9 @@ class _Parser:
         if name.startswith("substr_") and self.peek() == "-":
             name += self.read(_SUBSTR_TAIL)      # ${substr_-3_2:...}: negative offset
         c = self.peek()
-        if _HEADER_PREFIX.match(name) and not names.known_variable(name):
+        if c == ":" and _HASH_ABBREVIATION.match(name):
+            name = "hash" + name[1:]              # Exim: `h` abbreviates the hash operator
+        elif _HEADER_PREFIX.match(name) and not names.known_variable(name):
             raise self.err("braces are not allowed around header names: write $h_name:", start)
         if name in names.FORBIDDEN_ITEMS:
             raise self.err(f"${{{name}...}} is refused: {names.FORBIDDEN_ITEMS[name]}", start)
@@ -272,6 +275,8 @@ class _Parser:
                                start)
             if type_name.endswith("*") or type_name.endswith("*@"):
                 raise self.err("'*' defaults apply only to single-key lookups", type_at)
+            if type_name.startswith("partial"):
+                raise self.err("partial matching applies only to single-key lookups", type_at)
         elif key is None:
             raise self.err(f"{type_name} is a single-key lookup: write ${{lookup{{key}}{type_name}{{file}}}}",
                            start)
@@ -294,10 +299,13 @@ class _Parser:
 
     def function_item(self, name: str, start: int) -> Op:
         nargs = names.FUNCTION_ITEMS[name]
+        fewest = names.ARG_RANGES.get(name, (nargs, nargs))[0]
         args: list[Seq] = []
         offsets: list[int] = []
         for k in range(nargs):
             self.skip_ws()
+            if k >= fewest and self.peek() != "{":
+                break
             offsets.append(self.i + 1)
             args.append(self.braced(f"for argument {k + 1} of ${{{name}"))
         regex = None
@@ -347,6 +355,8 @@ class _Parser:
             return self.def_condition(negated)
         if name in ("and", "or"):
             return self.and_or(name, negated)
+        if name == "acl":
+            return self.acl_condition(negated)
         nargs = names.CONDITIONS.get(name)
         if nargs is None:
             raise self.err(f"unknown condition {name!r} (there is no 'ne': use '!eq')", at)
@@ -362,6 +372,23 @@ class _Parser:
             if pat is not None:
                 regex = compile_regex(pat, offsets[1])
         return Cond(name, tuple(args), negated, regex=regex)
+
+    def acl_condition(self, negated: bool) -> Cond:
+        """`acl {{name}{arg1}...{arg9}}`: one brace around the name and up to nine arguments."""
+        self.skip_ws()
+        start = self.i
+        self.expect("{", "after acl")
+        args = [self.braced("for the ACL name of acl")]
+        for _ in range(9):
+            self.skip_ws()
+            if self.peek() != "{":
+                break
+            args.append(self.braced("for an argument of acl"))
+        self.skip_ws()
+        if self.peek() != "}":
+            raise self.err("missing '}' to close acl{", start)
+        self.i += 1
+        return Cond("acl", tuple(args), negated)
 
     def def_condition(self, negated: bool) -> Cond:
         self.expect(":", "after def")

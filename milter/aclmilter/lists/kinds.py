@@ -42,8 +42,8 @@ class Flags:
     include_defer: bool = False
 
 
-#: `type;data`, optionally `netN-type;data` (host lists) or `partial-type` (not supported).
-LOOKUP_ITEM = re.compile(r"^(?:(net\d*)-)?([A-Za-z0-9_]+(?:\*@|\*)?);(.*)$", re.S)
+#: `type;data`, optionally `netN-type;data` (host lists) or `partialN-type` / `partialN(prefix)type`.
+LOOKUP_ITEM = re.compile(r"^(?:(net\d*)-)?((?:partial\d*(?:-|\([^)]*\)))?[A-Za-z0-9_]+(?:\*@|\*)?);(.*)$", re.S)
 DATA_VARIABLE = {"host": "host_data", "ip": "host_data", "domain": "domain_data",
                  "localpart": "local_part_data", "address": "list_data", "string": "list_data"}
 
@@ -114,6 +114,8 @@ def domain_item(ctx: "EvalContext", item: str, subject: str, flags: Flags) -> Ou
         local = ctx.conn.client.local_address
         return Outcome.MATCH if local and subject.lower() in (f"[{local}]", f"[ipv6:{local}]".lower()) \
             else Outcome.NOMATCH
+    if item.startswith("@mx_"):
+        return _mx.mx_item(ctx, item, subject.lower())
     return string_like(ctx, item, subject, True, "domain")
 
 
@@ -137,6 +139,8 @@ def address_item(ctx: "EvalContext", item: str, subject: str, flags: Flags) -> O
     caseless = not flags.caseful
     if item == "":
         return Outcome.MATCH if subject == "" else Outcome.NOMATCH
+    if item.startswith("@@"):
+        return _atat.atat_item(ctx, item[2:], lp, dom, flags) if subject else Outcome.NOMATCH
     if item.startswith("^"):
         return _regex(ctx, item, address, caseless)
     m = LOOKUP_ITEM.match(item)
@@ -185,4 +189,4 @@ MATCHERS: dict[str, Matcher] = {
 
 # Imported last (both import this module): module objects, looked up when called. A
 # function-level import runs the import machinery on every list item matched.
-from . import hosts as _hosts, matching as _matching  # noqa: E402
+from . import atat as _atat, hosts as _hosts, matching as _matching, mx as _mx  # noqa: E402

@@ -12,7 +12,8 @@ from ..errors import SyntaxProblem
 from ..expand.names import lookup_entry, unknown_lookup
 from .hosts import BadAddress, looks_like_ip, parse_network
 from .kinds import LOOKUP_ITEM
-from .spec import ListSpec
+from . import mx
+from .spec import ListSpec, split_text
 
 _SWITCHES = {"host": {"ignore_unknown", "include_unknown", "ignore_defer", "include_defer"},
              "address": {"caseful"}, "localpart": {"caseful"}}
@@ -82,7 +83,7 @@ def _check_item(item: str, named: dict[str, set[str]], kind: str) -> str | None:
             return f"{net}- lookups are only for host lists"
         if not entry.query_style and not data.strip().startswith("/"):
             return f"the file of {type_name} must be an absolute path"
-        return None
+        return _check_partial(type_name, entry.query_style, kind)
     if item.startswith("^"):
         return _check_regex(item)
     if kind == "address":
@@ -92,7 +93,7 @@ def _check_item(item: str, named: dict[str, set[str]], kind: str) -> str | None:
         if at and dom.startswith("^"):
             return _check_regex(dom)
         if item.startswith("@@"):
-            return "@@ lookups in address lists are not supported"
+            return _check_atat(item[2:])
         return None
     if kind in ("host", "ip") and looks_like_ip(item):
         try:
@@ -101,5 +102,37 @@ def _check_item(item: str, named: dict[str, set[str]], kind: str) -> str | None:
             return str(exc)
         return None
     if kind == "domain" and item.startswith("@mx_"):
-        return f"{item!r} is not supported"
+        try:
+            _, ignore = mx.parse_item(item)
+        except ValueError as exc:
+            return str(exc)
+        if ignore is not None:
+            for ip in split_text(ignore):
+                bad = _check_item(ip.lstrip("!").strip(), named, "ip")
+                if bad:
+                    return f"{item.partition('/')[0]}/ignore: {bad}"
+        return None
     return None
+
+
+def _check_partial(type_name: str, query_style: bool, kind: str) -> str | None:
+    """partial- is for single-key lookups, and (as in Exim) not for address-list items."""
+    if not type_name.startswith("partial"):
+        return None
+    if query_style:
+        return f"{type_name}: partial matching applies only to single-key lookups"
+    if kind == "address":
+        return f"{type_name}: partial matching is not available for lookup items in address lists"
+    return None
+
+
+def _check_atat(spec: str) -> str | None:
+    m = LOOKUP_ITEM.match(spec)
+    if not m or m.group(1):
+        return f"@@ must be followed by a lookup item (type;file or type;query), not {spec!r}"
+    entry = lookup_entry(m.group(2))
+    if entry is None:
+        return f"unknown lookup type {m.group(2)!r}"
+    if not entry.query_style and not m.group(3).strip().startswith("/"):
+        return f"the file of {m.group(2)} must be an absolute path"
+    return _check_partial(m.group(2), entry.query_style, "domain")

@@ -16,6 +16,7 @@ import yaml
 
 from .. import conditions  # noqa: F401  (registers every feature)
 from .. import expand, lists
+from ..expand import aclcall
 from ..errors import Mark, PolicyError, PolicyErrors, SyntaxProblem
 from ..outcome import Verb
 from ..registry import TABLES, ArgMode, Item, Kind
@@ -298,6 +299,9 @@ class _Loader:
             target = static[0]
             if target not in getattr(self, "acl_names", set()):
                 self.err(use.mark, f"acl: no ACL named {target!r} under acl:")
+        for target in aclcall.static_targets(expansion) if isinstance(expansion, expand.Expansion) else ():
+            if target not in getattr(self, "acl_names", set()):
+                self.err(use.mark, f"{entry.name}: ${{acl{{{target}}}}}: no ACL named {target!r} under acl:")
         return use
 
     def check_control(self, use: ItemUse, stage: Stage | None) -> None:
@@ -330,8 +334,8 @@ class _Loader:
                 return
             for st in acl.statements:
                 for use in st.items:
-                    if use.name == "acl" and use.has_static:
-                        target = self.acls.get(use.static[0])
+                    for name in _called_acls(use):
+                        target = self.acls.get(name)
                         if target is None or target.name in {s.key for s in ORDERED}:
                             continue
                         if callers.get(target.name, Stage(0)) & stage:
@@ -349,6 +353,14 @@ class _Loader:
                     if bad:
                         self.err(use.mark, f"{use.name!r} in ACL {name} is not allowed in the "
                                            f"{', '.join(s.key for s in ORDERED if s & bad)} ACL that calls it")
+
+
+def _called_acls(use: ItemUse) -> list[str]:
+    """Named ACLs a statement item calls: `acl = name`, then every static `${acl{name}}`."""
+    names = [use.static[0]] if use.name == "acl" and use.has_static else []
+    if isinstance(use.expansion, expand.Expansion):
+        names += aclcall.static_targets(use.expansion)
+    return names
 
 
 def load_text(text: str, file: str = "<policy>") -> Policy:

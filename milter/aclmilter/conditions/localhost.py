@@ -1,0 +1,35 @@
+"""Settings that say which hosts are "the local host" for `@mx_any`/`@mx_primary`/`@mx_secondary`
+domain-list items (lists/mx.py), named as Exim's main options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import lists, registry
+from .. import validators as st
+from ..errors import SyntaxProblem
+from ..lists.hosts import BadAddress, parse_network
+
+
+def _interfaces(value: Any) -> tuple[str, ...]:
+    items = st.string_list(value) if not isinstance(value, str) else tuple(lists.split_text(value))
+    for item in items:
+        try:
+            parse_network(item)
+        except BadAddress as exc:
+            raise SyntaxProblem(f"local_interfaces: {exc}") from None
+    return items
+
+
+def _domain_list(value: Any) -> str | None:
+    text = st.optional_text(value)
+    if text is not None:
+        lists.parse_list(text, "domain")     # raises SyntaxProblem with the offset
+    return text
+
+
+registry.setting("local_interfaces", _interfaces, (),
+                 "addresses/networks of this mail host for @mx_* items (`<;` list or YAML sequence); "
+                 "empty: the address the client connected to ($received_ip_address)")
+registry.setting("hosts_treat_as_local", _domain_list, None,
+                 "a domain list of MX host names that count as the local host for @mx_* items")
