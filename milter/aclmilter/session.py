@@ -20,11 +20,12 @@ from typing import Any, Callable, Mapping
 
 from . import engine, lists
 from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
-                      build_reply, clean_line)
+                      clean_line)
 from .checks.proxy import derive_identity
 from .context import EvalContext
 from .outcome import Result
 from .registry import TABLES
+from .replies import INTERNAL_REJECT, INTERNAL_TEMPFAIL
 from .runtime import Runtime, Snapshot
 from .stages import ORDERED, Stage
 from .state import Connection, Recipient, Transaction
@@ -50,6 +51,14 @@ class Response:
 
 
 CONTINUE = Response(Action.CONTINUE)
+_INTERNAL = {"accept": CONTINUE, "reject": Response(Action.REJECT, INTERNAL_REJECT)}
+_INTERNAL_DEFAULT = Response(Action.TEMPFAIL, INTERNAL_TEMPFAIL)
+
+
+def internal_response(mode: str) -> Response:
+    """The answer for an internal error under `settings.on_internal_error` = `mode`
+    (accept, reject, tempfail; anything else tempfails). Every guard uses this one."""
+    return _INTERNAL.get(mode, _INTERNAL_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -229,12 +238,7 @@ class Session:
         log.error("%s internal error at %s:\n%s", self._qid(), where, traceback.format_exc())
         if self.services.metrics is not None:
             self.services.metrics.internal_error(where)
-        mode = self.policy.settings.get("on_internal_error", "tempfail")
-        if mode == "accept":
-            return CONTINUE
-        if mode == "reject":
-            return Response(Action.REJECT, build_reply(None, 550, "Internal error"))
-        return Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
+        return internal_response(self.policy.settings.get("on_internal_error", "tempfail"))
 
     def _clock(self) -> float:
         """Start time of a callback when there are metrics to feed, else 0.0 (no clock read)."""
@@ -372,7 +376,7 @@ class Session:
             return self._finish(refused, "predata")
         decision = self._run(Stage.PREDATA, command="data")
         if decision.result is Result.DISCARD:
-            decision = Decision(Result.ERROR, build_reply(None, 451, "Temporary local problem - please try later"),
+            decision = Decision(Result.ERROR, INTERNAL_TEMPFAIL,
                                 "discard is not allowed in the predata ACL", decision.where, Stage.PREDATA)
         return self._finish(self._response(decision, Stage.PREDATA), "predata")
 
@@ -468,8 +472,7 @@ class Session:
                 log.info("%s recipient %s not delivered (%s at %s)", self._qid(), r.address,
                          decision.result.value, decision.where)
             else:
-                return Response(Action.TEMPFAIL, decision.reply or Reply(451, "4.3.0", (
-                    "Temporary local problem - please try later",)))
+                return Response(Action.TEMPFAIL, decision.reply or INTERNAL_TEMPFAIL)
         if remaining == 0:
             log.info("%s no recipient left after the deliver ACL: message discarded", self._qid())
             return Response(Action.DISCARD)

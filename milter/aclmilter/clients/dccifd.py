@@ -249,8 +249,13 @@ def _text_line(raw: bytes) -> str:
     return line
 
 
-def _header_block(lines: list[str]) -> tuple[str | None, tuple[str, ...]]:
-    """Split the lines after the recipient line into the X-DCC header and the rest."""
+def _header_block(lines: list[str], folds: str = " \t") -> tuple[str | None, tuple[str, ...]]:
+    """Split the lines after the recipient line into the X-DCC header and the rest.
+
+    A line starting with one of `folds` continues the header. dccifd folds its header with a
+    single TAB, and in `cksums` mode the checksum table that follows is right-aligned with
+    leading spaces, so there only a TAB continues the header (`parse_answer`).
+    """
     if not lines:
         return None, ()
     first = lines[0]
@@ -259,7 +264,7 @@ def _header_block(lines: list[str]) -> tuple[str | None, tuple[str, ...]]:
         raise ProtocolError(f"expected an X-DCC header, got {first[:40]!r}")
     block = [first]
     i = 1
-    while i < len(lines) and lines[i][:1] in (" ", "\t"):
+    while i < len(lines) and lines[i][:1] and lines[i][:1] in folds:
         block.append(lines[i])
         i += 1
     return "\n".join(block), tuple(lines[i:])
@@ -308,7 +313,8 @@ def parse_answer(data: bytes, n_recipients: int, options: Iterable[str] = ("head
     lines = [_text_line(x) for x in raw_lines[:-1]]
     if any(line == "" for line in lines):
         raise ProtocolError("bytes after the blank line that ends the answer")
-    header, extra = _header_block(lines)
+    # cksums: the table after the header is `extra`, never part of the header
+    header, extra = _header_block(lines, "\t" if "cksums" in opts else " \t")
     if extra and "cksums" not in opts:
         raise ProtocolError(f"unexpected line after the X-DCC header: {extra[0][:40]!r}")
     return Answer(verdict, rcpts, header, extra)

@@ -16,9 +16,8 @@ from typing import Any, Callable
 import Milter
 import milter
 
-from ..actions import Reply
 from ..runtime import Runtime
-from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session
+from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session, internal_response
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import logsetup
@@ -33,7 +32,7 @@ _NR_CONNECT, _NR_HELO, _NR_MAIL, _NR_RCPT, _NR_DATA = (negotiation.NO_REPLY_BIT[
     "connect", "helo", "mail", "rcpt", "predata"))
 _NR_HDR, _NR_EOH, _NR_BODY = (negotiation.CONTENT_NO_REPLY_BIT[k] for k in ("header", "eoh", "body"))
 
-INTERNAL_TEMPFAIL = Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
+INTERNAL_TEMPFAIL = internal_response("tempfail")
 
 
 class GlueConfig:
@@ -125,11 +124,7 @@ class AclMilter(Milter.Base):
             mode = snap.policy.settings.get("on_internal_error", "tempfail")
         except Exception:  # noqa: BLE001 - fall back to the safe answer
             mode = "tempfail"
-        if mode == "accept":
-            return Response(Action.CONTINUE)
-        if mode == "reject":
-            return Response(Action.REJECT, Reply(550, "5.3.0", ("Internal error",)))
-        return INTERNAL_TEMPFAIL
+        return internal_response(mode)
 
     def _answer(self, stage: str, response: Response, at_eom: bool = False) -> int:
         mr = map_response(response, at_eom)
