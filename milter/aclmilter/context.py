@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +102,15 @@ class EvalContext:
             return store[name]
         for dep in entry.needs:
             self.check(dep)
-        result = entry.compute(self)
+        metrics = self.services.metrics
+        if metrics is None:
+            result = entry.compute(self)
+        else:       # the latency of the check itself, once per computation (not per condition)
+            started = time.monotonic()
+            try:
+                result = entry.compute(self)
+            finally:
+                metrics.check_latency(name, time.monotonic() - started)
         store[name] = result
         return result
 

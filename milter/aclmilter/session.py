@@ -28,6 +28,7 @@ from .registry import TABLES
 from .replies import INTERNAL_REJECT, INTERNAL_TEMPFAIL
 from .runtime import Runtime, Snapshot
 from .stages import ORDERED, Stage
+from .summary import check_words
 from .state import Connection, Recipient, Transaction
 
 log = logging.getLogger("aclmilter")
@@ -442,8 +443,13 @@ class Session:
                                         f"{held.response.action.value}_at_{held.stage}", where=held.where)
             return self._eom()
         except Exception:  # noqa: BLE001
-            response = self._finish(self._internal_error("eom"), "eom", "internal error")
-            return EomResult(response, Edits(), [], None, {"queue_id": self._qid(), "decision": "internal error"})
+            internal = self._internal_error("eom")
+            response = self._finish(internal, "eom", "internal error")
+            try:
+                summary = self.log_record(_word(internal), None, "internal error")
+            except Exception:  # noqa: BLE001 - the state itself may be what broke
+                summary = {"queue_id": self._qid(), "decision": _word(internal), "where": "internal error"}
+            return EomResult(response, Edits(), [], None, summary)
         finally:
             self._timed("eom", started)
 
@@ -455,7 +461,7 @@ class Session:
         refused = self._refused_by_proxy()
         if refused is not None:
             return self._eom_result(self._finish(refused, "data", "proxy_required_hosts"), Edits(), None,
-                                    "proxy required")
+                                    "reject", where="proxy_required_hosts")
         edits: Edits = txn.edits
         kept = [r for r in txn.recipients if r.accepted and not r.discarded]
         for r in txn.recipients:
@@ -496,7 +502,7 @@ class Session:
                 for hook in deliver_hooks:
                     hook.run(dctx, hook_decision)
                 self._flush_log(dctx, "deliver hooks")
-        outcome = "accept" if response.action is Action.CONTINUE else response.action.value
+        outcome = _word(response) + ("_at_deliver" if stage == "deliver" and response is not CONTINUE else "")
         return self._eom_result(self._finish(response, stage), edits, decision, outcome)
 
     def _deliver(self, kept: list[Recipient], edits: Edits) -> Response:
@@ -533,8 +539,6 @@ class Session:
         changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
                                                                 edits.header_removes)]
         summary = self.log_record(outcome, decision, where)
-        if self.services.metrics is not None:
-            self.services.metrics.decision(response.action.value)
         return EomResult(response, edits, changes, None if self.dry_run else edits.quarantine, summary)
 
     def _monitored(self, edits: Edits) -> Edits:
@@ -583,8 +587,14 @@ class Session:
     def log_record(self, outcome: str = "", decision: Decision | None = None, where: str | None = None) -> dict:
         """The one-line-per-message record: queue id, client, HELO, sender, recipients, decision.
 
-        `where` (the deciding statement) defaults to the decision's."""
+        `where` (the deciding statement) defaults to the decision's; when that stage had no ACL,
+        the statement of the latest ACL that ran in the transaction decided. `checks` holds a
+        word per check that ran (summary.check_words), `prx` the PROXY peer."""
         txn = self.txn
+        where = where if where is not None else (decision.where if decision else "")
+        if where == "no ACL" and self.deciding:
+            where = self.deciding
+        client = self.conn.client
         rec = {
             "queue_id": self._qid(),
             "client": f"{self.conn.client.name or 'unknown'}[{self.conn.client.address}]",
@@ -592,11 +602,21 @@ class Session:
             "sender": f"<{txn.sender}>" if txn else "",
             "recipients": [r.address for r in txn.recipients if r.accepted] if txn else [],
             "decision": outcome,
-            "where": where if where is not None else (decision.where if decision else ""),
+            "where": where,
+            "checks": check_words(txn.results) if txn else {},
+            "prx": f"[{client.proxy_address}]:{client.proxy_port}" if client.proxied and client.proxy_address
+            else ("yes" if client.proxied else ""),
             "dry_run": self.dry_run,
         }
         self.final = rec
         return rec
+
+
+def _word(response: Response) -> str:
+    """The log line's word for a final response: accept, reject, tempfail, discard or drop."""
+    if response.action is Action.CONTINUE or response.action is Action.ACCEPT:
+        return "accept"
+    return "drop" if response.drop else response.action.value
 
 
 def _strip_brackets(addr: str) -> str:

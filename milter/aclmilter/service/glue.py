@@ -20,7 +20,7 @@ from ..runtime import Runtime
 from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session, internal_response
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
-from . import logsetup
+from . import logline, logsetup
 from . import macros as mac
 from . import negotiation
 from .reply import map_response
@@ -43,6 +43,8 @@ class GlueConfig:
     #: the MTA talks to us over a unix socket (changes what is negotiated: negotiation.wanted)
     unix_socket: bool = False
     session_factory: Callable[..., Any] = Session
+    #: the message log line's format (service.logline.FORMATS)
+    log_format: str = "logfmt"
 
 
 CONFIG = GlueConfig()
@@ -50,18 +52,6 @@ CONFIG = GlueConfig()
 
 def _family_name(family: int) -> str:
     return {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}.get(family, "unix")
-
-
-def _format_record(rec: dict) -> str:
-    """One log line per message: key=value pairs in a fixed order."""
-    rcpts = rec.get("recipients") or []
-    parts = [f"qid={rec.get('queue_id') or '-'}", f"client={rec.get('client', '')}",
-             f"helo={rec.get('helo') or '-'}", f"from={rec.get('sender', '')}",
-             f"to={','.join(f'<{r}>' for r in rcpts) or '-'}", f"decision={rec.get('decision', '')}",
-             f"where={rec.get('where') or '-'}"]
-    if rec.get("dry_run"):
-        parts.append("dry_run=yes")
-    return " ".join(parts)
 
 
 class AclMilter(Milter.Base):
@@ -138,6 +128,11 @@ class AclMilter(Milter.Base):
         if response.drop:
             log.info("dropping the connection after %s: %s", stage, mr.setreply)
         return mr.rc
+
+    def _metrics(self) -> Any:
+        """The metrics of this connection's services (None outside the daemon)."""
+        services = getattr(self.session, "services", None)
+        return getattr(services, "metrics", None)
 
     def _held(self) -> HeldRefusal | None:
         """A refusal held from a step the MTA did not wait for (connection first)."""
@@ -282,8 +277,7 @@ class AclMilter(Milter.Base):
                 ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,
                                      self.hides_own_received)
                 edit_plan.execute(self, ops)
-            if msglog.isEnabledFor(logging.INFO):      # the line is built only to be written
-                logsetup.message_line(msglog, _format_record(result.summary))
+            logline.finish(msglog, result.summary, self._metrics(), CONFIG.log_format)
             self.in_txn = False
             return self._answer("eom", response, at_eom=True)
         except Exception:  # noqa: BLE001
@@ -310,10 +304,10 @@ class AclMilter(Milter.Base):
         rec = dict(self.session.log_record("", getattr(self.session, "last_refusal", None)))
         if self.last_refusal is not None:
             stage, resp = self.last_refusal
-            rec["decision"] = f"{resp.action.value}_at_{stage}"
+            rec["decision"] = f"{'drop' if resp.drop else resp.action.value}_at_{stage}"
         else:
             rec["decision"] = "aborted"
-        logsetup.message_line(msglog, _format_record(rec))
+        logline.finish(msglog, rec, self._metrics(), CONFIG.log_format)
 
     def close(self) -> int:
         try:
