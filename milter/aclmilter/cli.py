@@ -51,7 +51,7 @@ def _parse_macros(items: list[str]) -> dict[str, str]:
 def _cmd_test(args: argparse.Namespace) -> int:
     from .dryrun import SessionSpec, read_message_file, simulate
     from .runtime import Runtime
-    runtime = Runtime(args.policy, dry_run=False)
+    runtime = Runtime(args.policy, dry_run=False, simulate=True, update=args.update)
     try:
         runtime.load()
     except PolicyErrors as exc:
@@ -133,21 +133,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aclmilter", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate policy files; every error as file:line:column")
-    c.add_argument("policy", nargs="+")
-    c.add_argument("-q", "--quiet", action="store_true")
+    c.add_argument("policy", nargs="+", help="policy files to check (YAML)")
+    c.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing for a valid policy (errors still go to stderr; the exit code tells)")
     c.set_defaults(func=_cmd_check)
     t = sub.add_parser("test", help="dry-run one SMTP session through the policy (like exim -bh)")
-    t.add_argument("--policy", required=True)
-    t.add_argument("--client-ip", required=True)
-    t.add_argument("--client-name", default="")
-    t.add_argument("--client-port", type=int, default=0)
-    t.add_argument("--helo", default="")
+    t.add_argument("--policy", required=True, help="YAML policy file")
+    t.add_argument("--client-ip", required=True, help="the SMTP client's IP address ($sender_host_address)")
+    t.add_argument("--client-name", default="",
+                   help="the client's verified host name ($sender_host_name; default: none)")
+    t.add_argument("--client-port", type=int, default=0, help="the client's TCP port (default: unknown)")
+    t.add_argument("--helo", default="", help="HELO/EHLO name (default: the client name or [IP])")
     t.add_argument("--from", dest="sender", required=True, help="envelope sender; empty for <>")
-    t.add_argument("--rcpt", action="append", default=[], required=True)
+    t.add_argument("--rcpt", action="append", default=[], required=True,
+                   help="envelope recipient; repeat for several")
     t.add_argument("--message", help="an .eml file to use as the message")
     t.add_argument("--macro", action="append", default=[], help="NAME=VALUE MTA macro (e.g. daemon_name=proxied)")
-    t.add_argument("--queue-id", default="TESTQID")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--queue-id", default="TESTQID", help="MTA queue id to pretend ($message_exim_id; "
+                   "default %(default)s)")
+    t.add_argument("--update", action="store_true",
+                   help="also write ratelimit updates and Redis write commands, as the service would "
+                        "(default: computed and shown, never written)")
+    t.add_argument("--json", action="store_true",
+                   help="print the report as one JSON object (every variable per stage) instead of the trace")
     t.set_defaults(func=_cmd_test)
     s = sub.add_parser("policy", help="show what the policy language offers")
     s.add_argument("what", choices=["show"])

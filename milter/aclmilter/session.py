@@ -128,7 +128,7 @@ class Session:
     """One MTA connection."""
 
     def __init__(self, runtime: Runtime, *, record_variables: bool = False, listen_port: str = "",
-                 simulate: bool = False, snapshot: Snapshot | None = None) -> None:
+                 simulate: bool | None = None, snapshot: Snapshot | None = None) -> None:
         self.runtime = runtime
         # The service pins the snapshot it negotiated the milter steps with: a reload must not
         # hand this connection a policy that needs steps the MTA was told to skip.
@@ -141,7 +141,9 @@ class Session:
         self.listen_port = listen_port
         self.final: dict | None = None
         self.last_refusal: Decision | None = None   # the transaction's latest non-accept decision
-        self.simulate = simulate      # `aclmilter test`: no waiting in `delay`, no reports sent
+        # a simulation (runtime.simulate, or asked here): no side effects on shared state
+        self.simulate = runtime.simulate if simulate is None else simulate
+        self.writes = not self.simulate or runtime.update
         # Monitor mode (dry_run): the first refusal that was not given, as (action, stage, where),
         # for the connection (connect/HELO) and for the transaction (reset at MAIL).
         self.would_conn: tuple[str, str, str] | None = None
@@ -167,7 +169,8 @@ class Session:
 
     def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
         return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
-                           smtp_command=command, dry_run=self.simulate, tracing=self.record_variables)
+                           smtp_command=command, dry_run=self.simulate, tracing=self.record_variables,
+                           writes=self.writes)
 
     def _macros(self, macros: Mapping[str, str] | None) -> None:
         if macros:
@@ -208,7 +211,11 @@ class Session:
         self.records.append(rec)
 
     def variables(self, ctx: EvalContext) -> dict[str, str]:
-        """Every registered variable's value now (errors become ""), plus acl_c/acl_m."""
+        """Every registered variable's value now (errors become ""), plus acl_c/acl_m.
+
+        Only results already computed are shown: a check no ACL has used so far is not run
+        for its variables (they are empty), so showing them never sends a query."""
+        ctx.observe_only = True
         out: dict[str, str] = {}
         for name in sorted(TABLES.variables):
             try:

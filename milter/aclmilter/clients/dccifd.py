@@ -24,7 +24,9 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable
+
+from .health import watched
 
 # ---- limits dccifd enforces (it closes without a reply beyond them) -------------------------
 #: dccifd refuses more recipients than this (MAX_RCPTS) by closing without an answer.
@@ -344,8 +346,9 @@ class DccifdClient:
     """
 
     def __init__(self, address: Address, timeout: float = 10.0, options: tuple[str, ...] = ("header",),
-                 max_reply: int = MAX_HEADER_REPLY) -> None:
+                 max_reply: int = MAX_HEADER_REPLY, metrics: Callable[[], Any] = lambda: None) -> None:
         self.address = address
+        self.metrics = metrics            # the daemon's Metrics, looked up per call (set late)
         self.timeout = timeout
         self.options = options
         self.max_reply = max_reply
@@ -357,6 +360,10 @@ class DccifdClient:
         reply, sends more than the reply limit, or the deadline passes. If dccifd stops
         reading and answers early (its `T\\n\\n`), the early reply is returned.
         """
+        with watched(self.metrics(), "dccifd", (TransportError,)):
+            return self._exchange(envelope, message, max_reply)
+
+    def _exchange(self, envelope: bytes, message: bytes, max_reply: int | None) -> bytes:
         deadline = time.monotonic() + self.timeout
         addr = self.address
         try:

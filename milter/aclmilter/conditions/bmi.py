@@ -21,6 +21,7 @@ from .. import registry, services
 from ..actions import HeaderAdd, HeaderPosition, HeaderRemove
 from ..checks.bmi import (BmiSettings, FailureOutcome, Verdict, VerdictKind, compute_verdict,
                           effective_profile, parse_bmi, parse_optin, parse_rule_list, tracker)
+from ..clients.health import watched
 from ..checks.scan import (Envelope, Scanner, ScannerError, ScanResult, ScanStatus, assemble_message,
                            build_scanner, header_block)
 from ..context import EvalContext
@@ -131,7 +132,8 @@ def scan_check(ctx: EvalContext) -> ScanResult:
     envelope = Envelope(ctx.conn.client.address, ctx.conn.client.name, ctx.conn.helo, txn.sender,
                         tuple(r.address for r in txn.accepted_recipients if not r.discarded), txn.queue_id)
     try:
-        report = scanner.scan(assemble_message(txn.headers, txn.body.read()), envelope)
+        with watched(ctx.services.metrics, SCANNER_SERVICE, (ScannerError,)):
+            report = scanner.scan(assemble_message(txn.headers, txn.body.read()), envelope)
     except ScannerError as exc:
         return _failed(ctx, str(exc))
     ctx.note("scan", f"{report.backend}: score {report.score:g}/{report.threshold:g} "

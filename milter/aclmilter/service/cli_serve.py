@@ -14,7 +14,7 @@ import tempfile
 from typing import Any
 
 from ..errors import PolicyErrors
-from . import logsetup, socketspec
+from . import logline, logsetup, sockcheck, socketspec
 
 log = logging.getLogger("aclmilter")
 
@@ -34,7 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="serve Prometheus metrics there (off by default)")
     p.add_argument("--workers", type=int, default=1, help="pre-forked worker processes (default 1)")
     p.add_argument("--syslog", action="store_true", help="also log to syslog (facility mail)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="lowest level logged (default %(default)s; the message lines are info)")
+    p.add_argument("--log-format", default="logfmt", choices=logline.FORMATS,
+                   help="format of the one line per message: logfmt key=value pairs, values with "
+                        "spaces double-quoted (default), or one JSON object")
     p.add_argument("--timeout", type=int, default=600,
                    help="seconds libmilter waits for the MTA before closing (default %(default)s)")
     p.add_argument("--backlog", type=int, default=128, help="listen backlog (default %(default)s)")
@@ -116,10 +120,15 @@ def run(args: argparse.Namespace) -> int:
     glue.CONFIG.runtime = runtime
     glue.CONFIG.listen_port = spec.listen_port
     glue.CONFIG.unix_socket = spec.kind == "unix"
+    glue.CONFIG.log_format = args.log_format
     glue.register(args.name)
     milter.setconn(spec.libmilter)
     milter.settimeout(args.timeout)
     milter.setbacklog(args.backlog)
+    trouble = sockcheck.problem(spec)
+    if trouble is not None:
+        log.error("cannot open %s: %s", spec, trouble)
+        return 3
     old_umask = os.umask(0o117)
     try:
         milter.opensocket(True)
