@@ -108,24 +108,14 @@ def _print_trace(report: dict) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from . import conditions  # noqa: F401
-    from .registry import TABLES
-    from .stages import names
-    print("conditions and modifiers:")
-    for name, item in sorted(TABLES.items.items()):
-        print(f"  {name:24} {item.kind.value:9} {','.join(names(item.stages))}")
-    print("controls:")
-    for name, ctl in sorted(TABLES.controls.items()):
-        print(f"  {name:24} {','.join(names(ctl.stages))}")
-    print("variables:")
-    for name in sorted(TABLES.variables):
-        print(f"  ${name}")
-    print("settings:")
-    for name, s in sorted(TABLES.settings.items()):
-        print(f"  {name:24} default={s.default!r}")
-    print("lookups:")
-    for name in sorted(TABLES.lookups):
-        print(f"  {name}")
+    """Print the registry as YAML: every entry, or every entry called NAME (docgen.show)."""
+    from .docgen import show
+    text = show(args.name)
+    if not text:
+        print(f"aclmilter policy show: no condition, modifier, control, setting, variable, check or "
+              f"lookup is called {args.name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -158,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the report as one JSON object (every variable per stage) instead of the trace")
     t.set_defaults(func=_cmd_test)
     s = sub.add_parser("policy", help="show what the policy language offers")
-    s.add_argument("what", choices=["show"])
+    s.add_argument("what", choices=["show"], help="show: print the registry as YAML")
+    s.add_argument("name", nargs="?", default=None,
+                   help="only the entries with this name (a condition, modifier, control, setting, "
+                        "variable, check or lookup; e.g. spf)")
     s.set_defaults(func=_cmd_show)
     try:
         from .service import cli_serve

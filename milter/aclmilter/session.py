@@ -611,12 +611,19 @@ class Session:
             "decision": outcome,
             "where": where,
             "checks": check_words(txn.results) if txn else {},
-            "prx": f"[{client.proxy_address}]:{client.proxy_port}" if client.proxied and client.proxy_address
-            else ("yes" if client.proxied else ""),
+            "prx": _proxy_peer(client) if client.proxied else "",
             "dry_run": self.dry_run,
         }
         self.final = rec
         return rec
+
+
+def _proxy_peer(client: Any) -> str:
+    """The PROXY peer as Exim's `PRX=` shows it: `[address]:port`, the address alone, or
+    `yes` when the proxy's address is not known (Postfix does not tell it to a milter)."""
+    if not client.proxy_address:
+        return "yes"
+    return f"[{client.proxy_address}]:{client.proxy_port}" if client.proxy_port else client.proxy_address
 
 
 def _word(response: Response) -> str:

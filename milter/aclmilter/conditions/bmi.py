@@ -65,7 +65,10 @@ def _bmi_run(ctx: EvalContext, options: str) -> None:
 
 @registry.modifier("bmi_optin", Stage.RCPT, parse=parse_optin)
 def _bmi_optin(ctx: EvalContext, optin: tuple[str, ...]) -> Result:
-    """Set the current recipient's opt-in strings (comma- or colon-separated; replaces earlier ones)."""
+    """Set the current recipient's opt-in strings (comma- or colon-separated; replaces earlier ones).
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails."""
     if ctx.rcpt is None:
         raise ExpansionFailed("bmi_optin outside the rcpt ACL")
     ctx.rcpt.optin = optin
@@ -86,7 +89,8 @@ def parse_flag(text: str) -> bool:
 def _bmi_profile_differs(ctx: EvalContext, want: bool) -> Result:
     """True when homogeneous mode is on and this recipient's effective profile (the profile
     rules its opt-ins select) differs from the first accepted recipient's; false otherwise
-    (first recipient, or `settings.bmi.homogeneous` off)."""
+    (first recipient, or `settings.bmi.homogeneous` off). Returns OK or FAIL, never DEFER
+    (no scanner is asked)."""
     bmi = _settings(ctx)
     if ctx.rcpt is None or ctx.txn is None:
         return Result.FAIL if want else Result.OK
