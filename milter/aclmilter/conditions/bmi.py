@@ -204,7 +204,9 @@ for _name, _kind in (("bmi_deliver_default", VerdictKind.DELIVER_DEFAULT),
                      ("bmi_deliver_alternate", VerdictKind.DELIVER_ALTERNATE),
                      ("bmi_dont_deliver", VerdictKind.DONT_DELIVER)):
     _fn = _is(_kind)
-    _fn.__doc__ = _DOCS[_kind] + " DEFER when the scan failed and on_scanner_failure is tempfail."
+    _fn.__doc__ = _DOCS[_kind] + (" Returns OK when the verdict is this one (with the argument true; "
+                                  "the opposite with false), else FAIL; DEFER when the scan failed and "
+                                  "on_scanner_failure is tempfail.")
     registry.condition(_name, Stage.DELIVER, parse=parse_flag, checks=("bmi_verdict",),
                        variables=("bmi_alt_location",))(_fn)
 
