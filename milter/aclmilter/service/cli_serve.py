@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--socket-mode", default="0660", help="unix socket mode, octal (default %(default)s)")
     p.add_argument("--socket-group", default=None, help="unix socket group (e.g. postfix)")
     p.add_argument("--dry-run", action="store_true", default=None,
-                   help="evaluate and log, never reject/defer/discard/edit recipients")
+                   help="monitor mode: every header is added, but nothing is refused, discarded, "
+                        "quarantined or re-routed; the first refusal not given is named in a header "
+                        "(same as settings.dry_run: true)")
     p.add_argument("--metrics", default=None, metavar="ADDR:PORT",
                    help="serve Prometheus metrics there (off by default)")
     p.add_argument("--workers", type=int, default=1, help="pre-forked worker processes (default 1)")
