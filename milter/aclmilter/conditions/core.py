@@ -22,7 +22,9 @@ registry.setting("primary_hostname", st.text, socket.gethostname(),
                  "our host name (`@` in domain lists); default: the system host name, never a DNS lookup")
 registry.setting("on_internal_error", st.choice("tempfail", "accept", "reject"), "tempfail",
                  "what a message gets when aclmilter itself fails")
-registry.setting("dry_run", st.boolean, False, "evaluate and log, but never reject, defer, discard or edit recipients")
+registry.setting("dry_run", st.boolean, False,
+                 "monitor mode: every header is added, nothing is refused, discarded, quarantined or "
+                 "re-routed (docs/mta.md)")
 registry.setting("dry_run_header", st.optional_text, "X-ACLMilter-Dry-Run",
                  "header describing the would-be decision in dry-run mode (empty: none)")
 registry.setting("trusted_authserv_ids", st.string_list, (), "upstream authserv-ids whose A-R results we trust")
