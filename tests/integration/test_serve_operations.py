@@ -1,5 +1,6 @@
-"""`aclmilter serve` says clearly why it cannot listen (service/sockcheck.py), instead of
-libmilter's bare "cannot opensocket", and never takes over a socket another process serves."""
+"""`aclmilter serve` operations: it says clearly why it cannot listen (service/sockcheck.py)
+instead of libmilter's bare "cannot opensocket", never takes over a socket another process
+serves, and writes its message lines as JSON with `--log-format json`."""
 
 from __future__ import annotations
 
@@ -53,3 +54,30 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
         assert f"port {port} on 127.0.0.1 is in use" in proc.stderr
     finally:
         listener.close()
+
+
+def test_log_format_json_writes_one_object_per_message(tmp_path: Path) -> None:
+    import json
+
+    from tests.harness.aclmilterd import AclMilterd
+    from tests.harness.milterclient import MilterClient
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("acl:\n  rcpt:\n    - deny: {local_parts: no, message: \"550 5.7.1 no thanks\"}\n"
+                      "    - accept\n")
+    with AclMilterd(policy, "inet", extra_args=["--log-format", "json"]) as d:
+        with MilterClient(d.client_spec) as mc:
+            mc.connect("[203.0.113.7]", "4", 4711, "203.0.113.7")
+            mc.helo("client.example")
+            mc.mail("<a@example.org>")
+            assert mc.rcpt("<no@example.test>").refused
+            assert not mc.rcpt("<yes@example.test>").refused
+            mc.data({"i": "QJSON1"})
+            mc.header("Subject", "hi")
+            mc.eoh()
+            mc.body(b"hello\r\n")
+            assert mc.eom({"i": "QJSON1"}).action in ("continue", "accept")
+        [line] = d.wait_log(r'\{"qid":"QJSON1"[^\n]*')
+    rec = json.loads(line)
+    assert rec["decision"] == "accept" and rec["to"] == ["yes@example.test"]
+    assert rec["where"] == f"{policy}:4" and rec["spf"] == "-" and rec["prx"] == "-"
