@@ -105,18 +105,33 @@ def lookup_data(name: str) -> dict:
             "description": _doc(lk.doc)}
 
 
-_SECTIONS = (("conditions and modifiers", TABLES.items, item_data),
-             ("controls", TABLES.controls, control_data),
-             ("settings", TABLES.settings, setting_data),
-             ("variables", TABLES.variables, variable_data),
-             ("checks", TABLES.checks, check_data),
-             ("lookups", TABLES.lookups, lookup_data))
+class _Ours(dict):
+    """The entries of one registry table that aclmilter itself registers, by name: a test
+    that registers an item of its own (e.g. one that raises) never reaches the docs."""
+
+    def __init__(self, table: dict, attr: str) -> None:
+        super().__init__((n, e) for n, e in table.items()
+                         if getattr(getattr(e, attr, None), "__module__", "").startswith("aclmilter."))
+
+
+def project_items() -> dict:
+    """The conditions and modifiers aclmilter registers (what the docs describe)."""
+    return _Ours(TABLES.items, "run")
+
+
+def _tables() -> tuple[tuple[str, dict, Any], ...]:
+    return (("conditions and modifiers", project_items(), item_data),
+            ("controls", _Ours(TABLES.controls, "run"), control_data),
+            ("settings", _Ours(TABLES.settings, "parse"), setting_data),
+            ("variables", _Ours(TABLES.variables, "get"), variable_data),
+            ("checks", _Ours(TABLES.checks, "compute"), check_data),
+            ("lookups", _Ours(TABLES.lookups, "find"), lookup_data))
 
 
 def lookup_name(name: str) -> dict[str, dict]:
     """Every registry entry called `name` (`spf` is a condition and a check), by section."""
     name = name.lstrip("$")
-    return {section: fn(name) for section, table, fn in _SECTIONS if name in table}
+    return {section: fn(name) for section, table, fn in _tables() if name in table}
 
 
 def dump(data: Any) -> str:
@@ -128,7 +143,7 @@ def show(name: str | None = None) -> str:
     if name:
         found = lookup_name(name)
         return dump({name.lstrip("$"): found}) if found else ""
-    return dump({section: {n: fn(n) for n in sorted(table)} for section, table, fn in _SECTIONS})
+    return dump({section: {n: fn(n) for n in sorted(table)} for section, table, fn in _tables()})
 
 
 # ---- docs/policy.md ---------------------------------------------------------------------------
@@ -144,26 +159,27 @@ def _flow(value: Any) -> str:
 
 def policy_tables() -> str:
     """The generated reference tables (between BEGIN and END in docs/policy.md)."""
+    items, controls, settings, variables, _checks, lookups = (t for _, t, _ in _tables())
     out = [BEGIN, "", "### Conditions and modifiers", "",
            "| name | kind | stages | argument | outcomes and meaning |", "|---|---|---|---|---|"]
-    for n in sorted(TABLES.items):
+    for n in sorted(items):
         d = item_data(n)
         out.append(f"| `{n}` | {d['kind']} | {d['stages']} | {d['argument']} | {_cell(d['description'])} |")
     out += ["", "### Controls", "", "| name | stages | options | meaning |", "|---|---|---|---|"]
-    for n in sorted(set(c.name for c in TABLES.controls.values())):
+    for n in sorted(set(c.name for c in controls.values())):
         d = control_data(n)
         alias = f" (also `{'`, `'.join(d['aliases'])}`)" if d.get("aliases") else ""
         out.append(f"| `{n}`{alias} | {d['stages']} | {d['options']} | {_cell(d['description'])} |")
     out += ["", "### Settings", "", "| name | default | meaning |", "|---|---|---|"]
-    for n in sorted(TABLES.settings):
-        s = TABLES.settings[n]
+    for n in sorted(settings):
+        s = settings[n]
         out.append(f"| `{n}` | `{_cell(_flow(s.default))}` | {_cell(_doc(s.doc))} |")
     out += ["", "### Lookups", "", "| name | style | meaning |", "|---|---|---|"]
-    for n in sorted(TABLES.lookups):
+    for n in sorted(lookups):
         d = lookup_data(n)
         out.append(f"| `{n}` | {d['style']} | {_cell(d['description'])} |")
     out += ["", "### Feature variables", "", "| name | stages | meaning |", "|---|---|---|"]
-    for n in sorted(TABLES.variables):
+    for n in sorted(variables):
         d = variable_data(n)
         out.append(f"| `${n}` | {d['stages']} | {_cell(d['description'])} |")
     out += ["", END]
@@ -226,6 +242,7 @@ def man_service(parser: argparse.ArgumentParser) -> str:
 
 def man_policy() -> str:
     """aclmilter-policy(5): every condition, modifier, control, setting, lookup and variable."""
+    items, controls, settings, variables, _checks, lookups = (t for _, t, _ in _tables())
     out = _header("aclmilter-policy", "5", "the aclmilter policy file")
     out += [".SH DESCRIPTION",
             roff("A policy is a YAML mapping with the keys settings, hostlist, domainlist, addresslist, "
@@ -233,24 +250,24 @@ def man_policy() -> str:
                  + ") and named ACLs; each ACL is a list of statements `verb: {condition: argument, ...}` "
                  "with Exim's seven verbs accept, defer, deny, discard, drop, require and warn.")]
     out += [".SH CONDITIONS AND MODIFIERS"]
-    for n in sorted(TABLES.items):
+    for n in sorted(items):
         d = item_data(n)
         out += [".TP", f"\\fB{roff(n)}\\fR ({d['kind']}; stages: {roff(d['stages'])}; argument: {roff(d['argument'])})",
                 roff(d["description"])]
     out += [".SH CONTROLS"]
-    for n in sorted(set(c.name for c in TABLES.controls.values())):
+    for n in sorted(set(c.name for c in controls.values())):
         d = control_data(n)
         out += [".TP", f"\\fB{roff(n)}\\fR (stages: {roff(d['stages'])})", roff(d["description"])]
     out += [".SH SETTINGS"]
-    for n in sorted(TABLES.settings):
-        s = TABLES.settings[n]
+    for n in sorted(settings):
+        s = settings[n]
         out += [".TP", f"\\fB{roff(n)}\\fR (default: {roff(_flow(s.default))})", roff(_doc(s.doc))]
     out += [".SH LOOKUPS"]
-    for n in sorted(TABLES.lookups):
+    for n in sorted(lookups):
         d = lookup_data(n)
         out += [".TP", f"\\fB{roff(n)}\\fR ({d['style']})", roff(d["description"])]
     out += [".SH VARIABLES"]
-    for n in sorted(TABLES.variables):
+    for n in sorted(variables):
         d = variable_data(n)
         out += [".TP", f"\\fB${roff(n)}\\fR", roff(d["description"] or "(see docs/policy.md)")]
     out += [".SH SEE ALSO", "aclmilter(8)", ""]

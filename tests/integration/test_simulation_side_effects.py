@@ -67,16 +67,19 @@ def dns_server() -> Iterator[RecordingDns]:
         yield server
 
 
+def with_dns(server: RecordingDns, rest: str) -> str:
+    """A policy whose DNS goes to the recording server; `rest` follows its settings line."""
+    return (f'settings:\n  dns: {{nameservers: ["{server.nameserver}"], timeout: 2, lifetime: 2}}\n'
+            + rest)
+
+
 def test_a_policy_without_checks_sends_no_dns_query(tmp_path: Path, dns_server: RecordingDns) -> None:
-    policy = f"""
-settings:
-  dns: {{nameservers: ["{dns_server.nameserver}"], timeout: 2, lifetime: 2}}
-acl:
+    policy = with_dns(dns_server, """acl:
   rcpt:
-    - accept: {{hosts: "192.0.2.0/24"}}
+    - accept: {hosts: "192.0.2.0/24"}
   data:
     - accept
-"""
+""")
     report = run_test(tmp_path, policy)
     assert report["steps"][-1]["action"] == "continue"
     # every variable is shown at every stage, and none of them ran a check
@@ -86,14 +89,11 @@ acl:
 
 
 def test_only_the_checks_the_policy_uses_send_queries(tmp_path: Path, dns_server: RecordingDns) -> None:
-    policy = f"""
-settings:
-  dns: {{nameservers: ["{dns_server.nameserver}"], timeout: 2, lifetime: 2}}
-acl:
+    policy = with_dns(dns_server, """acl:
   mail:
-    - warn: {{spf: fail, log_message: "SPF fail"}}
+    - warn: {spf: fail, log_message: "SPF fail"}
     - accept
-"""
+""")
     report = run_test(tmp_path, policy)
     variables = last_variables(report)
     assert variables["spf_result"] == "fail"
@@ -135,15 +135,12 @@ def test_dcc_in_a_simulation_asks_grey_query_and_starts_no_embargo(tmp_path: Pat
 
 def test_history_is_not_written_by_a_simulation(tmp_path: Path, dns_server: RecordingDns) -> None:
     history = tmp_path / "history"
-    policy = f"""
-settings:
-  dns: {{nameservers: ["{dns_server.nameserver}"], timeout: 2, lifetime: 2}}
-  dmarc_history_file: {history}
+    policy = with_dns(dns_server, f"""  dmarc_history_file: {history}
 acl:
   data:
     - warn: {{dmarc_status: reject}}
     - accept
-"""
+""")
     report = run_test(tmp_path, policy)
     assert last_variables(report)["dmarc_status"] == "reject"  # DMARC did run ...
     assert not history.exists()                                # ... and wrote no history line
