@@ -49,6 +49,7 @@ def test_decision_words_split_into_decision_and_stage() -> None:
     assert logline.split_decision("reject_at_rcpt") == ("reject", "rcpt")
     assert logline.split_decision("accept") == ("accept", "data")
     assert logline.split_decision("drop_at_mail") == ("drop", "mail")
+    assert logline.split_decision("aborted") == ("aborted", "-")
 
 
 def test_result_words() -> None:

@@ -33,9 +33,12 @@ def quote(value: str) -> str:
 
 
 def split_decision(decision: str) -> tuple[str, str]:
-    """`reject_at_rcpt` -> ("reject", "rcpt"); a word alone was decided at end of data."""
+    """`reject_at_rcpt` -> ("reject", "rcpt"); a word alone was decided at end of data, but
+    an `aborted` transaction (RSET, client gone before DATA ended) has no stage ("-")."""
     word, sep, stage = decision.partition("_at_")
-    return (word or "-"), (stage if sep else "data")
+    if sep:
+        return (word or "-"), stage
+    return (word or "-"), ("-" if word in ("aborted", "-", "") else "data")
 
 
 def fields(rec: dict) -> dict[str, Any]:
