@@ -13,23 +13,35 @@ from typing import Any
 #: Result fields that hold the summary word, in order of preference: a DCC letter, the
 #: A-R word (SPF's enum, DMARC's text), else a status (DKIM's summary property).
 _FIELDS = ("letter", "result", "status")
+#: result class -> the field its word is in ("" for an enum that is its own word); found once
+#: per class, so the per-message cost is one dict lookup and one attribute read per check
+_FIELD_OF: dict[type, str] = {}
+
+
+def _field(value: Any) -> str:
+    """The first of _FIELDS the result's class has (by attribute, not by this value's text)."""
+    for name in _FIELDS:
+        if isinstance(getattr(value, name, None), (enum.Enum, str)):
+            return name
+    return ""
 
 
 def result_word(value: Any) -> str:
     """The word for one check result: an enum's value, a text as is, `-` for None."""
     if value is None:
         return "-"
-    for name in _FIELDS:
-        word = getattr(value, name, None)
-        if isinstance(word, enum.Enum):
-            return str(word.value)
-        if isinstance(word, str) and word:
-            return word
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    return type(value).__name__.lower()
+    cls = type(value)
+    name = _FIELD_OF.get(cls)
+    if name is None:
+        name = _FIELD_OF[cls] = _field(value)
+    word = getattr(value, name) if name else value
+    if isinstance(word, enum.Enum):
+        return str(word.value)
+    if isinstance(word, str):
+        return word or "-"
+    return cls.__name__.lower()
 
 
 def check_words(results: dict[str, Any] | None) -> dict[str, str]:
-    """{check name: word} for every check that ran in a transaction (in name order)."""
-    return {name: result_word(results[name]) for name in sorted(results or {})}
+    """{check name: word} for every check that ran in a transaction, in the order they ran."""
+    return {name: result_word(value) for name, value in results.items()} if results else {}
