@@ -32,8 +32,6 @@ _NR_CONNECT, _NR_HELO, _NR_MAIL, _NR_RCPT, _NR_DATA = (negotiation.NO_REPLY_BIT[
     "connect", "helo", "mail", "rcpt", "predata"))
 _NR_HDR, _NR_EOH, _NR_BODY = (negotiation.CONTENT_NO_REPLY_BIT[k] for k in ("header", "eoh", "body"))
 
-INTERNAL_TEMPFAIL = internal_response("tempfail")
-
 
 class GlueConfig:
     """What every connection object needs; set once by the daemon before milter.main()."""
