@@ -36,7 +36,7 @@ def result_word(value: Any) -> str:
         name = _FIELD_OF[cls] = _field(value)
     word = getattr(value, name) if name else value
     if isinstance(word, enum.Enum):
-        return str(word.value)
+        return str(word._value_)        # the member's value without the descriptor calls
     if isinstance(word, str):
         return word or "-"
     return cls.__name__.lower()
