@@ -61,7 +61,7 @@ def _doc(text: str) -> str:
 def item_data(name: str) -> dict:
     it = TABLES.items[name]
     out: dict[str, Any] = {"kind": it.kind.value, "stages": _stages(it.stages),
-                           "argument": it.arg.value + (f" {it.list_kind} list" if it.list_kind else ""),
+                           "argument": f"{it.list_kind} list" if it.list_kind else it.arg.value,
                            "description": _doc(it.doc)}
     if it.variables:
         out["variables"] = [f"${v}" for v in it.variables]
