@@ -38,6 +38,7 @@ acl:
     - warn: {{spf: "*"}}
     - accept
   rcpt:
+    - drop: {{local_parts: dropme, message: "550 5.7.1 go away"}}
     - defer: {{local_parts: rcptdefer, message: "451 4.7.1 try later"}}
     - accept: {{local_parts: "!rcptdeny"}}
   data:
@@ -49,7 +50,7 @@ acl:
     - accept
 """
 #: policy lines (1-based) of the statements that decide in the mix
-MAIL_DENY, RCPT_DEFER, RCPT_END, DATA_DENY, DATA_ACCEPT = 7, 11, 10, 15, 16
+MAIL_DENY, RCPT_DROP, RCPT_DEFER, RCPT_END, DATA_DENY, DATA_ACCEPT = 7, 11, 12, 10, 16, 17
 
 
 # ---- a strict logfmt parser ------------------------------------------------------------------
@@ -126,6 +127,7 @@ def test_a_known_traffic_mix_is_counted_exactly_and_logged_in_logfmt(world: dict
         "rcptdeny": [pf.send(SENDER, ["rcptdeny@example.test"], simple_message()) for _ in range(2)],
         "rcptdefer": [pf.send(SENDER, ["rcptdefer@example.test"], simple_message())],
         "mailreject": [pf.send("x@mailreject.example", ["ok6@example.test"], simple_message())],
+        "drop": [pf.send(SENDER, ["dropme@example.test"], simple_message())],
     }
     for r in sent["accept"] + sent["mixed"]:
         assert r.accepted, r
@@ -133,12 +135,13 @@ def test_a_known_traffic_mix_is_counted_exactly_and_logged_in_logfmt(world: dict
     assert [r.rcpt["rcptdeny@example.test"][0] for r in sent["rcptdeny"]] == [550, 550]
     assert sent["rcptdefer"][0].rcpt["rcptdefer@example.test"][0] == 451
     assert sent["mailreject"][0].mail[0] == 550
+    assert sent["drop"][0].rcpt["dropme@example.test"][0] == 521 and sent["drop"][0].disconnected
     sink.wait_for_rcpt("ok9@example.test")
 
-    # nine messages or transactions: nine lines (the last ones are written when Postfix
+    # ten messages or transactions: ten lines (the last ones are written when Postfix
     # closes the milter connection); the count is made before the line is written
-    lines = [ln.split(" INFO ", 1)[1] for ln in d.wait_log(r"[^\n]* INFO qid=[^\n]*", count=9)]
-    assert len(lines) == 9, lines
+    lines = [ln.split(" INFO ", 1)[1] for ln in d.wait_log(r"[^\n]* INFO qid=[^\n]*", count=10)]
+    assert len(lines) == 10, lines
     parsed = [parse_logfmt(ln) for ln in lines]
     for rec in parsed:
         assert list(rec)[:12] == ["qid", "client", "helo", "from", "to", "decision", "where",
@@ -158,6 +161,7 @@ def test_a_known_traffic_mix_is_counted_exactly_and_logged_in_logfmt(world: dict
         ("reject_at_rcpt", f"{policy}:{RCPT_END} (implicit deny at end of ACL rcpt)"),
         ("reject_at_rcpt", f"{policy}:{RCPT_END} (implicit deny at end of ACL rcpt)"),
         ("tempfail_at_rcpt", f"{policy}:{RCPT_DEFER}"),
+        ("drop_at_rcpt", f"{policy}:{RCPT_DROP}"),
     ])
     # the value with spaces was quoted in the raw line
     assert any(f'where="{policy}:{RCPT_END} (implicit deny at end of ACL rcpt)"' in ln for ln in lines)
@@ -169,14 +173,15 @@ def test_a_known_traffic_mix_is_counted_exactly_and_logged_in_logfmt(world: dict
         (("decision", "reject"), ("stage", "rcpt")): 2.0,
         (("decision", "tempfail"), ("stage", "rcpt")): 1.0,
         (("decision", "reject"), ("stage", "mail")): 1.0,
+        (("decision", "drop"), ("stage", "rcpt")): 1.0,
     }
-    # SPF ran at MAIL for the 8 transactions not refused there; DCC for the 5 that reached DATA
+    # SPF ran at MAIL for the 9 transactions not refused there; DCC for the 5 that reached DATA
     assert samples(scraped, "aclmilter_check_results_total") == {
-        (("check", "spf"), ("result", "none")): 8.0,
+        (("check", "spf"), ("result", "none")): 9.0,
         (("check", "dcc"), ("result", "A")): 5.0,
     }
     assert samples(scraped, "aclmilter_check_seconds_count") == {
-        (("check", "spf"),): 8.0, (("check", "dcc"),): 5.0}
+        (("check", "spf"),): 9.0, (("check", "dcc"),): 5.0}
     # dependency health: dccifd asked once per message that reached DATA, DNS up, no errors
     assert samples(scraped, "aclmilter_dependency_up") == {(("dependency", "dccifd"),): 1.0,
                                                            (("dependency", "dns"),): 1.0}
