@@ -123,3 +123,20 @@ def test_every_option_of_every_command_has_help_text() -> None:
                if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
                and not (a.help or "").strip()]
     assert missing == []
+
+
+def test_where_names_the_statement_that_decided_when_data_has_no_acl(tmp_path: Path) -> None:
+    # no data ACL (as policies/default.yaml): the RCPT accept decided, not "no ACL"
+    path = tmp_path / "p.yaml"
+    path.write_text("acl:\n  mail:\n    - accept\n  rcpt:\n    - warn: {set: {acl_m_x: y}}\n    - accept\n")
+    rt = Runtime(path, dry_run=False)
+    rt.load()
+    s = Session(rt)
+    s.connect("[192.0.2.1]", "inet", "192.0.2.1", 1, {})
+    s.helo("client.example", {})
+    s.mail("<a@example.org>", [], {})
+    s.rcpt("<b@example.test>", [], {})
+    s.data({})
+    s.body(b"x\r\n")
+    summary = s.eom({"i": "Q"}).summary
+    assert (summary["decision"], summary["where"]) == ("accept", f"{path}:6")
