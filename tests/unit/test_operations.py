@@ -131,12 +131,5 @@ def test_where_names_the_statement_that_decided_when_data_has_no_acl(tmp_path: P
     path.write_text("acl:\n  mail:\n    - accept\n  rcpt:\n    - warn: {set: {acl_m_x: y}}\n    - accept\n")
     rt = Runtime(path, dry_run=False)
     rt.load()
-    s = Session(rt)
-    s.connect("[192.0.2.1]", "inet", "192.0.2.1", 1, {})
-    s.helo("client.example", {})
-    s.mail("<a@example.org>", [], {})
-    s.rcpt("<b@example.test>", [], {})
-    s.data({})
-    s.body(b"x\r\n")
-    summary = s.eom({"i": "Q"}).summary
-    assert (summary["decision"], summary["where"]) == ("accept", f"{path}:6")
+    final = simulate(rt, SessionSpec(client_ip="192.0.2.1", sender="a@example.org", rcpts=["b@example.test"]))["final"]
+    assert (final["decision"], final["where"]) == ("accept", f"{path}:6")
