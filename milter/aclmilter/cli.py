@@ -57,7 +57,7 @@ def _parse_macros(items: list[str]) -> dict[str, str]:
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from .dryrun import SessionSpec, read_message_file, simulate
-    runtime = _load_runtime(args.policy)
+    runtime = _load_runtime(args.policy, update=args.update)
     if runtime is None:
         return EXIT_POLICY
     spec = SessionSpec(client_ip=args.client_ip, sender=args.sender, rcpts=args.rcpt, helo=args.helo,
@@ -77,10 +77,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_runtime(path: str) -> Runtime | None:
-    """A loaded Runtime for the dry-run commands (`test`, `bh`), or None after printing why not."""
+def _load_runtime(path: str, update: bool = False) -> Runtime | None:
+    """A loaded simulation Runtime for the dry-run commands (`test`, `bh`): no writes to shared
+    state unless `update`; None after printing why the policy cannot be loaded."""
     from .runtime import Runtime
-    runtime = Runtime(path, dry_run=False)
+    runtime = Runtime(path, dry_run=False, simulate=True, update=update)
     try:
         runtime.load()
     except PolicyErrors as exc:
@@ -95,7 +96,7 @@ def _load_runtime(path: str) -> Runtime | None:
 
 def _cmd_bh(args: argparse.Namespace) -> int:
     from .bh import Dialogue, Mta
-    runtime = _load_runtime(args.policy)
+    runtime = _load_runtime(args.policy, update=args.update)
     if runtime is None:
         return EXIT_POLICY
     d = Dialogue(runtime, args.client_ip, Mta(args.mta), debug=args.debug)
@@ -155,24 +156,14 @@ def _print_trace(report: dict) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from . import conditions  # noqa: F401
-    from .registry import TABLES
-    from .stages import names
-    print("conditions and modifiers:")
-    for name, item in sorted(TABLES.items.items()):
-        print(f"  {name:24} {item.kind.value:9} {','.join(names(item.stages))}")
-    print("controls:")
-    for name, ctl in sorted(TABLES.controls.items()):
-        print(f"  {name:24} {','.join(names(ctl.stages))}")
-    print("variables:")
-    for name in sorted(TABLES.variables):
-        print(f"  ${name}")
-    print("settings:")
-    for name, s in sorted(TABLES.settings.items()):
-        print(f"  {name:24} default={s.default!r}")
-    print("lookups:")
-    for name in sorted(TABLES.lookups):
-        print(f"  {name}")
+    """Print the registry as YAML: every entry, or every entry called NAME (docgen.show)."""
+    from .docgen import show
+    text = show(args.name)
+    if not text:
+        print(f"aclmilter policy show: no condition, modifier, control, setting, variable, check or "
+              f"lookup is called {args.name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -181,35 +172,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"aclmilter {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate policy files; every error as file:line:column")
-    c.add_argument("policy", nargs="+")
-    c.add_argument("-q", "--quiet", action="store_true")
+    c.add_argument("policy", nargs="+", help="policy files to check (YAML)")
+    c.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing for a valid policy (errors still go to stderr; the exit code tells)")
     c.set_defaults(func=_cmd_check)
     t = sub.add_parser("test", help="dry-run one SMTP session through the policy (like exim -bh)")
-    t.add_argument("--policy", required=True)
-    t.add_argument("--client-ip", required=True)
-    t.add_argument("--client-name", default="")
-    t.add_argument("--client-port", type=int, default=0)
-    t.add_argument("--helo", default="")
+    t.add_argument("--policy", required=True, help="YAML policy file")
+    t.add_argument("--client-ip", required=True, help="the SMTP client's IP address ($sender_host_address)")
+    t.add_argument("--client-name", default="",
+                   help="the client's verified host name ($sender_host_name; default: none)")
+    t.add_argument("--client-port", type=int, default=0, help="the client's TCP port (default: unknown)")
+    t.add_argument("--helo", default="", help="HELO/EHLO name (default: the client name or [IP])")
     t.add_argument("--from", dest="sender", required=True, help="envelope sender; empty for <>")
-    t.add_argument("--rcpt", action="append", default=[], required=True)
+    t.add_argument("--rcpt", action="append", default=[], required=True,
+                   help="envelope recipient; repeat for several")
     t.add_argument("--message", help="an .eml file to use as the message")
     t.add_argument("--macro", action="append", default=[], help="NAME=VALUE MTA macro (e.g. daemon_name=proxied)")
-    t.add_argument("--queue-id", default="TESTQID")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--queue-id", default="TESTQID", help="MTA queue id to pretend ($message_exim_id; "
+                   "default %(default)s)")
+    t.add_argument("--update", action="store_true",
+                   help="also write ratelimit updates and Redis write commands, as the service would "
+                        "(default: computed and shown, never written)")
+    t.add_argument("--json", action="store_true",
+                   help="print the report as one JSON object (every variable per stage) instead of the trace")
     t.set_defaults(func=_cmd_test)
     b = sub.add_parser("bh", help="replay an SMTP dialogue from standard input (like exim -bh)")
-    b.add_argument("--policy", default="/etc/aclmilter/policy.yaml")
+    b.add_argument("--policy", default="/etc/aclmilter/policy.yaml", help="YAML policy file (default %(default)s)")
     b.add_argument("--mta", choices=["postfix", "exim"], default="postfix",
                    help="whose replies to show: Postfix with aclmilter attached (default) or Exim's")
     b.add_argument("-d", dest="debug", action="store_true", help="ACL trace with file:line on standard error")
-    b.add_argument("client_ip")
+    b.add_argument("--update", action="store_true",
+                   help="also write ratelimit updates and Redis write commands, as the service would "
+                        "(default: computed and shown, never written)")
+    b.add_argument("client_ip", help="the SMTP client's IP address the dialogue comes from")
     b.set_defaults(func=_cmd_bh)
     x = sub.add_parser("import-exim", help="translate an Exim configuration's ACLs into a policy")
-    x.add_argument("config")
+    x.add_argument("config", help="the Exim configuration file (.include files are followed)")
     x.add_argument("-o", dest="output", help="write the policy here (default: standard output)")
     x.set_defaults(func=_cmd_import_exim)
     s = sub.add_parser("policy", help="show what the policy language offers")
-    s.add_argument("what", choices=["show"])
+    s.add_argument("what", choices=["show"], help="show: print the registry as YAML")
+    s.add_argument("name", nargs="?", default=None,
+                   help="only the entries with this name (a condition, modifier, control, setting, "
+                        "variable, check or lookup; e.g. spf)")
     s.set_defaults(func=_cmd_show)
     try:
         from .service import cli_serve

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,12 @@ class EvalContext:
     cond_message: str | None = None     # text produced by a condition (nested acl), used if no `message`
     dry_run: bool = False               # the `aclmilter test` dry run: no sleeping, no sending
     tracing: bool = True                # keep the trace (dry run, tests); the daemon logs without it
+    #: shared-state writes allowed (ratelimit updates, Redis write commands); False in a
+    #: simulation (`aclmilter test`/`bh`) without --update (Runtime.simulate/update)
+    writes: bool = True
+    #: only read results already computed: `check()` of one that has not run fails instead of
+    #: computing it (how a simulation shows every variable without running unused checks)
+    observe_only: bool = False
 
     # ---- variables -------------------------------------------------------------------------
     def var(self, name: str) -> str:
@@ -99,9 +106,19 @@ class EvalContext:
         store = self._store(entry.scope)
         if name in store:
             return store[name]
+        if self.observe_only:
+            raise ExpansionFailed(f"check {name} has not run")
         for dep in entry.needs:
             self.check(dep)
-        result = entry.compute(self)
+        metrics = self.services.metrics
+        if metrics is None:
+            result = entry.compute(self)
+        else:       # the latency of the check itself, once per computation (not per condition)
+            started = time.monotonic()
+            try:
+                result = entry.compute(self)
+            finally:
+                metrics.check_latency(name, time.monotonic() - started)
         store[name] = result
         return result
 
@@ -141,4 +158,5 @@ class EvalContext:
         """A context for a nested `acl =` evaluation sharing state and trace."""
         return EvalContext(self.conn, self.txn, self.stage, self.services, self.policy, self.rcpt,
                            self.trace, self.log_lines, dict(self.locals), self.depth + 1,
-                           self.smtp_command, None, self.dry_run, self.tracing)
+                           self.smtp_command, None, self.dry_run, self.tracing, self.writes,
+                           self.observe_only)

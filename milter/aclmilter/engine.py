@@ -9,7 +9,6 @@ implicit deny. `message` and `log_message` are expanded only when the ACL decide
 from __future__ import annotations
 
 import logging
-import time
 
 from .actions import (DEFAULT_ACCEPT_CODE, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, DEFAULT_FAIL_CODE,
                       DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line, split_message)
@@ -60,7 +59,7 @@ def run(ctx: EvalContext, acl: Acl | None, *, top_level: bool = True) -> Decisio
     where = f"{acl.mark.file}:{acl.mark.line}"
     ctx.note(where, f"end of ACL {acl.name}: implicit deny", "deny")
     _hit(ctx, f"{where} (implicit deny)")
-    return _decide(ctx, Result.FAIL, None, None, f"implicit deny at end of ACL {acl.name} ({where})", Verb.DENY)
+    return _decide(ctx, Result.FAIL, None, None, f"{where} (implicit deny at end of ACL {acl.name})", Verb.DENY)
 
 
 def _hit(ctx: EvalContext, where: str) -> None:
@@ -73,8 +72,6 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
     """Run one condition or modifier. Returns OK/FAIL/DEFER/ERROR (DROP/DISCARD from nested acl)."""
     where = st.where if st else "-"
     entry = use.entry
-    timed = entry.checks and ctx.services.metrics is not None     # check latency histogram
-    started = time.monotonic() if timed else 0.0
     try:
         if entry.arg is ArgMode.EXPANDED:
             if use.has_static:
@@ -104,9 +101,6 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
         ctx.note(where, f"{_label(use)}: internal error: {exc!r}", "error")
         ctx.log_lines.append(f"{where}: internal error in {use.name}: {exc!r}")
         return Result.ERROR
-    finally:
-        if timed:
-            ctx.services.metrics.check_latency(use.name, time.monotonic() - started)
     if use.negated:
         rc = rc.negated()
     if entry.kind is Kind.CONDITION and ctx.tracing:     # the label costs: build it only to trace

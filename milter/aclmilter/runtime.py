@@ -37,8 +37,14 @@ class Runtime:
     """Holds the current (policy, services) pair for the service and the dry run."""
 
     def __init__(self, policy_path: str | Path, *, overrides: dict[str, Any] | None = None,
-                 dry_run: bool | None = None, metrics: Any = None, services_factory: Any = None) -> None:
+                 dry_run: bool | None = None, metrics: Any = None, services_factory: Any = None,
+                 simulate: bool = False, update: bool = False) -> None:
         self.policy_path = Path(policy_path)
+        # A simulation (`aclmilter test`, `aclmilter bh`) leaves shared state alone: checks run
+        # only when an ACL uses them, DCC asks with `query grey-query`, no DMARC history line
+        # or failure report, no delay; ratelimit and Redis writes only with `update`.
+        self.simulate = simulate
+        self.update = update
         self.overrides = overrides or {}
         self.dry_run_flag = dry_run
         self.metrics = metrics

@@ -20,13 +20,15 @@ from typing import Any, Callable, Mapping
 
 from . import engine, events, lists
 from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
-                      build_reply, clean_line)
+                      clean_line)
 from .checks.proxy import derive_identity
 from .context import EvalContext
 from .outcome import Result
 from .registry import TABLES
+from .replies import INTERNAL_REJECT, INTERNAL_TEMPFAIL
 from .runtime import Runtime, Snapshot
 from .stages import ORDERED, Stage
+from .summary import check_words
 from .state import Connection, Recipient, Transaction
 
 log = logging.getLogger("aclmilter")
@@ -50,6 +52,14 @@ class Response:
 
 
 CONTINUE = Response(Action.CONTINUE)
+_INTERNAL = {"accept": CONTINUE, "reject": Response(Action.REJECT, INTERNAL_REJECT)}
+_INTERNAL_DEFAULT = Response(Action.TEMPFAIL, INTERNAL_TEMPFAIL)
+
+
+def internal_response(mode: str) -> Response:
+    """The answer for an internal error under `settings.on_internal_error` = `mode`
+    (accept, reject, tempfail; anything else tempfails). Every guard uses this one."""
+    return _INTERNAL.get(mode, _INTERNAL_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,7 @@ def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., R
             try:
                 return fn(self, *args, **kwargs)
             except Exception:  # noqa: BLE001 - one bad message must never kill the service
-                return self._finish(self._internal_error(stage), stage)
+                return self._finish(self._internal_error(stage), stage, "internal error")
             finally:
                 if started:                     # no metrics, no clock read and no call here
                     self._timed(stage, started)
@@ -123,7 +133,7 @@ class Session:
     """One MTA connection."""
 
     def __init__(self, runtime: Runtime, *, record_variables: bool = False, listen_port: str = "",
-                 simulate: bool = False, snapshot: Snapshot | None = None) -> None:
+                 simulate: bool | None = None, snapshot: Snapshot | None = None) -> None:
         self.runtime = runtime
         # The service pins the snapshot it negotiated the milter steps with: a reload must not
         # hand this connection a policy that needs steps the MTA was told to skip.
@@ -136,7 +146,16 @@ class Session:
         self.listen_port = listen_port
         self.final: dict | None = None
         self.last_refusal: Decision | None = None   # the transaction's latest non-accept decision
-        self.simulate = simulate      # `aclmilter test`: no waiting in `delay`, no reports sent
+        # a simulation (runtime.simulate, or asked here): no side effects on shared state
+        self.simulate = runtime.simulate if simulate is None else simulate
+        self.writes = not self.simulate or runtime.update
+        # Monitor mode (dry_run): the first refusal that was not given, as (action, stage, where),
+        # for the connection (connect/HELO) and for the transaction (reset at MAIL).
+        self.would_conn: tuple[str, str, str] | None = None
+        self.would: tuple[str, str, str] | None = None
+        # The statement (file:line) of the latest ACL that ran in this transaction: the log
+        # line's `where` when the last stage had no ACL of its own.
+        self.deciding = ""
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
@@ -155,7 +174,8 @@ class Session:
 
     def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
         return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
-                           smtp_command=command, dry_run=self.simulate, tracing=self.record_variables)
+                           smtp_command=command, dry_run=self.simulate, tracing=self.record_variables,
+                           writes=self.writes)
 
     def _macros(self, macros: Mapping[str, str] | None) -> None:
         if macros:
@@ -177,6 +197,8 @@ class Session:
             return _NO_ACL[stage]      # a stage left out accepts; nothing to evaluate or trace
         ctx = self._ctx(stage, rcpt, command)
         decision = engine.run(ctx, acl)
+        if acl is not None:
+            self.deciding = decision.where
         if decision.result is not Result.OK:
             self.last_refusal = decision       # names the statement in an unfinished message's log line
         if ctx.log_lines:
@@ -194,7 +216,11 @@ class Session:
         self.records.append(rec)
 
     def variables(self, ctx: EvalContext) -> dict[str, str]:
-        """Every registered variable's value now (errors become ""), plus acl_c/acl_m."""
+        """Every registered variable's value now (errors become ""), plus acl_c/acl_m.
+
+        Only results already computed are shown: a check no ACL has used so far is not run
+        for its variables (they are empty), so showing them never sends a query."""
+        ctx.observe_only = True
         out: dict[str, str] = {}
         for name in sorted(TABLES.variables):
             try:
@@ -221,13 +247,18 @@ class Session:
             return Response(Action.REJECT, decision.reply, drop=True)
         return Response(Action.TEMPFAIL, decision.reply)
 
-    def _finish(self, response: Response, stage: str, report: bool = True) -> Response:
+    def _finish(self, response: Response, stage: str, where: str | None = None,
+                report: bool = True) -> Response:
         """The single place dry-run is applied: a would-be refusal is logged, mail goes on.
 
-        A refusal given is reported to event_action (`report=False`: already reported)."""
+        `where` names the statement behind the refusal (default: the latest refusing one). A
+        refusal given is reported to event_action (`report=False`: already reported)."""
         if self.dry_run and response.action is not Action.CONTINUE:
-            log.info("%s dry-run: would %s at %s: %s", self._qid(), response.action.value, stage,
-                     response.reply.text() if response.reply else "")
+            if where is None:
+                where = self.last_refusal.where if self.last_refusal is not None else "-"
+            log.info("%s dry-run: would %s at %s (%s): %s", self._qid(), response.action.value, stage,
+                     where, response.reply.text() if response.reply else "")
+            self._would(response.action.value, stage, where)
             return CONTINUE
         if report and response.action is not Action.CONTINUE and stage in _REFUSAL_EVENTS:
             self._refusal_event(response, stage)
@@ -251,17 +282,19 @@ class Session:
         self._event(name, response.reply.text() if response.reply else "",
                     Stage.RCPT if rcpt is not None else Stage.DATA, rcpt)
 
+    def _would(self, action: str, stage: str, where: str) -> None:
+        """Remember the first refusal monitor mode did not give (named in the dry-run header)."""
+        if stage in ("connect", "helo"):
+            self.would_conn = self.would_conn or (action, stage, where)
+        elif self.would is None:
+            self.would = (action, stage, where)
+
     def _internal_error(self, where: str) -> Response:
         """An exception escaped: log it with its traceback and answer per on_internal_error."""
         log.error("%s internal error at %s:\n%s", self._qid(), where, traceback.format_exc())
         if self.services.metrics is not None:
             self.services.metrics.internal_error(where)
-        mode = self.policy.settings.get("on_internal_error", "tempfail")
-        if mode == "accept":
-            return CONTINUE
-        if mode == "reject":
-            return Response(Action.REJECT, build_reply(None, 550, "Internal error"))
-        return Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
+        return internal_response(self.policy.settings.get("on_internal_error", "tempfail"))
 
     def _clock(self) -> float:
         """Start time of a callback when there are metrics to feed, else 0.0 (no clock read)."""
@@ -287,6 +320,7 @@ class Session:
             self.txn.close()
         self.txn = None
         self.conn = Connection(hostname=hostname)
+        self.would_conn = None
         settings = self.policy.settings
         self.conn.client = derive_identity(hostname, address if family != "unix" else "", port,
                                            macros or {}, settings.get("proxy_listeners") or (),
@@ -319,7 +353,7 @@ class Session:
         self._macros(macros)
         refused = self._refused_by_proxy()
         if refused is not None:
-            return self._finish(refused, "helo")
+            return self._finish(refused, "helo", "proxy_required_hosts")
         self.conn.helo = clean_line(name or "").strip()
         decision = self._run(Stage.HELO, command="helo")
         if decision.result is not Result.OK:
@@ -333,6 +367,7 @@ class Session:
         if self.txn is not None:
             self.txn.close()
         self.last_refusal = None
+        self.would, self.deciding = None, ""
         self.txn = Transaction(sender=_strip_brackets(sender), sender_params=tuple(params))
         self.txn.edits = Edits()
         self.txn.body.threshold = int(self.policy.settings.get("body_spool_threshold") or (1 << 20))
@@ -346,10 +381,13 @@ class Session:
         self.conn.message_count += 1
         refused = self._refused_by_proxy()
         if refused is not None:
-            return self._finish(refused, "mail")
+            return self._finish(refused, "mail", "proxy_required_hosts")
         decision = self._run(Stage.MAIL, command="mail")
         if decision.result is Result.DISCARD:
-            self.txn.discard_all = True
+            if self.dry_run:
+                self._would("discard", "mail", decision.where)
+            else:
+                self.txn.discard_all = True
         return self._finish(self._response(decision, Stage.MAIL), "mail")
 
     @_callback("rcpt")
@@ -362,7 +400,7 @@ class Session:
             self.txn.edits = Edits()
         refused = self._refused_by_proxy()
         if refused is not None:
-            return self._finish(refused, "rcpt")
+            return self._finish(refused, "rcpt", "proxy_required_hosts")
         r = Recipient(_strip_brackets(rcpt), tuple(params), rcpt if rcpt.startswith("<") else f"<{rcpt}>")
         self.txn.recipients.append(r)
         if self.txn.discard_all:
@@ -371,7 +409,10 @@ class Session:
         decision = self._run(Stage.RCPT, r, command="rcpt")
         response = self._response(decision, Stage.RCPT)
         if decision.result is Result.DISCARD:
-            r.discarded = True
+            if self.dry_run:
+                self._would("discard", "rcpt", decision.where)
+            else:
+                r.discarded = True
         elif response.action is Action.REJECT:
             r.accepted = False
             self.txn.rcpt_fail_count += 1
@@ -402,10 +443,10 @@ class Session:
         self._macros(macros)
         refused = self._refused_by_proxy()
         if refused is not None:
-            return self._finish(refused, "predata")
+            return self._finish(refused, "predata", "proxy_required_hosts")
         decision = self._run(Stage.PREDATA, command="data")
         if decision.result is Result.DISCARD:
-            decision = Decision(Result.ERROR, build_reply(None, 451, "Temporary local problem - please try later"),
+            decision = Decision(Result.ERROR, INTERNAL_TEMPFAIL,
                                 "discard is not allowed in the predata ACL", decision.where, Stage.PREDATA)
         return self._finish(self._response(decision, Stage.PREDATA), "predata")
 
@@ -425,7 +466,7 @@ class Session:
                 self.txn.body.write(bytes(chunk))
             return CONTINUE
         except Exception:  # noqa: BLE001
-            return self._finish(self._internal_error("body"), "body")
+            return self._finish(self._internal_error("body"), "body", "internal error")
 
     def eom(self, macros: Mapping[str, str] | None = None, held: HeldRefusal | None = None) -> EomResult:
         """End of message: data ACL, hooks, per-recipient deliver ACL, then the final edits.
@@ -442,8 +483,13 @@ class Session:
                                         f"{held.response.action.value}_at_{held.stage}", where=held.where)
             return self._eom()
         except Exception:  # noqa: BLE001
-            response = self._finish(self._internal_error("eom"), "eom")
-            return EomResult(response, Edits(), [], None, {"queue_id": self._qid(), "decision": "internal error"})
+            internal = self._internal_error("eom")
+            response = self._finish(internal, "eom", "internal error")
+            try:
+                summary = self.log_record(_word(internal), None, "internal error")
+            except Exception:  # noqa: BLE001 - the state itself may be what broke
+                summary = {"queue_id": self._qid(), "decision": _word(internal), "where": "internal error"}
+            return EomResult(response, Edits(), [], None, summary)
         finally:
             self._timed("eom", started)
 
@@ -454,7 +500,8 @@ class Session:
             txn.edits = Edits()
         refused = self._refused_by_proxy()
         if refused is not None:
-            return self._eom_result(self._finish(refused, "data"), Edits(), None, "proxy required")
+            return self._eom_result(self._finish(refused, "data", "proxy_required_hosts"), Edits(), None,
+                                    "reject", where="proxy_required_hosts")
         edits: Edits = txn.edits
         kept = [r for r in txn.recipients if r.accepted and not r.discarded]
         for r in txn.recipients:
@@ -464,26 +511,39 @@ class Session:
             log.info("%s all recipients discarded before DATA: message discarded", self._qid())
             return self._eom_result(self._finish(Response(Action.DISCARD), "data"), edits, None, "discard")
         decision = self._run(Stage.DATA, command="data")
+        hook_decision = decision
+        if self.dry_run and decision.result is not Result.OK:
+            # Monitor mode: the hooks add their headers (A-R, X-DCC, ...) as for an accepted message
+            hook_decision = Decision(Result.OK, where=decision.where, stage=decision.stage)
         data_hooks = self.policy.eom_hooks("after_data")
         if data_hooks:
             ctx = self._ctx(Stage.DATA)
             for hook in data_hooks:
-                hook.run(ctx, decision)
+                hook.run(ctx, hook_decision)
             self._flush_log(ctx, "data hooks")
         response = self._response(decision, Stage.DATA)
         if decision.result is Result.DISCARD:
             response = Response(Action.DISCARD)
+        stage = "data"
+        if response.action is not Action.CONTINUE and self.dry_run:
+            # Monitor mode: note the refusal, then go on as if accepted, so the deliver ACL
+            # and the verdict headers still run.
+            response = self._finish(response, "data", decision.where)
         if response.action is Action.CONTINUE:
             response = self._deliver(kept, edits)
+            if response.action is not Action.CONTINUE:
+                stage = "deliver"
+                if self.dry_run:
+                    response = self._finish(response, stage)
             deliver_hooks = self.policy.eom_hooks("after_deliver")
             if response.action is Action.CONTINUE and deliver_hooks:
                 # Only a message that will be delivered gets after_deliver work (verdict headers).
                 dctx = self._ctx(Stage.DELIVER)
                 for hook in deliver_hooks:
-                    hook.run(dctx, decision)
+                    hook.run(dctx, hook_decision)
                 self._flush_log(dctx, "deliver hooks")
-        outcome = "accept" if response.action is Action.CONTINUE else response.action.value
-        return self._eom_result(self._finish(response, "data"), edits, decision, outcome)
+        outcome = _word(response) + ("_at_deliver" if stage == "deliver" and response is not CONTINUE else "")
+        return self._eom_result(self._finish(response, stage), edits, decision, outcome)
 
     def _deliver(self, kept: list[Recipient], edits: Edits) -> Response:
         """Run the deliver ACL per recipient: keep, delete (discard/deny/drop) or tempfail all."""
@@ -501,8 +561,7 @@ class Session:
                 log.info("%s recipient %s not delivered (%s at %s)", self._qid(), r.address,
                          decision.result.value, decision.where)
             else:
-                return Response(Action.TEMPFAIL, decision.reply or Reply(451, "4.3.0", (
-                    "Temporary local problem - please try later",)))
+                return Response(Action.TEMPFAIL, decision.reply or INTERNAL_TEMPFAIL)
         if remaining == 0:
             log.info("%s no recipient left after the deliver ACL: message discarded", self._qid())
             return Response(Action.DISCARD)
@@ -516,25 +575,37 @@ class Session:
                     where: str | None = None) -> EomResult:
         txn = self.txn
         if self.dry_run:
-            # Dry-run: keep header additions only as one descriptive header; no other edits.
-            header = self.policy.settings.get("dry_run_header")
-            would = outcome if response is CONTINUE else response.action.value
-            described = Edits()
-            if header:
-                text = f"would {would}" + (f" ({decision.where})" if decision else "")
-                if edits.rcpt_deletes:
-                    text += f"; would remove {len(edits.rcpt_deletes)} recipient(s)"
-                described.add_header(HeaderAdd(header, clean_line(text), HeaderPosition.END, "dry-run"))
-            edits, changes = described, []
-        else:
-            changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
-                                                                    edits.header_removes)]
+            edits = self._monitored(edits)
+        changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
+                                                                edits.header_removes)]
         summary = self.log_record(outcome, decision, where)
         if self.policy.settings.get("event_action") is not None:
             self._event("msg:complete", "accept" if response is CONTINUE else response.action.value, Stage.DATA)
-        if self.services.metrics is not None:
-            self.services.metrics.decision(response.action.value)
         return EomResult(response, edits, changes, None if self.dry_run else edits.quarantine, summary)
+
+    def _monitored(self, edits: Edits) -> Edits:
+        """Monitor mode's edits: every header change stays (A-R, Received-SPF, X-DCC, verdict
+        headers, the policy's add_header, removals of forged A-R); recipient changes and the
+        quarantine go; the dry-run header names the first refusal not given, and where."""
+        kept = Edits(header_adds=list(edits.header_adds), header_removes=list(edits.header_removes))
+        header = self.policy.settings.get("dry_run_header")
+        if header:
+            kept.add_header(HeaderAdd(header, clean_line(self.would_text(edits)), HeaderPosition.END,
+                                      "dry-run"))
+        return kept
+
+    def would_text(self, edits: Edits) -> str:
+        """What monitor mode did not do: `would reject at mail (policy.yaml:12)`, or `would
+        accept`, plus the recipient changes and quarantine left out."""
+        first = self.would_conn or self.would
+        text = f"would {first[0]} at {first[1]} ({first[2]})" if first else "would accept"
+        if edits.rcpt_deletes:
+            text += f"; would remove {len(edits.rcpt_deletes)} recipient(s)"
+        if edits.rcpt_adds:
+            text += f"; would add {len(edits.rcpt_adds)} recipient(s)"
+        if edits.quarantine:
+            text += "; would quarantine"
+        return text
 
     def received_index(self) -> int:
         """Insert position for `:after_received:` headers: after the last Received header."""
@@ -558,8 +629,14 @@ class Session:
     def log_record(self, outcome: str = "", decision: Decision | None = None, where: str | None = None) -> dict:
         """The one-line-per-message record: queue id, client, HELO, sender, recipients, decision.
 
-        `where` (the deciding statement) defaults to the decision's."""
+        `where` (the deciding statement) defaults to the decision's; when that stage had no ACL,
+        the statement of the latest ACL that ran in the transaction decided. `checks` holds a
+        word per check that ran (summary.check_words), `prx` the PROXY peer."""
         txn = self.txn
+        where = where if where is not None else (decision.where if decision else "")
+        if where == "no ACL" and self.deciding:
+            where = self.deciding
+        client = self.conn.client
         rec = {
             "queue_id": self._qid(),
             "client": f"{self.conn.client.name or 'unknown'}[{self.conn.client.address}]",
@@ -567,11 +644,28 @@ class Session:
             "sender": f"<{txn.sender}>" if txn else "",
             "recipients": [r.address for r in txn.recipients if r.accepted] if txn else [],
             "decision": outcome,
-            "where": where if where is not None else (decision.where if decision else ""),
+            "where": where,
+            "checks": check_words(txn.results) if txn else {},
+            "prx": _proxy_peer(client) if client.proxied else "",
             "dry_run": self.dry_run,
         }
         self.final = rec
         return rec
+
+
+def _proxy_peer(client: Any) -> str:
+    """The PROXY peer as Exim's `PRX=` shows it: `[address]:port`, the address alone, or
+    `yes` when the proxy's address is not known (Postfix does not tell it to a milter)."""
+    if not client.proxy_address:
+        return "yes"
+    return f"[{client.proxy_address}]:{client.proxy_port}" if client.proxy_port else client.proxy_address
+
+
+def _word(response: Response) -> str:
+    """The log line's word for a final response: accept, reject, tempfail, discard or drop."""
+    if response.action is Action.CONTINUE or response.action is Action.ACCEPT:
+        return "accept"
+    return "drop" if response.drop else response.action.value
 
 
 def _strip_brackets(addr: str) -> str:

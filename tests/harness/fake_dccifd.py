@@ -207,6 +207,11 @@ class FakeDccifd:
         self.default = Behaviour()              # used when the script is empty
         self.requests: list[Request] = []
         self.connections = 0
+        # Greylisting as dccifd -G on does it: the first request for a (client, sender,
+        # recipient) triple starts an embargo (answer G) unless it says `grey-query` (only
+        # ask, change nothing) or `grey-off`; a triple already embargoed stays G.
+        self.greylisting = False
+        self.embargoed: set[tuple[str, str, str]] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -310,7 +315,25 @@ class FakeDccifd:
             if how.mode in ("garbage", "raw"):
                 self._send(conn, how.raw)
                 return
+            if self.greylisting:
+                how = self._greylist(req, how)
             self._send(conn, build_answer(req, how))
+
+    def _greylist(self, req: Request, how: Behaviour) -> Behaviour:
+        """The answer under greylisting; embargoes new triples unless grey-query/grey-off."""
+        if "grey-off" in req.options or "no-grey" in req.options:
+            return how
+        triples = {(req.client.partition("\r")[0], req.sender, addr) for addr, _ in req.recipients}
+        with self._lock:
+            known = triples & self.embargoed
+            if "grey-query" not in req.options:
+                self.embargoed |= triples
+        new = triples - known
+        if new and "grey-query" not in req.options:
+            return Behaviour("G", header=how.header)
+        if known:
+            return Behaviour("G", header=how.header)
+        return how
 
     def _record(self, req: Request) -> None:
         with self._lock:

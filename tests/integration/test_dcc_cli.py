@@ -80,8 +80,9 @@ def test_greylist_g_is_a_4xx_with_the_policy_message(fake: FakeDccifd) -> None:
     fake.default = Behaviour("G")
     step = eom(session(greylist(fake.address)))
     assert step["action"] == "tempfail" and "451 4.7.1 Greylisted by DCC" in json.dumps(step["reply"])
-    # The dry run asks with `query` so that it never counts as a report to the DCC network.
-    assert fake.requests[0].options == ("header", "query")
+    # The dry run asks with `query` so that it never counts as a report to the DCC network,
+    # and with `grey-query` so that it starts no greylist embargo.
+    assert fake.requests[0].options == ("header", "query", "grey-query")
     assert fake.requests[0].client == "2001:db8::25" and fake.requests[0].message == MESSAGE
 
 

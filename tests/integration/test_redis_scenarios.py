@@ -33,7 +33,7 @@ def policy(tmp_path: Path, redis_module_server: RedisServer) -> Path:
 
 def dry_run(policy: Path, ip: str, rcpts: list[str]) -> dict:
     cmd = [sys.executable, "-m", "aclmilter.cli", "test", "--policy", str(policy), "--client-ip", ip,
-           "--from", "sender@example.net", "--json"]
+           "--from", "sender@example.net", "--json", "--update"]   # these scenarios write to Redis
     for r in rcpts:
         cmd += ["--rcpt", r]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)

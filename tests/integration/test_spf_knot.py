@@ -181,6 +181,12 @@ def test_temperror_is_a_result_not_a_defer(silent_dns):  # noqa: F811
         def dns_timeout(self) -> None:
             calls.append(1)
 
+        def check_latency(self, check: str, seconds: float) -> None:
+            pass
+
+        def dependency(self, name: str, ok: bool, seconds: float) -> None:
+            pass
+
     ctx = make_ctx(silent_dns.settings(timeout=0.2, lifetime=0.4, budget=0.8), GOOD4, "a@strict.spf.test")
     ctx.services.metrics = Metrics()
     assert cond(ctx, "spf", "fail:softfail") is Result.FAIL          # not DEFER

@@ -203,3 +203,17 @@ def test_parser_never_crashes_on_garbage(data: bytes) -> None:
     assert answer.verdict in Verdict
     if answer.header is not None:
         assert "\r" not in answer.header and all(line[:1] in " \t" for line in answer.header.split("\n")[1:])
+
+
+def test_cksums_table_with_leading_spaces_is_extra_not_header() -> None:
+    # dccifd right-aligns its checksum table: every row starts with spaces. Only a TAB folds
+    # the X-DCC header, so the rows are the answer's table, never header continuations.
+    folded = "X-DCC-EX-Metrics: mx.example 1084; bulk\n\tBody=many Fuz1=many Fuz2=many"
+    table = ("                       reported: 1          checksum  server",
+             "             IP: 7f000001 00000000 00000000 00000000       0",
+             "       env_From: 0c9a5e2b 1d0c9b2f 58c1b2e6 2a3b4c5d       0",
+             "           Body: 8a1f0b2c 3d4e5f60 71829384 95a6b7c8    many")
+    raw = "A\nA\n" + folded + "\n" + "".join(f"{row}\n" for row in table) + "\n"
+    answer = parse_answer(raw.encode(), 1, ("cksums",))
+    assert answer.header == folded
+    assert answer.extra == table

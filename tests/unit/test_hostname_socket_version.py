@@ -73,7 +73,7 @@ def test_socket_in_use_and_stale_socket(tmp_path: Path) -> None:
     listener.bind(str(path))
     listener.listen(1)
     try:
-        with pytest.raises(preflight.SocketProblem, match="is in use: another milter is listening"):
+        with pytest.raises(preflight.SocketProblem, match="socket path .* is in use: another milter is listening"):
             preflight.check(socketspec.parse(f"unix:{path}"))
     finally:
         listener.close()

@@ -115,14 +115,23 @@ def test_socket_mode() -> None:
 def test_metrics_interface() -> None:
     reg = CollectorRegistry()
     m = Metrics(reg)
-    m.decision("accept")
+    m.message("accept", "data")
+    m.message("reject", "rcpt")
+    m.dependency("dns", True, 0.01)
+    m.dependency("dccifd", False, 0.5)
     m.statement_hit("policy.yaml:12")
     m.check_result("spf", "pass")
     m.check_latency("spf", 0.01)
     m.callback_latency("rcpt", 0.002)
     m.dns_timeout()
     m.internal_error("eom")
-    assert reg.get_sample_value("aclmilter_messages_total", {"decision": "accept"}) == 1
+    assert reg.get_sample_value("aclmilter_messages_total", {"decision": "accept", "stage": "data"}) == 1
+    assert reg.get_sample_value("aclmilter_messages_total", {"decision": "reject", "stage": "rcpt"}) == 1
+    assert reg.get_sample_value("aclmilter_dependency_up", {"dependency": "dns"}) == 1
+    assert reg.get_sample_value("aclmilter_dependency_up", {"dependency": "dccifd"}) == 0
+    assert reg.get_sample_value("aclmilter_dependency_errors_total", {"dependency": "dccifd"}) == 1
+    assert reg.get_sample_value("aclmilter_dependency_errors_total", {"dependency": "dns"}) is None
+    assert reg.get_sample_value("aclmilter_dependency_seconds_count", {"dependency": "dns"}) == 1
     assert reg.get_sample_value("aclmilter_statement_hits_total", {"where": "policy.yaml:12"}) == 1
     assert reg.get_sample_value("aclmilter_check_results_total", {"check": "spf", "result": "pass"}) == 1
     assert reg.get_sample_value("aclmilter_dns_timeouts_total") == 1

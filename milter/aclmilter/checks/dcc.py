@@ -130,9 +130,11 @@ def run(ctx: "EvalContext") -> DccResult:
         env = build_envelope(ctx)
         client: DccifdClient = ctx.services.get("dccifd")
         options = client.options
-        if ctx.dry_run and "query" not in options:
-            # A dry run must not count as a report of the message to the DCC network.
-            options = (*options, "query")
+        if ctx.dry_run:
+            # A simulation must not count as a report of the message to the DCC network
+            # (`query`) nor start a greylist embargo for its triple (`grey-query`): else the
+            # real message from that sender would later pass the greylist unreported.
+            options = (*options, *(o for o in ("query", "grey-query") if o not in options))
         head = encode_envelope(options, env)
         txn = ctx.txn
         message = encode_message(txn.headers, txn.body.read()) if txn else b"\r\n"

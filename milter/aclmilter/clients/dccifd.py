@@ -24,7 +24,9 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable
+
+from .health import watched
 
 # ---- limits dccifd enforces (it closes without a reply beyond them) -------------------------
 #: dccifd refuses more recipients than this (MAX_RCPTS) by closing without an answer.
@@ -249,8 +251,13 @@ def _text_line(raw: bytes) -> str:
     return line
 
 
-def _header_block(lines: list[str]) -> tuple[str | None, tuple[str, ...]]:
-    """Split the lines after the recipient line into the X-DCC header and the rest."""
+def _header_block(lines: list[str], folds: str = " \t") -> tuple[str | None, tuple[str, ...]]:
+    """Split the lines after the recipient line into the X-DCC header and the rest.
+
+    A line starting with one of `folds` continues the header. dccifd folds its header with a
+    single TAB, and in `cksums` mode the checksum table that follows is right-aligned with
+    leading spaces, so there only a TAB continues the header (`parse_answer`).
+    """
     if not lines:
         return None, ()
     first = lines[0]
@@ -259,7 +266,7 @@ def _header_block(lines: list[str]) -> tuple[str | None, tuple[str, ...]]:
         raise ProtocolError(f"expected an X-DCC header, got {first[:40]!r}")
     block = [first]
     i = 1
-    while i < len(lines) and lines[i][:1] in (" ", "\t"):
+    while i < len(lines) and lines[i][:1] and lines[i][:1] in folds:
         block.append(lines[i])
         i += 1
     return "\n".join(block), tuple(lines[i:])
@@ -308,7 +315,8 @@ def parse_answer(data: bytes, n_recipients: int, options: Iterable[str] = ("head
     lines = [_text_line(x) for x in raw_lines[:-1]]
     if any(line == "" for line in lines):
         raise ProtocolError("bytes after the blank line that ends the answer")
-    header, extra = _header_block(lines)
+    # cksums: the table after the header is `extra`, never part of the header
+    header, extra = _header_block(lines, "\t" if "cksums" in opts else " \t")
     if extra and "cksums" not in opts:
         raise ProtocolError(f"unexpected line after the X-DCC header: {extra[0][:40]!r}")
     return Answer(verdict, rcpts, header, extra)
@@ -338,8 +346,9 @@ class DccifdClient:
     """
 
     def __init__(self, address: Address, timeout: float = 10.0, options: tuple[str, ...] = ("header",),
-                 max_reply: int = MAX_HEADER_REPLY) -> None:
+                 max_reply: int = MAX_HEADER_REPLY, metrics: Callable[[], Any] = lambda: None) -> None:
         self.address = address
+        self.metrics = metrics            # the daemon's Metrics, looked up per call (set late)
         self.timeout = timeout
         self.options = options
         self.max_reply = max_reply
@@ -351,6 +360,10 @@ class DccifdClient:
         reply, sends more than the reply limit, or the deadline passes. If dccifd stops
         reading and answers early (its `T\\n\\n`), the early reply is returned.
         """
+        with watched(self.metrics(), "dccifd", (TransportError,)):
+            return self._exchange(envelope, message, max_reply)
+
+    def _exchange(self, envelope: bytes, message: bytes, max_reply: int | None) -> bytes:
         deadline = time.monotonic() + self.timeout
         addr = self.address
         try:

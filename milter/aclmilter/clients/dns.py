@@ -40,6 +40,7 @@ from ..validators import bounded_number
 from ..errors import LookupDefer, SyntaxProblem
 from .dns_cache import TtlCache
 from .dns_names import BadName, to_name
+from .health import watched
 
 # ---- settings ------------------------------------------------------------------------------
 
@@ -342,6 +343,10 @@ class DnsClient:
         return answer
 
     def _ask(self, qname: dns.name.Name, key_name: str, rdtype: str, lifetime: float) -> DnsAnswer:
+        with watched(self._metrics(), "dns", (DnsTempError,)):
+            return self._resolve(qname, key_name, rdtype, lifetime)
+
+    def _resolve(self, qname: dns.name.Name, key_name: str, rdtype: str, lifetime: float) -> DnsAnswer:
         try:
             ans = self.resolver.resolve(qname, rdtype, raise_on_no_answer=False, lifetime=lifetime,
                                         search=False)

@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import SyntaxProblem
+from .health import watched
 
 DEFAULT_PORT = 6379
 #: Exim splits a query into at most this many arguments; further text is dropped like Exim.
@@ -243,6 +244,7 @@ class RedisClient:
         self.servers = tuple(servers)
         self.timeout = timeout
         self._clients = [self._build(s) for s in self.servers]
+        self.metrics: Any = lambda: None     # the daemon's Metrics, looked up per call (set late)
 
     def _build(self, spec: ServerSpec) -> redis_py.Redis:
         common: dict[str, Any] = dict(
@@ -268,7 +270,8 @@ class RedisClient:
         """
         if not argv:
             raise ValueError("empty Redis command")
-        return self._each_server(lambda c: c.execute_command(*argv))
+        with watched(self.metrics(), "redis", (RedisUnavailable,)):
+            return self._each_server(lambda c: c.execute_command(*argv))
 
     def run_script(self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int | float]) -> Any:
         """Run a Lua script atomically: EVALSHA, falling back to EVAL when it is not cached.
@@ -280,7 +283,8 @@ class RedisClient:
                 return c.execute_command("EVALSHA", script.sha1, len(keys), *keys, *args)
             except redis_py.exceptions.NoScriptError:
                 return c.execute_command("EVAL", script.source, len(keys), *keys, *args)
-        return self._each_server(call)
+        with watched(self.metrics(), "redis", (RedisUnavailable,)):
+            return self._each_server(call)
 
     def _each_server(self, call: Any) -> Any:
         errors: list[str] = []

@@ -21,6 +21,7 @@ from .. import registry, services
 from ..actions import HeaderAdd, HeaderPosition, HeaderRemove
 from ..checks.bmi import (BmiSettings, FailureOutcome, Verdict, VerdictKind, compute_verdict,
                           effective_profile, parse_bmi, parse_optin, parse_rule_list, tracker)
+from ..clients.health import watched
 from ..checks.scan import (Envelope, Scanner, ScannerError, ScanResult, ScanStatus, assemble_message,
                            build_scanner, header_block)
 from ..context import EvalContext
@@ -64,7 +65,10 @@ def _bmi_run(ctx: EvalContext, options: str) -> None:
 
 @registry.modifier("bmi_optin", Stage.RCPT, parse=parse_optin)
 def _bmi_optin(ctx: EvalContext, optin: tuple[str, ...]) -> Result:
-    """Set the current recipient's opt-in strings (comma- or colon-separated; replaces earlier ones)."""
+    """Set the current recipient's opt-in strings (comma- or colon-separated; replaces earlier ones).
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails."""
     if ctx.rcpt is None:
         raise ExpansionFailed("bmi_optin outside the rcpt ACL")
     ctx.rcpt.optin = optin
@@ -85,7 +89,8 @@ def parse_flag(text: str) -> bool:
 def _bmi_profile_differs(ctx: EvalContext, want: bool) -> Result:
     """True when homogeneous mode is on and this recipient's effective profile (the profile
     rules its opt-ins select) differs from the first accepted recipient's; false otherwise
-    (first recipient, or `settings.bmi.homogeneous` off)."""
+    (first recipient, or `settings.bmi.homogeneous` off). Returns OK or FAIL, never DEFER
+    (no scanner is asked)."""
     bmi = _settings(ctx)
     if ctx.rcpt is None or ctx.txn is None:
         return Result.FAIL if want else Result.OK
@@ -131,7 +136,8 @@ def scan_check(ctx: EvalContext) -> ScanResult:
     envelope = Envelope(ctx.conn.client.address, ctx.conn.client.name, ctx.conn.helo, txn.sender,
                         tuple(r.address for r in txn.accepted_recipients if not r.discarded), txn.queue_id)
     try:
-        report = scanner.scan(assemble_message(txn.headers, txn.body.read()), envelope)
+        with watched(ctx.services.metrics, SCANNER_SERVICE, (ScannerError,)):
+            report = scanner.scan(assemble_message(txn.headers, txn.body.read()), envelope)
     except ScannerError as exc:
         return _failed(ctx, str(exc))
     ctx.note("scan", f"{report.backend}: score {report.score:g}/{report.threshold:g} "
@@ -198,7 +204,9 @@ for _name, _kind in (("bmi_deliver_default", VerdictKind.DELIVER_DEFAULT),
                      ("bmi_deliver_alternate", VerdictKind.DELIVER_ALTERNATE),
                      ("bmi_dont_deliver", VerdictKind.DONT_DELIVER)):
     _fn = _is(_kind)
-    _fn.__doc__ = _DOCS[_kind] + " DEFER when the scan failed and on_scanner_failure is tempfail."
+    _fn.__doc__ = _DOCS[_kind] + (" Returns OK when the verdict is this one (with the argument true; "
+                                  "the opposite with false), else FAIL; DEFER when the scan failed and "
+                                  "on_scanner_failure is tempfail.")
     registry.condition(_name, Stage.DELIVER, parse=parse_flag, checks=("bmi_verdict",),
                        variables=("bmi_alt_location",))(_fn)
 

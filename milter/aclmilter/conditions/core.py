@@ -29,7 +29,9 @@ registry.setting("enhanced_status_codes", st.choice("add", "as_given"), "add",
 registry.setting("split_long_replies", st.boolean, False,
                  "cut a refusal text longer than 75 characters into a multi-line reply at spaces, as Exim "
                  "does (import-exim turns it on)")
-registry.setting("dry_run", st.boolean, False, "evaluate and log, but never reject, defer, discard or edit recipients")
+registry.setting("dry_run", st.boolean, False,
+                 "monitor mode: every header is added, nothing is refused, discarded, quarantined or "
+                 "re-routed (docs/mta.md)")
 registry.setting("dry_run_header", st.optional_text, "X-ACLMilter-Dry-Run",
                  "header describing the would-be decision in dry-run mode (empty: none)")
 registry.setting("trusted_authserv_ids", st.string_list, (), "upstream authserv-ids whose A-R results we trust")
@@ -74,44 +76,66 @@ NOT_CONNECT_HELO = ALL & ~(Stage.CONNECT | Stage.HELO)
 # ---- list conditions -----------------------------------------------------------------------
 @registry.condition("hosts", ALL, arg=ArgMode.LIST, list_kind="host")
 def _hosts(ctx: EvalContext, spec: object) -> Result:
-    """The client host (address, verified name) is in the host list."""
+    """The client host (address, verified name) is in the host list.
+
+    Returns OK when it matches, FAIL when not; DEFER when a host name (forward or reverse
+    DNS) or a lookup cannot be resolved now (unless +ignore_defer/+include_defer); ERROR
+    when a list item cannot be expanded."""
     return _match(ctx, spec, None, "host_data")   # None: the connection's client (IP and name)
 
 
 @registry.condition("domains", RCPT_STAGES, arg=ArgMode.LIST, list_kind="domain")
 def _domains(ctx: EvalContext, spec: object) -> Result:
-    """The current recipient's domain is in the domain list."""
+    """The current recipient's domain is in the domain list.
+
+    Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
+    a file) cannot answer now; ERROR when a list item cannot be expanded."""
     return _match(ctx, spec, ctx.rcpt.domain if ctx.rcpt else "", "domain_data")
 
 
 @registry.condition("local_parts", RCPT_STAGES, arg=ArgMode.LIST, list_kind="localpart")
 def _local_parts(ctx: EvalContext, spec: object) -> Result:
-    """The current recipient's local part is in the local-part list."""
+    """The current recipient's local part is in the local-part list.
+
+    Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
+    a file) cannot answer now; ERROR when a list item cannot be expanded."""
     return _match(ctx, spec, ctx.rcpt.local_part if ctx.rcpt else "", "local_part_data")
 
 
 @registry.condition("recipients", RCPT_STAGES, arg=ArgMode.LIST, list_kind="address")
 def _recipients(ctx: EvalContext, spec: object) -> Result:
-    """The current recipient address is in the address list."""
+    """The current recipient address is in the address list.
+
+    Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
+    a file) cannot answer now; ERROR when a list item cannot be expanded."""
     return _match(ctx, spec, ctx.rcpt.address if ctx.rcpt else "", "recipient_data")
 
 
 @registry.condition("senders", MESSAGE, arg=ArgMode.LIST, list_kind="address")
 def _senders(ctx: EvalContext, spec: object) -> Result:
-    """The envelope sender is in the address list (`senders = :` matches <>)."""
+    """The envelope sender is in the address list (`senders = :` matches <>).
+
+    Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
+    a file) cannot answer now; ERROR when a list item cannot be expanded."""
     return _match(ctx, spec, ctx.txn.sender if ctx.txn else "", "sender_data")
 
 
 @registry.condition("sender_domains", MESSAGE, arg=ArgMode.LIST, list_kind="domain")
 def _sender_domains(ctx: EvalContext, spec: object) -> Result:
-    """The sender's domain (empty for <>) is in the domain list."""
+    """The sender's domain (empty for <>) is in the domain list.
+
+    Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
+    a file) cannot answer now; ERROR when a list item cannot be expanded."""
     sender = ctx.txn.sender if ctx.txn else ""
     return _match(ctx, spec, sender.rpartition("@")[2].lower() if "@" in sender else "", "domain_data")
 
 
 @registry.condition("authenticated", NOT_CONNECT_HELO, arg=ArgMode.LIST, list_kind="string")
 def _authenticated(ctx: EvalContext, spec: object) -> Result:
-    """The client authenticated (SMTP AUTH) with a mechanism in the list; false if not authenticated."""
+    """The client authenticated (SMTP AUTH) with a mechanism in the list; false if not authenticated.
+
+    Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
+    a file) cannot answer now; ERROR when a list item cannot be expanded."""
     if not ctx.conn.auth_authen:
         return Result.FAIL
     return _match(ctx, spec, ctx.conn.auth_type or ctx.conn.auth_authen)
@@ -119,7 +143,10 @@ def _authenticated(ctx: EvalContext, spec: object) -> Result:
 
 @registry.condition("encrypted", NOT_CONNECT, arg=ArgMode.LIST, list_kind="string")
 def _encrypted(ctx: EvalContext, spec: object) -> Result:
-    """The session uses TLS with a cipher in the list; false without TLS."""
+    """The session uses TLS with a cipher in the list; false without TLS.
+
+    Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
+    a file) cannot answer now; ERROR when a list item cannot be expanded."""
     if not ctx.conn.tls_cipher:
         return Result.FAIL
     return _match(ctx, spec, ctx.conn.tls_cipher)
@@ -148,7 +175,10 @@ def _parse_acl(text: str) -> tuple[str, tuple[str, ...]]:
 
 @registry.condition("acl", ALL, parse=_parse_acl)
 def _acl(ctx: EvalContext, value: tuple[str, tuple[str, ...]]) -> Result:
-    """Run a named ACL: accept -> true, deny -> false, defer -> defer ($acl_arg1..9 set)."""
+    """Run a named ACL: accept -> true, deny -> false, defer -> defer ($acl_arg1..9 set).
+
+    Returns OK when it accepts, FAIL when it denies, DEFER when it defers, DISCARD/DROP when
+    it discards or drops; ERROR beyond 20 levels of nesting or when it errs."""
     from .. import engine  # engine imports the registry; import late to avoid a cycle
     return engine.run_nested(ctx, value[0], list(value[1]))
 
@@ -156,25 +186,34 @@ def _acl(ctx: EvalContext, value: tuple[str, tuple[str, ...]]) -> Result:
 # ---- modifiers -----------------------------------------------------------------------------
 @registry.modifier("message", ALL, arg=ArgMode.DEFERRED)
 def _message(ctx: EvalContext, value: object) -> Result:
-    """SMTP reply text used when the ACL decides (expanded late)."""
+    """SMTP reply text used when the ACL decides (expanded late).
+
+    Returns OK, never DEFER: the text is expanded only when the statement decides."""
     return Result.OK
 
 
 @registry.modifier("log_message", ALL, arg=ArgMode.DEFERRED)
 def _log_message(ctx: EvalContext, value: object) -> Result:
-    """Log text used when the ACL decides (expanded late)."""
+    """Log text used when the ACL decides (expanded late).
+
+    Returns OK, never DEFER: the text is expanded only when the statement decides."""
     return Result.OK
 
 
 @registry.modifier("endpass", Stage(ALL), arg=ArgMode.RAW)
 def _endpass(ctx: EvalContext, value: object) -> Result:
-    """Legacy boundary in accept/discard: a failure after it denies."""
+    """Legacy boundary in accept/discard: a failure after it denies.
+
+    Returns OK, never DEFER."""
     return Result.OK
 
 
 @registry.modifier("logwrite", ALL)
 def _logwrite(ctx: EvalContext, text: str) -> Result:
-    """Write a log line now, every time it is reached."""
+    """Write a log line now, every time it is reached.
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails."""
     text = re.sub(r"^:[a-z,]*:\s*", "", text)
     ctx.log_lines.append(text.replace("\n", " "))
     return Result.OK
@@ -182,7 +221,10 @@ def _logwrite(ctx: EvalContext, text: str) -> Result:
 
 @registry.modifier("continue", ALL)
 def _continue(ctx: EvalContext, text: str) -> Result:
-    """Expand for side effects only."""
+    """Expand for side effects only.
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails."""
     return Result.OK
 
 
@@ -198,7 +240,10 @@ def _parse_set(text: str) -> tuple[str, str]:
 
 @registry.modifier("set", ALL, parse=_parse_set)
 def _set(ctx: EvalContext, value: tuple[str, str]) -> Result:
-    """Set an acl_c* (connection) or acl_m* (message) variable."""
+    """Set an acl_c* (connection) or acl_m* (message) variable.
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails."""
     ctx.set_var(*value)
     return Result.OK
 
@@ -212,7 +257,11 @@ def _parse_control(text: str) -> tuple[str, str]:
 
 @registry.modifier("control", ALL, parse=_parse_control)
 def _control(ctx: EvalContext, value: tuple[str, str]) -> Result:
-    """Set a control (see `aclmilter policy show` for the list)."""
+    """Set a control (see `aclmilter policy show` for the list).
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails
+    or names an unknown control."""
     name, options = value
     ctl = registry.TABLES.controls.get(name)
     if ctl is None:
@@ -240,7 +289,11 @@ def parse_time(text: str) -> float:
 
 @registry.modifier("delay", ALL, parse=parse_time)
 def _delay(ctx: EvalContext, seconds: float) -> Result:
-    """Wait before answering (capped by settings.max_delay, below Postfix's milter timeouts)."""
+    """Wait before answering (capped by settings.max_delay, below Postfix's milter timeouts).
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails
+    or is not a time; a simulation does not wait."""
     cap = float(ctx.setting("max_delay") or 0)
     wait = min(seconds, cap)
     ctx.note("-", f"delay {wait:g}s" + (" (dry run: not waited)" if ctx.dry_run else ""))
@@ -292,14 +345,22 @@ def queue_header_text(ctx: EvalContext, text: str, source: str) -> None:
 
 @registry.modifier("add_header", MESSAGE)
 def _add_header(ctx: EvalContext, text: str) -> Result:
-    """Queue header lines (`:at_start:`, `:after_received:`, `:at_start_rfc:`, `:at_end:` prefixes)."""
+    """Queue header lines (`:at_start:`, `:after_received:`, `:at_start_rfc:`, `:at_end:` prefixes).
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails
+    or the text would inject a line."""
     queue_header_text(ctx, text, "add_header")
     return Result.OK
 
 
 @registry.modifier("remove_header", MESSAGE)
 def _remove_header(ctx: EvalContext, text: str) -> Result:
-    """Queue removal of headers by name (`:`-separated) or `^regex` on the whole header."""
+    """Queue removal of headers by name (`:`-separated) or `^regex` on the whole header.
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails
+    or a regex is invalid."""
     if ctx.txn is None or ctx.txn.edits is None:
         raise ExpansionFailed("remove_header outside a message")
     for item in lists.split_text(text):
@@ -325,7 +386,11 @@ def _parse_address(text: str) -> str:
 
 @registry.modifier("redirect", Stage.DELIVER, parse=_parse_address)
 def _redirect(ctx: EvalContext, address: str) -> Result:
-    """Deliver this recipient to another address instead (keeps its ESMTP parameters)."""
+    """Deliver this recipient to another address instead (keeps its ESMTP parameters).
+
+    Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
+    expansion fails
+    or the address is not usable."""
     rcpt = ctx.rcpt
     if rcpt is None or ctx.txn is None or ctx.txn.edits is None:
         raise ExpansionFailed("redirect outside the deliver ACL")

@@ -64,7 +64,8 @@ def _client(settings: dict, services: Services) -> DccifdClient:
     options = settings.get("dccifd_options")
     timeout = settings.get("dccifd_timeout") or DEFAULT_TIMEOUT
     return DccifdClient(parse_address(address), float(timeout),
-                        parse_options(DEFAULT_OPTIONS if options is None else options))
+                        parse_options(DEFAULT_OPTIONS if options is None else options),
+                        metrics=lambda: services.metrics)
 
 
 register_factory("dccifd", _client)

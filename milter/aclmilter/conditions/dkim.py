@@ -61,7 +61,10 @@ def match_words(items: tuple[tuple[bool, str], ...], actual: set[str]) -> Result
 @registry.condition("dkim_status", EOM_STAGES,
                     parse=lambda t: parse_word_list(t, DKIM_WORDS, "dkim_status"), checks=("dkim",))
 def _dkim_status(ctx: EvalContext, items: tuple[tuple[bool, str], ...]) -> Result:
-    """True if a DKIM signature's status (or `none` for an unsigned message) is listed."""
+    """True if a DKIM signature's status (or `none` for an unsigned message) is listed.
+
+    Returns OK or FAIL, never DEFER: a key that cannot be fetched now is the status
+    `temperror`, which the list can name."""
     res: DkimResult = ctx.check("dkim")
     actual = {s.status.value for s in res.signatures} or {"none"}
     return match_words(items, actual)

@@ -66,6 +66,8 @@ def _dmarc_status(ctx: EvalContext, items: tuple[tuple[bool, str], ...]) -> Resu
     """True if the DMARC outcome is one of the listed words (`!word`: any other outcome).
 
     The check runs once per message; later dmarc_status conditions reuse its result.
+    Returns OK or FAIL, never DEFER: a DNS failure is the outcome `temperror`, which the
+    list can name.
     """
     res: DmarcResult = ctx.check("dmarc")
     return match_words(items, {res.status.value})

@@ -119,8 +119,11 @@ def ratelimit(ctx: EvalContext, spec: rl.RatelimitSpec) -> Result:
         store = ctx.services.get("ratelimit")
         hashes = rl.bloom_hashes(p.unique) if p.unique is not None else None
         try:
+            # a simulation without --update computes the rate this message would give, and
+            # writes nothing
+            mode = p.update if ctx.writes else rl.UpdateMode.READONLY
             rate = store.update(p.db_key, ctx.services.clock(), spec.period, spec.limit, p.count,
-                                p.update, hashes)
+                                mode, hashes)
         except rl.StoreUnavailable as exc:
             raise LookupDefer(f"ratelimit database not available: {exc}") from exc
         cache[p.db_key] = rate

@@ -53,12 +53,14 @@ registry.setting("redis_timeout", _timeout, 2.0,
                  "seconds a Redis connect or command may take before the lookup defers")
 
 
-def _build_client(settings: dict, _services: services.Services) -> rc.RedisClient | None:
+def _build_client(settings: dict, svc: services.Services) -> rc.RedisClient | None:
     """The shared Redis client, or None when `redis_servers` is empty."""
     servers = settings.get("redis_servers") or ()
     if not servers:
         return None
-    return rc.RedisClient(servers, float(settings.get("redis_timeout") or 2.0))
+    client = rc.RedisClient(servers, float(settings.get("redis_timeout") or 2.0))
+    client.metrics = lambda: svc.metrics       # set by the daemon after the services are built
+    return client
 
 
 services.register_factory("redis", _build_client)
@@ -128,6 +130,10 @@ def find(ctx: Any, _key: str | None, query: str) -> str | None:
     client = ctx.services.get("redis")
     if client is None:
         raise LookupDefer("redis lookup: no redis_servers configured")
+    if not ctx.writes and argv[0].upper() in WRITE_COMMANDS:
+        # a simulation without --update: the write is shown, not sent ("not found")
+        ctx.note("redis", f"{argv[0].upper()} not sent: simulation without --update", "skipped")
+        return None
     try:
         reply = client.execute(argv)
     except rc.RedisUnavailable as exc:

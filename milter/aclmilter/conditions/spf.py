@@ -80,7 +80,9 @@ def _spf(ctx: EvalContext, items: tuple[tuple[bool, str], ...]) -> Result:
 @registry.condition("spf_guess", STAGES, parse=parse_result_list, variables=VARIABLES,
                     checks=("spf_guess",))
 def _spf_guess(ctx: EvalContext, items: tuple[tuple[bool, str], ...]) -> Result:
-    """Like `spf`, but a domain without an SPF record is judged by `settings.spf_guess`."""
+    """Like `spf`, but a domain without an SPF record is judged by `settings.spf_guess`.
+
+    Returns OK or FAIL, never DEFER: a DNS failure is the result `temperror`."""
     outcome = ctx.check("spf_guess")
     return Result.OK if list_matches(items, outcome.result) else Result.FAIL
 

@@ -16,7 +16,7 @@ from typing import Any
 from .. import __version__
 from ..errors import PolicyErrors
 from ..hostname import configured_or_system, lacks_dot
-from . import logsetup, socketspec
+from . import logline, logsetup, socketspec
 
 log = logging.getLogger("aclmilter")
 
@@ -33,12 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--socket-mode", default="0660", help="unix socket mode, octal (default %(default)s)")
     p.add_argument("--socket-group", default=None, help="unix socket group (e.g. postfix)")
     p.add_argument("--dry-run", action="store_true", default=None,
-                   help="evaluate and log, never reject/defer/discard/edit recipients")
+                   help="monitor mode: every header is added, but nothing is refused, discarded, "
+                        "quarantined or re-routed; the first refusal not given is named in a header "
+                        "(same as settings.dry_run: true)")
     p.add_argument("--metrics", default=None, metavar="ADDR:PORT",
                    help="serve Prometheus metrics there (off by default)")
     p.add_argument("--workers", type=int, default=1, help="pre-forked worker processes (default 1)")
     p.add_argument("--syslog", action="store_true", help="also log to syslog (facility mail)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="lowest level logged (default %(default)s; the message lines are info)")
+    p.add_argument("--log-format", default="logfmt", choices=logline.FORMATS,
+                   help="format of the one line per message: logfmt key=value pairs, values with "
+                        "spaces double-quoted (default), or one JSON object")
     p.add_argument("--timeout", type=int, default=600,
                    help="seconds libmilter waits for the MTA before closing (default %(default)s)")
     p.add_argument("--backlog", type=int, default=128, help="listen backlog (default %(default)s)")
@@ -133,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     glue.CONFIG.runtime = runtime
     glue.CONFIG.listen_port = spec.listen_port
     glue.CONFIG.unix_socket = spec.kind == "unix"
+    glue.CONFIG.log_format = args.log_format
     glue.register(args.name)
     milter.setconn(spec.libmilter)
     milter.settimeout(args.timeout)

@@ -16,12 +16,11 @@ from typing import Any, Callable
 import Milter
 import milter
 
-from ..actions import Reply
 from ..runtime import Runtime
-from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session
+from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session, internal_response
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
-from . import logsetup
+from . import logline, logsetup
 from . import macros as mac
 from . import negotiation
 from .reply import map_response
@@ -33,8 +32,6 @@ _NR_CONNECT, _NR_HELO, _NR_MAIL, _NR_RCPT, _NR_DATA = (negotiation.NO_REPLY_BIT[
     "connect", "helo", "mail", "rcpt", "predata"))
 _NR_HDR, _NR_EOH, _NR_BODY = (negotiation.CONTENT_NO_REPLY_BIT[k] for k in ("header", "eoh", "body"))
 
-INTERNAL_TEMPFAIL = Response(Action.TEMPFAIL, Reply(451, "4.3.0", ("Temporary local problem - please try later",)))
-
 
 class GlueConfig:
     """What every connection object needs; set once by the daemon before milter.main()."""
@@ -44,6 +41,8 @@ class GlueConfig:
     #: the MTA talks to us over a unix socket (changes what is negotiated: negotiation.wanted)
     unix_socket: bool = False
     session_factory: Callable[..., Any] = Session
+    #: the message log line's format (service.logline.FORMATS)
+    log_format: str = "logfmt"
 
 
 CONFIG = GlueConfig()
@@ -51,18 +50,6 @@ CONFIG = GlueConfig()
 
 def _family_name(family: int) -> str:
     return {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}.get(family, "unix")
-
-
-def _format_record(rec: dict) -> str:
-    """One log line per message: key=value pairs in a fixed order."""
-    rcpts = rec.get("recipients") or []
-    parts = [f"qid={rec.get('queue_id') or '-'}", f"client={rec.get('client', '')}",
-             f"helo={rec.get('helo') or '-'}", f"from={rec.get('sender', '')}",
-             f"to={','.join(f'<{r}>' for r in rcpts) or '-'}", f"decision={rec.get('decision', '')}",
-             f"where={rec.get('where') or '-'}"]
-    if rec.get("dry_run"):
-        parts.append("dry_run=yes")
-    return " ".join(parts)
 
 
 class AclMilter(Milter.Base):
@@ -125,11 +112,7 @@ class AclMilter(Milter.Base):
             mode = snap.policy.settings.get("on_internal_error", "tempfail")
         except Exception:  # noqa: BLE001 - fall back to the safe answer
             mode = "tempfail"
-        if mode == "accept":
-            return Response(Action.CONTINUE)
-        if mode == "reject":
-            return Response(Action.REJECT, Reply(550, "5.3.0", ("Internal error",)))
-        return INTERNAL_TEMPFAIL
+        return internal_response(mode)
 
     def _answer(self, stage: str, response: Response, at_eom: bool = False) -> int:
         mr = map_response(response, at_eom)
@@ -143,6 +126,11 @@ class AclMilter(Milter.Base):
         if response.drop:
             log.info("dropping the connection after %s: %s", stage, mr.setreply)
         return mr.rc
+
+    def _metrics(self) -> Any:
+        """The metrics of this connection's services (None outside the daemon)."""
+        services = getattr(self.session, "services", None)
+        return getattr(services, "metrics", None)
 
     def _held(self) -> HeldRefusal | None:
         """A refusal held from a step the MTA did not wait for (connection first)."""
@@ -287,8 +275,7 @@ class AclMilter(Milter.Base):
                 ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,
                                      self.hides_own_received)
                 edit_plan.execute(self, ops)
-            if msglog.isEnabledFor(logging.INFO):      # the line is built only to be written
-                logsetup.message_line(msglog, _format_record(result.summary))
+            logline.finish(msglog, result.summary, self._metrics(), CONFIG.log_format)
             self.in_txn = False
             return self._answer("eom", response, at_eom=True)
         except Exception:  # noqa: BLE001
@@ -315,10 +302,10 @@ class AclMilter(Milter.Base):
         rec = dict(self.session.log_record("", getattr(self.session, "last_refusal", None)))
         if self.last_refusal is not None:
             stage, resp = self.last_refusal
-            rec["decision"] = f"{resp.action.value}_at_{stage}"
+            rec["decision"] = f"{'drop' if resp.drop else resp.action.value}_at_{stage}"
         else:
             rec["decision"] = "aborted"
-        logsetup.message_line(msglog, _format_record(rec))
+        logline.finish(msglog, rec, self._metrics(), CONFIG.log_format)
 
     def close(self) -> int:
         try:

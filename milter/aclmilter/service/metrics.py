@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .reloader import signals_blocked
 
@@ -23,12 +23,22 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         kw: dict[str, Any] = {"registry": registry} if registry is not None else {}
-        self.messages = Counter("aclmilter_messages", "Messages by final decision", ["decision"], **kw)
+        self.messages = Counter("aclmilter_messages",
+                                "Messages and refused transactions by the log line's decision and stage",
+                                ["decision", "stage"], **kw)
         self.statements = Counter("aclmilter_statement_hits", "ACL statements that decided or matched",
                                   ["where"], **kw)
-        self.checks = Counter("aclmilter_check_results", "Check results", ["check", "result"], **kw)
-        self.check_seconds = Histogram("aclmilter_check_seconds", "Check latency", ["check"],
-                                       buckets=BUCKETS, **kw)
+        self.checks = Counter("aclmilter_check_results", "Check results, once per check per message",
+                              ["check", "result"], **kw)
+        self.check_seconds = Histogram("aclmilter_check_seconds", "Check latency (each check computed once)",
+                                       ["check"], buckets=BUCKETS, **kw)
+        # Dependency health: every call to DNS, Redis, dccifd or a scanner reports here.
+        self.dep_up = Gauge("aclmilter_dependency_up", "1 if the latest call to the dependency worked, else 0",
+                            ["dependency"], multiprocess_mode="livemin", **kw)
+        self.dep_errors = Counter("aclmilter_dependency_errors", "Calls to a dependency that failed",
+                                  ["dependency"], **kw)
+        self.dep_seconds = Histogram("aclmilter_dependency_seconds", "Latency of calls to a dependency",
+                                     ["dependency"], buckets=BUCKETS, **kw)
         self.callback_seconds = Histogram("aclmilter_callback_seconds", "Milter callback latency",
                                           ["stage"], buckets=BUCKETS, **kw)
         self.dns_timeouts = Counter("aclmilter_dns_timeouts", "DNS queries that timed out", **kw)
@@ -37,9 +47,10 @@ class Metrics:
         self.reloads = Counter("aclmilter_reloads", "Policy reloads by outcome", ["outcome"], **kw)
 
     # The methods below are the interface sessions, the engine and checks call.
-    def decision(self, result: str) -> None:
-        """Count one finished message by its final decision (accept, reject, ...)."""
-        self.messages.labels(result).inc()
+    def message(self, decision: str, stage: str) -> None:
+        """Count one finished message or refused transaction (service.logline.finish only):
+        `decision` is accept/reject/tempfail/discard/drop/aborted, `stage` where it arose."""
+        self.messages.labels(decision, stage).inc()
 
     def statement_hit(self, where: str) -> None:
         """Count a hit of the ACL statement at `where` (file:line)."""
@@ -54,6 +65,15 @@ class Metrics:
 
     def callback_latency(self, stage: str, seconds: float) -> None:
         self.callback_seconds.labels(stage).observe(seconds)
+
+    def dependency(self, name: str, ok: bool, seconds: float) -> None:
+        """One call to a dependency (dns, redis, dccifd, scanner:NAME): up/down, error, latency.
+        `ok` is False only when the dependency failed (timeout, refused, garbage), never for
+        an answer that is merely negative (NXDOMAIN, a Redis miss)."""
+        self.dep_up.labels(name).set(1 if ok else 0)
+        if not ok:
+            self.dep_errors.labels(name).inc()
+        self.dep_seconds.labels(name).observe(seconds)
 
     def dns_timeout(self) -> None:
         self.dns_timeouts.inc()

@@ -48,6 +48,8 @@ def _check_unix(path: str, timeout: float) -> None:
         raise SocketProblem(f"socket directory {directory} does not exist (the package creates "
                             f"/var/spool/postfix/aclmilter; elsewhere: install -d -o aclmilter "
                             f"-g postfix -m 0750 {directory})")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise SocketProblem(f"socket directory {directory} is not writable by uid {os.getuid()}")
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -67,7 +69,7 @@ def _check_unix(path: str, timeout: float) -> None:
         return
     finally:
         probe.close()
-    raise SocketProblem(f"socket {path} is in use: another milter is listening on it "
+    raise SocketProblem(f"socket path {path} is in use: another milter is listening on it "
                         f"(stop it first, or choose another --socket)")
 
 
@@ -79,9 +81,11 @@ def _check_inet(spec: SocketSpec) -> None:
         # the same option libmilter sets, so a port in TIME_WAIT is not reported as taken
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, spec.port))
+    except socket.gaierror as exc:
+        raise SocketProblem(f"cannot resolve the socket host {spec.host!r}: {exc.strerror}") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise SocketProblem(f"{spec}: port {spec.port} is in use by another process") from None
+            raise SocketProblem(f"port {spec.port} on {host} is in use by another process") from None
         if exc.errno == errno.EADDRNOTAVAIL:
             raise SocketProblem(f"{spec}: {host} is not an address of this host") from None
         if exc.errno == errno.EACCES:

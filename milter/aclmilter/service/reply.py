@@ -20,8 +20,11 @@ from dataclasses import dataclass
 import milter
 
 from ..actions import Reply
+from ..replies import INTERNAL_TEMPFAIL
 from ..session import Action, Response
 
+#: setreply arguments of the tempfail fallback (the internal-error reply's code and text)
+_TEMPFAIL_ARGS = (str(INTERNAL_TEMPFAIL.code), str(INTERNAL_TEMPFAIL.ecode), INTERNAL_TEMPFAIL.lines[0])
 #: libmilter refuses lines longer than this (MAXREPLYLEN 980 incl. code and status).
 MAX_LINE = 900
 
@@ -73,5 +76,4 @@ def map_response(response: Response, at_eom: bool = False) -> MilterReply:
     if action is Action.REJECT:
         return MilterReply(milter.REJECT, _reply_args(response.reply, 5, response.drop,
                                                       ("550", "5.7.1", "Administrative prohibition")))
-    return MilterReply(milter.TEMPFAIL, _reply_args(response.reply, 4, response.drop,
-                                                    ("451", "4.3.0", "Temporary local problem - please try later")))
+    return MilterReply(milter.TEMPFAIL, _reply_args(response.reply, 4, response.drop, _TEMPFAIL_ARGS))
