@@ -92,7 +92,7 @@ def test_port_in_use() -> None:
     busy.listen(1)
     port = busy.getsockname()[1]
     try:
-        with pytest.raises(preflight.SocketProblem, match=f"port {port} is in use"):
+        with pytest.raises(preflight.SocketProblem, match=f"port {port} on 127.0.0.1 is in use"):
             preflight.check(socketspec.parse(f"inet:{port}@127.0.0.1"))
     finally:
         busy.close()
