@@ -177,7 +177,7 @@ def test_unit_execstart_socket_reachable_by_postfix_only(deb: Path, work: Path) 
         # a second instance on the same socket is refused with the cause, not taken over
         second = subprocess.run(unit.as_user(unit.argv("ExecStart", unit.environment())),
                                 capture_output=True, text=True, timeout=60)
-        assert second.returncode == 3 and f"socket {SOCKET} is in use" in second.stderr, second.stderr
+        assert second.returncode == 3 and f"socket path {SOCKET} is in use" in second.stderr, second.stderr
         assert proc.poll() is None
         # reload as `systemctl reload` does it (ExecReload=kill -USR1 $MAINPID)
         os.kill(proc.pid, signal.SIGUSR1)

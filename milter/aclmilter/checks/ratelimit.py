@@ -348,6 +348,8 @@ def record_lifetime(rate: float, period: float) -> float:
 class RateStore(Protocol):
     """Applies `advance` atomically to the record under `key`; returns the rate."""
 
+    shared: bool     # other processes see its records (a simulation must not write them)
+
     def update(self, key: str, now: float, period: float, limit: float, count: float,
                update: UpdateMode, hashes: tuple[int, ...] | None) -> float: ...
 
@@ -359,6 +361,9 @@ class MemoryStore:
     lifetime has passed (checked every `prune_every` updates), so memory stays bounded by
     the number of active keys.
     """
+
+    #: private to this process: a simulation may update it (nothing else sees it)
+    shared = False
 
     def __init__(self, prune_every: int = 4096) -> None:
         # key -> (record, period it was written with; needed to know when it expires)
@@ -465,6 +470,9 @@ class RedisStore:
     Keys: `<prefix>{<exim key>}` (a hash) and `<prefix>{<exim key>}:bloom`; the braces make
     both keys one Redis Cluster slot. Raises StoreUnavailable when Redis cannot answer.
     """
+
+    #: shared with every other milter process: a simulation writes nothing here
+    shared = True
 
     def __init__(self, client: Any, prefix: str = "aclmilter:ratelimit:") -> None:
         """`client` is a clients.redis.RedisClient."""

@@ -120,8 +120,9 @@ def ratelimit(ctx: EvalContext, spec: rl.RatelimitSpec) -> Result:
         hashes = rl.bloom_hashes(p.unique) if p.unique is not None else None
         try:
             # a simulation without --update computes the rate this message would give, and
-            # writes nothing
-            mode = p.update if ctx.writes else rl.UpdateMode.READONLY
+            # writes nothing to a shared store (Redis); the in-process store is the
+            # simulation's own, so `bh` keeps rates across the transactions of its dialogue
+            mode = p.update if ctx.writes or not store.shared else rl.UpdateMode.READONLY
             rate = store.update(p.db_key, ctx.services.clock(), spec.period, spec.limit, p.count,
                                 mode, hashes)
         except rl.StoreUnavailable as exc:
