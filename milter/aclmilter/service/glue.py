@@ -44,6 +44,8 @@ class GlueConfig:
     #: the MTA talks to us over a unix socket (changes what is negotiated: negotiation.wanted)
     unix_socket: bool = False
     session_factory: Callable[..., Any] = Session
+    #: open-connection counter shared with a supervising master (liveconns), else None
+    live: Any = None
 
 
 CONFIG = GlueConfig()
@@ -336,6 +338,8 @@ class AclMilter(Milter.Base):
 def _negotiate(ctx: Any, opts: list[int]) -> int:
     m = AclMilter()
     m._setctx(ctx)
+    if CONFIG.live is not None:
+        CONFIG.live.opened()
     return m.negotiate(opts)
 
 
@@ -359,6 +363,8 @@ def _close(ctx: Any) -> int:
         return m.close()
     finally:
         m._setctx(None)
+        if CONFIG.live is not None:
+            CONFIG.live.closed()
 
 
 def register(name: str = "aclmilter") -> None:
