@@ -23,7 +23,7 @@ from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import logsetup
 from . import macros as mac
-from . import negotiation
+from . import negotiation, undecodable
 from .reply import map_response
 
 log = logging.getLogger("aclmilter")
@@ -297,6 +297,36 @@ class AclMilter(Milter.Base):
             self.in_txn = False
             return self._answer("eom", self._internal("eom"), at_eom=True)
 
+    def undecodable(self, raw: bytes) -> bool:
+        """pymilter could not decode `raw` for a HELO (or connect) callback: run that step now.
+
+        Called from `undecodable`'s excepthook in this connection's thread. Which step failed
+        follows from where the connection is: no session yet -> connect; else HELO (a header
+        *name*, the only other strictly decoded value, is never 8-bit from Postfix, and cannot
+        come before a header was seen or outside a transaction). pymilter has answered CONTINUE
+        already, so the step runs as a no-reply step: a refusal is held for the next answer.
+        Returns False when the value is left to pymilter's error report.
+        """
+        text = raw.decode("utf-8", "surrogateescape")
+        if self.session is None:
+            step, bit = "connect", _NR_CONNECT
+        elif not self.in_txn or not getattr(self.session.txn, "headers", None):
+            step, bit = "helo", _NR_HELO
+        else:
+            return False
+        log.info("%s value is not UTF-8 (%r): running the %s step with it", step,
+                 text.encode("utf-8", "surrogateescape")[:80], step)
+        saved = self._protocol
+        self._protocol |= bit
+        try:
+            if step == "connect":
+                self.connect(text, 0, None)
+            else:
+                self.hello(text)
+        finally:
+            self._protocol = saved
+        return True
+
     def _end_transaction(self) -> None:
         """Forget the current transaction; one that never reached EOM is logged first.
 
@@ -338,6 +368,7 @@ class AclMilter(Milter.Base):
 def _negotiate(ctx: Any, opts: list[int]) -> int:
     m = AclMilter()
     m._setctx(ctx)
+    undecodable.bind(m)
     if CONFIG.live is not None:
         CONFIG.live.opened()
     return m.negotiate(opts)
@@ -348,6 +379,7 @@ def _connect(ctx: Any, hostname: str, family: int, hostaddr: Any) -> int:
     if m is None:            # MTA without negotiation (very old): build the object here
         m = AclMilter()
         m._setctx(ctx)
+        undecodable.bind(m)
     return m.connect(hostname, family, hostaddr)
 
 
@@ -388,4 +420,5 @@ def register(name: str = "aclmilter") -> None:
     # no-reply step and desynchronise libmilter; skipping that one callback is the safe
     # choice. pymilter prints the traceback to stderr.
     milter.set_exception_policy(milter.CONTINUE)
+    undecodable.install()     # ... except an undecodable HELO/hostname: that step still runs
     milter.register(name, data=lambda ctx: ctx.getpriv().data(), unknown=None, negotiate=_negotiate)
