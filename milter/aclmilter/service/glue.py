@@ -25,6 +25,7 @@ from . import logsetup
 from . import macros as mac
 from . import negotiation, undecodable
 from .reply import map_response
+from .wiretext import safe_text
 
 log = logging.getLogger("aclmilter")
 msglog = logging.getLogger(logsetup.MESSAGE_LOGGER)
@@ -139,7 +140,7 @@ class AclMilter(Milter.Base):
             self.last_refusal = (stage, response)
         if mr.setreply:
             try:
-                self.setreply(*mr.setreply)
+                self.setreply(*(safe_text(a) for a in mr.setreply))
             except Exception:  # noqa: BLE001 - a bad reply text must not lose the verdict
                 log.error("setreply%r failed:\n%s", mr.setreply, traceback.format_exc())
         if response.drop:
