@@ -136,6 +136,17 @@ def test_undecodable_helo_runs_the_helo_acl_over_the_milter_protocol(policy: Pat
             ans = mc.message(b"<a\xff@example.org>", [b"<b\xfe@test.example>"], [("Subject", "x")], b"x\r\n")
             assert ans.action in ("continue", "accept"), ans
             assert dict(ans.headers_added())["X-Helo"] == "ok\\xff.example"
+        with MilterClient(d.client_spec) as mc:
+            # a second HELO after a transaction the client abandoned (RSET): still judged
+            mc.connect("[203.0.113.7]", "4", 4711, "203.0.113.7", {"v": "Postfix 3.7"})
+            mc.helo("ok.example")
+            mc.mail("<a@example.org>")
+            mc.rcpt("<b@test.example>", macros={"{rcpt_addr}": "b@test.example"})
+            mc.abort()
+            mc.helo(b"bad\xfe.example")
+            ans = mc.message("<a@example.org>", ["<b@test.example>"], [("Subject", "x")], b"x\r\n",
+                             macros={"rcpt": {"{rcpt_addr}": "b@test.example"}})
+            assert ans.refused and "bad helo bad\\xfe.example" in ans.reply, ans
         assert "internal error" not in d.log()
         assert "helo value is not UTF-8" in d.log()
     assert wait_key(redis, b"seen:a\xff@example.org")

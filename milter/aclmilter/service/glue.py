@@ -302,16 +302,19 @@ class AclMilter(Milter.Base):
         """pymilter could not decode `raw` for a HELO (or connect) callback: run that step now.
 
         Called from `undecodable`'s excepthook in this connection's thread. Which step failed
-        follows from where the connection is: no session yet -> connect; else HELO (a header
-        *name*, the only other strictly decoded value, is never 8-bit from Postfix, and cannot
-        come before a header was seen or outside a transaction). pymilter has answered CONTINUE
-        already, so the step runs as a no-reply step: a refusal is held for the next answer.
+        follows from where the connection is: no session yet -> connect. Otherwise it was a
+        HELO or a header *name* (the only other value pymilter decodes strictly; never 8-bit
+        from Postfix). Headers come after RCPT, whose `{rcpt_addr}` macro every MTA sends and
+        libmilter keeps until the next HELO or MAIL; libmilter clears it when a HELO arrives,
+        before our callback. So `{rcpt_addr}` present -> a header (left to pymilter's report,
+        the field is skipped); absent -> HELO. pymilter has answered CONTINUE already, so the
+        step runs as a no-reply step: a refusal is held for the next answer.
         Returns False when the value is left to pymilter's error report.
         """
         text = raw.decode("utf-8", "surrogateescape")
         if self.session is None:
             step, bit = "connect", _NR_CONNECT
-        elif not self.in_txn or not getattr(self.session.txn, "headers", None):
+        elif self._ctx.getsymval("{rcpt_addr}") is None:
             step, bit = "helo", _NR_HELO
         else:
             return False
