@@ -19,7 +19,8 @@ PY=${PYTHON:-python3}
 RUN_PKGS="python3 python3-venv python3-dev gcc libmilter-dev"
 TEST_PKGS="$RUN_PKGS postfix swaks bind9-dnsutils knot knot-dnsutils redis-server mariadb-server \
  opendmarc libswitch-perl libdbd-mysql-perl libhttp-message-perl libio-compress-perl publicsuffix \
- spamassassin spamc spamd rspamd miltertest systemd opendkim-tools procps iproute2 ca-certificates"
+ spamassassin spamc spamd rspamd miltertest systemd opendkim-tools procps iproute2 ca-certificates \
+ python3-milter"
 
 need_root() {
     if [ "$(id -u)" != 0 ]; then
