@@ -140,3 +140,39 @@ def test_postfix_mail_flows_after_a_crash(workdir: Path) -> None:
             assert "ip=127.0.0.1" in (got.header("X-Seen") or "")
         finally:
             pf.stop()
+
+
+def test_a_crash_costs_only_its_workers_connections(workdir: Path) -> None:
+    """Connections held open on the other worker finish their message; the master's count of
+    lost connections matches exactly what the clients saw die."""
+    with AclMilterd(POLICY, "unix", workdir=workdir, workers=2) as d:
+        settled(d, 2)
+        held = []
+        for i in range(8):                       # mid-transaction when the crash comes
+            mc = MilterClient(d.client_spec, timeout=10).open()
+            mc.connect("[203.0.113.7]", "4", 4711, "203.0.113.7", {"v": "Postfix 3.7"})
+            mc.helo("client.example.org")
+            mc.mail("<a@example.org>")
+            held.append(mc)
+        milterfuzz.send_case(d.client_spec, [*KNOWN_CRASHES[0], milterfuzz.connect_frame()])
+        line = d.wait_log(r"exited with -11; restarting it \(SIGSEGV after [\d.]+ s; (\d+) open MTA")[0]
+        lost = int(line)
+        settled(d, 2)
+        finished = died = 0
+        for mc in held:
+            try:
+                mc.rcpt("<b@example.test>")
+                ans = mc.data()
+                mc.headers(HDRS)
+                mc.eoh()
+                mc.body(b"x\r\n")
+                ans = mc.eom()
+                assert ans.action in ("continue", "accept"), ans
+                finished += 1
+            except (ConnectionError, OSError):
+                died += 1
+            finally:
+                mc.close()
+        # the crashing connection itself is one of the lost ones
+        assert died == lost - 1, (died, lost, finished)
+        assert finished == len(held) - died
