@@ -23,6 +23,7 @@ from ..actions import HeaderAdd, HeaderPosition, HeaderRemove, clean_line
 from .arc import authres_fragment as arc_result
 from ..hostname import primary_hostname
 from .dkim import DkimResult
+from .authserv_id import normalize as normalize_authserv_id
 from .dmarc_upstream import ar_authserv_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,9 +117,10 @@ def dmarc_ar_header(ctx: "EvalContext", res: "DmarcResult") -> str:
 def forged_indexes(headers: list[tuple[str, str]], our_id: str) -> list[int]:
     """1-based occurrence numbers of A-R fields claiming our authserv-id, highest first.
 
-    An id written as `<ours>/<jobid>` (OpenDMARC's AuthservIDWithJobID) is ours too.
+    An id written as `<ours>/<jobid>` (OpenDMARC's AuthservIDWithJobID) is ours too; so are
+    the quoted, trailing-dot, other-case, folded and comment-first spellings of it.
     """
-    ours = our_id.lower()
+    ours = normalize_authserv_id(our_id)
     found = []
     n = 0
     for name, value in headers:

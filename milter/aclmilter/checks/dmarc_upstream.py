@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import authres
 
+from .authserv_id import authserv_id as _authserv_id
+from .authserv_id import normalize as _normalize_id
 from .dkim import DkimResult, DkimSignature, DkimStatus
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,24 +35,24 @@ def parse_ar(value: str) -> "authres.AuthenticationResultsHeader | None":
 
 
 def ar_authserv_id(value: str) -> str | None:
-    """Return the lower-case authserv-id of an A-R value, or None if it cannot be read."""
-    parsed = parse_ar(value)
-    if parsed is not None and parsed.authserv_id:
-        return str(parsed.authserv_id).lower()
-    # A field too broken for authres still names its authserv-id before the first ';'.
-    head = _FOLD.sub("", value).split(";", 1)[0]
-    head = re.sub(r"\([^)]*\)", " ", head).strip().split()
-    return head[0].lower() if head else None
+    """Return the authserv-id of an A-R value in compare form, or None if it has none.
+
+    Unquoted, one trailing dot removed, lower case (see `authserv_id`); read from the raw
+    value, so a field too broken for authres still names its id.
+    """
+    return _authserv_id(value)
 
 
 def trusted_upstream_dkim(ctx: "EvalContext") -> DkimResult | None:
     """Return the DKIM results of the first trusted A-R field that has any, else None."""
-    trusted = {t.lower() for t in (ctx.setting("trusted_authserv_ids") or ())}
+    trusted = {_normalize_id(t) for t in (ctx.setting("trusted_authserv_ids") or ())}
     if not trusted or ctx.txn is None:
         return None
     for value in ctx.txn.header_values("Authentication-Results"):
+        if ar_authserv_id(value) not in trusted:
+            continue
         parsed = parse_ar(value)
-        if parsed is None or str(parsed.authserv_id).lower() not in trusted:
+        if parsed is None:
             continue
         sigs = []
         for res in parsed.results:

@@ -231,6 +231,18 @@ _RESP2: dict[str, Any] = ({"protocol": 2} if "protocol" in inspect.signature(red
                           else {})
 
 
+def to_wire(value: Any) -> Any:
+    """A command argument as Redis gets it: text as its original bytes, numbers unchanged.
+
+    Envelope text reaches us decoded with surrogateescape (8-bit bytes that are not UTF-8 are
+    lone surrogates); redis-py's own encoder refuses those, so text is encoded here with the
+    same error handler and the key Redis stores is exactly the bytes the client sent.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return value
+
+
 class RedisClient:
     """Thread-safe failover client over one redis-py connection pool per server.
 
@@ -262,7 +274,7 @@ class RedisClient:
         client.response_callbacks.clear()
         return client
 
-    def execute(self, argv: Sequence[str | bytes]) -> Any:
+    def execute(self, argv: Sequence[str | bytes | int | float]) -> Any:
         """Run one command (an argument vector) on the first server that answers.
 
         Returns: the raw RESP2 reply (bytes, int, None or list).
@@ -270,19 +282,22 @@ class RedisClient:
         """
         if not argv:
             raise ValueError("empty Redis command")
+        wire = [to_wire(a) for a in argv]
         with watched(self.metrics(), "redis", (RedisUnavailable,)):
-            return self._each_server(lambda c: c.execute_command(*argv))
+            return self._each_server(lambda c: c.execute_command(*wire))
 
     def run_script(self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int | float]) -> Any:
         """Run a Lua script atomically: EVALSHA, falling back to EVAL when it is not cached.
 
         Returns: the script's raw reply. Raises RedisUnavailable like `execute`.
         """
+        wire = [to_wire(a) for a in (*keys, *args)]
+
         def call(c: redis_py.Redis) -> Any:
             try:
-                return c.execute_command("EVALSHA", script.sha1, len(keys), *keys, *args)
+                return c.execute_command("EVALSHA", script.sha1, len(keys), *wire)
             except redis_py.exceptions.NoScriptError:
-                return c.execute_command("EVAL", script.source, len(keys), *keys, *args)
+                return c.execute_command("EVAL", script.source, len(keys), *wire)
         with watched(self.metrics(), "redis", (RedisUnavailable,)):
             return self._each_server(call)
 

@@ -38,7 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(same as settings.dry_run: true)")
     p.add_argument("--metrics", default=None, metavar="ADDR:PORT",
                    help="serve Prometheus metrics there (off by default)")
-    p.add_argument("--workers", type=int, default=1, help="pre-forked worker processes (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="pre-forked worker processes under a supervising master (default 1: one "
+                        "process, unless --supervise)")
+    p.add_argument("--supervise", action="store_true",
+                   help="run even a single worker under the supervising master, which restarts a "
+                        "crashed worker within a second (implied by --workers 2 or more)")
     p.add_argument("--syslog", action="store_true", help="also log to syslog (facility mail)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="lowest level logged (default %(default)s; the message lines are info)")
@@ -66,6 +71,12 @@ def _reload(runtime: Any, metrics: Any) -> None:
         metrics.reload(not errors)
     if errors:
         log.error("reload refused (%d error(s)); the old policy stays in force", len(errors))
+
+
+def _master_reload(runtime: Any) -> None:
+    """The master's copy of the policy follows every reload, for the workers it forks later."""
+    if runtime.reload():
+        log.error("master: reload refused; workers forked from now on keep the policy in force")
 
 
 def _serve_one(runtime: Any, metrics: Any) -> int:
@@ -100,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         log.error("--workers must be at least 1")
         return 2
+    supervised = args.workers > 1 or args.supervise
     metrics_addr = None
     mp_dir = None
     if args.metrics:
-        if args.workers > 1:
+        if supervised:
             # must be set before prometheus_client is first imported: it picks its value
             # class (in-memory or per-process files) at import time
             mp_dir = tempfile.mkdtemp(prefix="aclmilter-metrics-")
@@ -170,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     _warn_short_hostname(runtime.current().policy.settings)
 
     try:
-        if args.workers == 1:
+        if not supervised:
             metrics = None
             if metrics_addr:
                 from .metrics import Metrics, start_server
@@ -179,6 +191,15 @@ def run(args: argparse.Namespace) -> int:
             return _serve_one(runtime, metrics)
 
         from . import workers
+        from .liveconns import LiveConnections
+
+        sup = workers.Supervision(live=LiveConnections(args.workers),
+                                  on_reload=lambda: _master_reload(runtime))
+        glue.CONFIG.live = sup.live
+        if metrics_addr:
+            from .metrics import SupervisorMetrics
+            sm = SupervisorMetrics()
+            sup.on_death, sup.on_restart = sm.worker_died, sm.worker_restarted
 
         def child() -> int:
             m = None
@@ -194,9 +215,10 @@ def run(args: argparse.Namespace) -> int:
                 from .metrics import start_server
                 start_server(metrics_addr, mp_dir)
 
-        return workers.run(args.workers, child, after_fork, nudge=lambda: socketspec.wake_listener(spec))
+        return workers.run(args.workers, child, after_fork,
+                           nudge=lambda: socketspec.wake_listener(spec), sup=sup)
     finally:
-        if spec.kind == "unix" and args.workers > 1:
+        if spec.kind == "unix" and supervised:
             try:
                 os.unlink(spec.path)
             except FileNotFoundError:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..actions import Edits, HeaderPosition
+from .wiretext import safe_text
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ def plan(edits: Edits, header_changes: Sequence[tuple[str, int, str]], quarantin
 
 
 def execute(target: Any, ops: Sequence[Op]) -> None:
-    """Call each op on the pymilter object (exceptions propagate to the callback guard)."""
+    """Call each op on the pymilter object (exceptions propagate to the callback guard).
+
+    Text arguments pass through `safe_text`: 8-bit bytes from the envelope never make an edit
+    raise (the bytes appear as \\xNN).
+    """
     for op in ops:
-        getattr(target, op.method)(*op.args)
+        getattr(target, op.method)(*(safe_text(a) for a in op.args))

@@ -22,8 +22,9 @@ from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import logline, logsetup
 from . import macros as mac
-from . import negotiation
+from . import negotiation, undecodable
 from .reply import map_response
+from .wiretext import safe_text
 
 log = logging.getLogger("aclmilter")
 msglog = logging.getLogger(logsetup.MESSAGE_LOGGER)
@@ -43,6 +44,8 @@ class GlueConfig:
     session_factory: Callable[..., Any] = Session
     #: the message log line's format (service.logline.FORMATS)
     log_format: str = "logfmt"
+    #: open-connection counter shared with a supervising master (liveconns), else None
+    live: Any = None
 
 
 CONFIG = GlueConfig()
@@ -120,7 +123,7 @@ class AclMilter(Milter.Base):
             self.last_refusal = (stage, response)
         if mr.setreply:
             try:
-                self.setreply(*mr.setreply)
+                self.setreply(*(safe_text(a) for a in mr.setreply))
             except Exception:  # noqa: BLE001 - a bad reply text must not lose the verdict
                 log.error("setreply%r failed:\n%s", mr.setreply, traceback.format_exc())
         if response.drop:
@@ -282,6 +285,39 @@ class AclMilter(Milter.Base):
             self.in_txn = False
             return self._answer("eom", self._internal("eom"), at_eom=True)
 
+    def undecodable(self, raw: bytes) -> bool:
+        """pymilter could not decode `raw` for a HELO (or connect) callback: run that step now.
+
+        Called from `undecodable`'s excepthook in this connection's thread. Which step failed
+        follows from where the connection is: no session yet -> connect. Otherwise it was a
+        HELO or a header *name* (the only other value pymilter decodes strictly; never 8-bit
+        from Postfix). Headers come after RCPT, whose `{rcpt_addr}` macro every MTA sends and
+        libmilter keeps until the next HELO or MAIL; libmilter clears it when a HELO arrives,
+        before our callback. So `{rcpt_addr}` present -> a header (left to pymilter's report,
+        the field is skipped); absent -> HELO. pymilter has answered CONTINUE already, so the
+        step runs as a no-reply step: a refusal is held for the next answer.
+        Returns False when the value is left to pymilter's error report.
+        """
+        text = raw.decode("utf-8", "surrogateescape")
+        if self.session is None:
+            step, bit = "connect", _NR_CONNECT
+        elif self._ctx.getsymval("{rcpt_addr}") is None:
+            step, bit = "helo", _NR_HELO
+        else:
+            return False
+        log.info("%s value is not UTF-8 (%r): running the %s step with it", step,
+                 text.encode("utf-8", "surrogateescape")[:80], step)
+        saved = self._protocol
+        self._protocol |= bit
+        try:
+            if step == "connect":
+                self.connect(text, 0, None)
+            else:
+                self.hello(text)
+        finally:
+            self._protocol = saved
+        return True
+
     def _end_transaction(self) -> None:
         """Forget the current transaction; one that never reached EOM is logged first.
 
@@ -323,6 +359,9 @@ class AclMilter(Milter.Base):
 def _negotiate(ctx: Any, opts: list[int]) -> int:
     m = AclMilter()
     m._setctx(ctx)
+    undecodable.bind(m)
+    if CONFIG.live is not None:
+        CONFIG.live.opened()
     return m.negotiate(opts)
 
 
@@ -331,6 +370,7 @@ def _connect(ctx: Any, hostname: str, family: int, hostaddr: Any) -> int:
     if m is None:            # MTA without negotiation (very old): build the object here
         m = AclMilter()
         m._setctx(ctx)
+        undecodable.bind(m)
     return m.connect(hostname, family, hostaddr)
 
 
@@ -346,6 +386,8 @@ def _close(ctx: Any) -> int:
         return m.close()
     finally:
         m._setctx(None)
+        if CONFIG.live is not None:
+            CONFIG.live.closed()
 
 
 def register(name: str = "aclmilter") -> None:
@@ -369,4 +411,5 @@ def register(name: str = "aclmilter") -> None:
     # no-reply step and desynchronise libmilter; skipping that one callback is the safe
     # choice. pymilter prints the traceback to stderr.
     milter.set_exception_policy(milter.CONTINUE)
+    undecodable.install()     # ... except an undecodable HELO/hostname: that step still runs
     milter.register(name, data=lambda ctx: ctx.getpriv().data(), unknown=None, negotiate=_negotiate)

@@ -43,10 +43,17 @@ SYMLISTS: dict[int, str] = {stage: " ".join(BY_STAGE[stage]) for stage in SYMLIS
 
 
 def collect(getsymval, names: tuple[str, ...]) -> dict[str, str]:  # noqa: ANN001 - ctx.getsymval
-    """The values the MTA sent for `names` (missing macros are left out)."""
+    """The values the MTA sent for `names` (missing macros are left out).
+
+    A value that is not UTF-8 (an 8-bit SASL login name, say) is decoded with surrogateescape,
+    like every envelope value, instead of failing the callback.
+    """
     out: dict[str, str] = {}
     for name in names:
-        value = getsymval(name)
+        try:
+            value = getsymval(name)
+        except UnicodeDecodeError as exc:    # pymilter decodes strictly: keep the bytes
+            value = exc.object.decode("utf-8", "surrogateescape") if isinstance(exc.object, bytes) else None
         if value is not None:
             out[name] = value
     return out

@@ -85,6 +85,25 @@ class Metrics:
         self.reloads.labels("ok" if ok else "refused").inc()
 
 
+class SupervisorMetrics:
+    """Counters the supervising master keeps about its workers (crashes, restarts, lost work)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        kw: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        self.deaths = Counter("aclmilter_worker_deaths", "Workers that died on their own, by cause "
+                              "(signal name or exit N)", ["cause"], **kw)
+        self.restarts = Counter("aclmilter_worker_restarts", "Workers forked to replace a dead one", **kw)
+        self.lost = Counter("aclmilter_worker_lost_connections",
+                            "MTA connections open in a worker when it died", **kw)
+
+    def worker_died(self, cause: str, lost: int) -> None:
+        self.deaths.labels(cause).inc()
+        self.lost.inc(lost)
+
+    def worker_restarted(self) -> None:
+        self.restarts.inc()
+
+
 def parse_addr(text: str) -> tuple[str, int]:
     """Parse `ADDR:PORT`, `[v6]:PORT` or `PORT` (loopback) for --metrics."""
     t = text.strip()
