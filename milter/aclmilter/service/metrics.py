@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .reloader import signals_blocked
 
@@ -35,6 +35,9 @@ class Metrics:
         self.internal_errors = Counter("aclmilter_internal_errors", "Exceptions caught in callbacks",
                                        ["where"], **kw)
         self.reloads = Counter("aclmilter_reloads", "Policy reloads by outcome", ["outcome"], **kw)
+        # livesum: with --workers the parent shows the sum over the workers alive.
+        self.cache_entries = Gauge("aclmilter_cache_entries", "Entries held by a shared cache", ["cache"],
+                                   multiprocess_mode="livesum", **kw)
 
     # The methods below are the interface sessions, the engine and checks call.
     def decision(self, result: str) -> None:
@@ -60,6 +63,10 @@ class Metrics:
 
     def internal_error(self, where: str) -> None:
         self.internal_errors.labels(where).inc()
+
+    def cache_size(self, cache: str, entries: int) -> None:
+        """Record how many entries cache `cache` (dns, spf_results, ...) holds now."""
+        self.cache_entries.labels(cache).set(entries)
 
     def reload(self, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "refused").inc()
