@@ -2,6 +2,7 @@
 """Memory of a real `aclmilter serve`: big messages, and a soak with distinct sender domains.
 
     .venv/bin/python bench/memory_bench.py big  [--size-mb 50] [--concurrent 5 --concurrent-mb 20]
+                                                [--daemon-pythonpath OLD_CHECKOUT/milter]
     .venv/bin/python bench/memory_bench.py soak [--minutes 30] [--rate 30] [--csv FILE]
 
 `big` starts the daemon (DKIM + DMARC + DCC policy, loopback knotd, in-process fake dccifd),
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -92,7 +94,10 @@ def big(a: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         fake = stack.enter_context(FakeDccifd.unix(work / "dccifd"))
         policy = stack.enter_context(with_local_dns(_policy(work, fake.address), work))
-        daemon = stack.enter_context(AclMilterd(policy, workdir=work))
+        env = None
+        if a.daemon_pythonpath:   # the baseline: an older checkout's milter/ directory
+            env = {**os.environ, "PYTHONPATH": a.daemon_pythonpath}
+        daemon = stack.enter_context(AclMilterd(policy, workdir=work, env=env))
         pid = daemon.pid
         assert pid is not None
         print(f"warm-up: {_send(daemon.client_spec, make_body('text', 2 * MiB), True)}; RSS {rss(pid) / MiB:.1f} MiB")
@@ -190,6 +195,7 @@ def main() -> int:
     b.add_argument("--size-mb", type=int, default=50)
     b.add_argument("--concurrent", type=int, default=5)
     b.add_argument("--concurrent-mb", type=int, default=20)
+    b.add_argument("--daemon-pythonpath", help="run the daemon on another checkout's milter/ (baseline)")
     s = sub.add_parser("soak")
     s.add_argument("--minutes", type=float, default=30)
     s.add_argument("--rate", type=float, default=30, help="messages per second (two connections)")
