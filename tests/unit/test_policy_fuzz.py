@@ -67,6 +67,7 @@ def test_seeded_mutations_of_every_shipped_policy():
     ("settings:\n  dkim_max_signatures: .nan\n", ":2:", "dkim_max_signatures"),
     ("settings:\n  dkim_max_signatures: " + "9" * 5000 + "\n", ":2:", "dkim_max_signatures"),
     ("settings:\n  primary_hostname: !!python/object:os.system x\n", ":2:", "constructor"),
+    ("settings:\n  primary_hostname: !!timestamp x\n", ":2:", "primary_hostname: value cannot be read"),
     ("acl: &x\n  rcpt: *x\n", ":1:", "list of statements"),
     ("acl:\n  rcpt: " + "[" * 3000 + "]" * 3000 + "\n", ":1:", "nesting"),
 ])

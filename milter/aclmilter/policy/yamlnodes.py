@@ -71,8 +71,8 @@ def to_python(node: yaml.Node, file: str = "<policy>") -> Any:
         m = exc.problem_mark or exc.context_mark
         mark = Mark(file, m.line + 1, m.column + 1) if m else mark_of(node, file)
         raise PolicyError(mark, f"{exc.problem or exc.context}") from None
-    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
-        # ValueError: an integer beyond Python's digit limit; RecursionError: nesting.
+    except Exception as exc:  # noqa: BLE001 - PyYAML's constructors raise ValueError (an integer
+        # beyond Python's digit limit), AttributeError (`!!timestamp x`), RecursionError (nesting)...
         raise PolicyError(mark_of(node, file), f"value cannot be read: {type(exc).__name__}: {exc}"[:300]) from None
     finally:
         loader.dispose()
