@@ -96,6 +96,10 @@ class Runtime:
         except OSError as exc:
             log.error("reload refused: cannot read %s: %s", self.policy_path, exc)
             return [f"{self.policy_path}: {exc}"]
+        except Exception as exc:  # noqa: BLE001 - the loader reports positions; this is the last net
+            line = f"{self.policy_path}:1:1: cannot check this policy ({type(exc).__name__}: {exc})"[:300]
+            log.error("reload refused: %s", line)
+            return [line]
         with self._lock:
             self._snapshot = snap
         timer = threading.Timer(OLD_SERVICES_GRACE, old.services.close)

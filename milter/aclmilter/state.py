@@ -9,7 +9,7 @@ import ipaddress
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclass
@@ -117,6 +117,27 @@ class BodySpool:
         data = self._file.read()
         self._file.seek(0, os.SEEK_END)
         return data
+
+    def chunks(self, size: int = 1 << 16) -> Iterator[bytes]:
+        """Yield the body in pieces of at most `size` bytes, without holding it all in memory.
+
+        Reads the spool file with pread, so the write position (and a concurrent reader) is
+        unaffected; every call starts again from the first byte.
+        """
+        if self._file is None:
+            # Slices, not a memoryview: an export left by an abandoned generator would stop
+            # the bytearray from growing.
+            for start in range(0, len(self._mem), size):
+                yield bytes(self._mem[start:start + size])
+            return
+        self._file.flush()
+        fd, offset = self._file.fileno(), 0
+        while True:
+            piece = os.pread(fd, size, offset)
+            if not piece:
+                return
+            offset += len(piece)
+            yield piece
 
     def close(self) -> None:
         if self._file is not None:

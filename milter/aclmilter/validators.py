@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from .errors import SyntaxProblem
@@ -42,9 +43,9 @@ def bounded_number(value: Any, what: str, minimum: float, maximum: float, intege
         raise SyntaxProblem(f"{prefix}a number{' of ' + unit if unit else ''} is expected")
     try:
         n = int(value) if integer else float(value)
-    except ValueError:
-        raise SyntaxProblem(f"{prefix}{value!r} is not a number") from None
-    if not minimum <= n <= maximum:
+    except (ValueError, OverflowError):   # OverflowError: int(.inf)
+        raise SyntaxProblem(f"{prefix}{str(value)[:40]!r} is not a number") from None
+    if not math.isfinite(n) or not minimum <= n <= maximum:
         raise SyntaxProblem(f"{prefix}must be between {minimum:g} and {maximum:g}{' ' + unit if unit else ''}")
     return n
 

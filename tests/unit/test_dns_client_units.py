@@ -128,3 +128,28 @@ def test_answer_texts():
     txt = DnsAnswer("x", "TXT", Status.FOUND, ((b"v=spf1 ", b"-all"), (b"\xff",)))
     assert txt.texts() == ["v=spf1 -all", "\ufffd"]
     assert DnsAnswer("x", "MX", Status.FOUND, ((10, "mx.example"),)).texts() == ["10 mx.example"]
+
+
+class _Sizes:
+    """Records what a cache reports to the metrics, as Metrics.cache_size receives it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def cache_size(self, cache: str, entries: int) -> None:
+        self.seen.append((cache, entries))
+
+
+def test_cache_sweeps_expired_entries_by_time_under_the_cap():
+    clock, sizes = Clock(), _Sizes()
+    cache: TtlCache[int] = TtlCache(1000, clock, name="dns", metrics=lambda: sizes, sweep_every=30)
+    for i in range(100):                       # a burst of distinct names, far below the cap
+        cache.put(("burst", i), i, 10)
+    assert len(cache) == 100 and sizes.seen[-1] == ("dns", 100)
+    clock.now += 31                            # all expired, a sweep is due
+    cache.put("late", 1, 600)                  # any put (or get) sweeps
+    assert len(cache) == 1 and sizes.seen[-1] == ("dns", 1)
+    clock.now += 31
+    assert cache.get("other") is None and cache.get("late") == 1
+    clock.now += 600
+    assert cache.get("nothing") is None and len(cache) == 0 and sizes.seen[-1] == ("dns", 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -137,8 +138,11 @@ def run(ctx: "EvalContext") -> DccResult:
             options = (*options, *(o for o in ("query", "grey-query") if o not in options))
         head = encode_envelope(options, env)
         txn = ctx.txn
-        message = encode_message(txn.headers, txn.body.read()) if txn else b"\r\n"
-        limit = MAX_HEADER_REPLY + (len(message) if "body" in options else 0)
+        headers = encode_message(txn.headers, b"") if txn else b"\r\n"
+        size = len(headers) + (txn.body.size if txn else 0)
+        limit = MAX_HEADER_REPLY + (size if "body" in options else 0)
+        # The body goes out chunk by chunk from the spool: memory does not grow with it.
+        message = itertools.chain((headers,), txn.body.chunks() if txn else ())
         reply = client.exchange(head, message, limit)
         answer = parse_answer(reply, len(env.recipients), options)
     except UnsafeField as exc:

@@ -1,9 +1,11 @@
 """DKIM verification (RFC 6376) of the message as received, one typed result per signature.
 
 `verify_message(message, txt_lookup, ...)` verifies every DKIM-Signature field separately
-with dkimpy and returns a frozen `DkimResult`. The `dkim` check builds the message from the
-transaction (headers as the MTA gave them, body spool) and routes dkimpy's key lookups
-through the shared `dns` service. A DNS failure while fetching a key is TEMPERROR, never
+and returns a frozen `DkimResult`. The body hash is computed by `dkim_bodyhash` from the body
+spool in chunks (memory does not grow with the message); dkimpy sees only the header block
+and checks the header signature. The `dkim` check rebuilds the header block from the
+transaction (headers as the MTA gave them) and routes dkimpy's key lookups through the
+shared `dns` service. A DNS failure while fetching a key is TEMPERROR, never
 FAIL: dkimpy's convenience `verify()` folds timeouts into False, so the lookup function
 raises its own exception, which dkimpy does not catch, and we classify it here.
 """
@@ -12,16 +14,18 @@ raises its own exception, which dkimpy does not catch, and we classify it here.
 
 from __future__ import annotations
 
+import base64
 import enum
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import dkim
 
 from .. import registry
 from ..errors import LookupDefer
+from .dkim_bodyhash import body_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -104,8 +108,21 @@ def _text(value: bytes | None) -> str:
     return (value or b"").decode("ascii", "replace")
 
 
-def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup, min_key_bits: int
-                ) -> DkimSignature:
+BodyChunks = Callable[[], Iterable[bytes]]   # returns a fresh iterator over the body each call
+
+
+def _body_params(sig: dict[bytes, bytes]) -> tuple[str, str, int | None]:
+    """(canonicalization, hash, l=) of a signature dkimpy accepted; ValueError if unusable."""
+    c = sig.get(b"c", b"simple/simple").split(b"/")
+    if len(c) not in (1, 2) or any(x not in (b"simple", b"relaxed") for x in c):
+        raise ValueError(f"invalid c= value {b'/'.join(c)!r}")
+    algorithm = sig[b"a"].partition(b"-")[2].decode("ascii", "replace")
+    length = int(sig[b"l"]) if b"l" in sig else None
+    return (c[1] if len(c) == 2 else b"simple").decode(), algorithm, length
+
+
+def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup, min_key_bits: int,
+                body: BodyChunks, body_hashes: dict[tuple[str, str, int | None], bytes]) -> DkimSignature:
     tags = _tags(raw_sig)
     domain = _text(tags.get(b"d")).lower()
     selector = _text(tags.get(b"s"))
@@ -129,12 +146,28 @@ def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
 
     try:
         verifier = dkim.DKIM(message, minkey=min_key_bits, logger=log)
-        verifier.verify_headerprep(idx)
+        prep = verifier.verify_headerprep(idx)
+        if not prep:
+            raise ValueError("signature not found")
+        sig, include_headers, sigheaders = prep
+        params = _body_params(sig)
+        expected_bh = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))   # as dkimpy decodes it
     except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for malformed input
         # Missing or contradictory tags, expired signature, bad syntax: permanent.
         return made(DkimStatus.PERMERROR, f"signature syntax: {exc}")
+    # The body hash is ours (streamed from the spool, shared by signatures with the same
+    # c=/a=/l=); dkimpy skips its own body check for a signature without bh=.
     try:
-        ok = verifier.verify(idx, dnsfunc=dnsfunc)
+        if params not in body_hashes:
+            body_hashes[params] = body_hash(body(), *params)
+    except KeyError:
+        return made(DkimStatus.PERMERROR, f"signature syntax: unsupported algorithm {algorithm!r}")
+    except OSError as exc:   # the spool file could not be read back: not the sender's fault
+        return made(DkimStatus.TEMPERROR, f"body not readable: {exc}")
+    body_ok = body_hashes[params] == expected_bh
+    header_sig = {k: v for k, v in sig.items() if k != b"bh"}
+    try:
+        ok = verifier.verify_sig(header_sig, include_headers, sigheaders[idx], dnsfunc)
     except _KeyTempError as exc:
         return made(DkimStatus.TEMPERROR, f"key lookup failed: {exc}")
     except dkim.ValidationError as exc:
@@ -146,8 +179,10 @@ def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
     except Exception as exc:  # noqa: BLE001 - hostile input must not crash the message
         log.warning("dkimpy raised %s verifying signature %d", type(exc).__name__, idx)
         return made(DkimStatus.PERMERROR, f"unverifiable signature ({type(exc).__name__})")
+    mismatch = "" if body_ok else "body hash mismatch (got %s, expected %s)" % (
+        base64.b64encode(body_hashes[params]).decode(), _text(sig[b"bh"]))
     if ok:
-        return made(DkimStatus.PASS, "")
+        return made(DkimStatus.FAIL, mismatch) if mismatch else made(DkimStatus.PASS, "")
     if seen and all(v is None for v in seen.values()):
         return made(DkimStatus.PERMERROR, "no key for signature")
     key = next((v for v in seen.values() if v is not None), None)
@@ -156,17 +191,34 @@ def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
             dkim.evaluate_pk(b"", key.encode("utf-8", "replace"))
         except (dkim.DKIMException, Exception) as exc:  # noqa: BLE001 - any key defect is permanent
             return made(DkimStatus.PERMERROR, f"key syntax: {exc}")
-    return made(DkimStatus.FAIL, "signature did not verify")
+    return made(DkimStatus.FAIL, mismatch or "signature did not verify")
+
+
+def split_message(message: bytes) -> tuple[bytes, bytes]:
+    """(header block ending in its blank line, body) split as dkimpy splits a message."""
+    if message.startswith((b"\r\n", b"\n")):
+        return b"\r\n", message[2 if message.startswith(b"\r") else 1:]
+    m = re.search(rb"\n\r?\n", message)
+    if m is None:
+        return message + (b"" if message.endswith(b"\n") else b"\r\n") + b"\r\n", b""
+    return message[:m.start() + 1] + b"\r\n", message[m.end():]
 
 
 def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int = DEFAULT_MAX_SIGNATURES,
-                   min_key_bits: int = DEFAULT_MIN_KEY_BITS) -> DkimResult:
+                   min_key_bits: int = DEFAULT_MIN_KEY_BITS, body: BodyChunks | None = None) -> DkimResult:
     """Verify each DKIM-Signature of `message` (CRLF, headers + blank line + body).
+
+    With `body` (a function returning the body's chunks), `message` is the header block
+    alone, which is all dkimpy ever parses; the body is read in chunks, once per distinct
+    c=/a=/l= of the signatures.
 
     Returns: a DkimResult with one DkimSignature per field, top to bottom, at most
     `max_signatures` of them (the rest counted in `skipped`, never verified: a cap against
     the DNS/crypto amplification of many signatures).
     """
+    if body is None:
+        message, whole_body = split_message(message)
+        body = lambda: (whole_body,)  # noqa: E731 - one chunk: the caller holds it anyway
     try:
         probe = dkim.DKIM(message)
     except Exception as exc:  # noqa: BLE001 - a header block dkimpy cannot split has no usable signature
@@ -175,9 +227,10 @@ def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int
     raw_sigs = [v for n, v in probe.headers if n.lower() == b"dkim-signature"]
     checked = raw_sigs[:max_signatures]
     sigs: list[DkimSignature] = []
+    body_hashes: dict[tuple[str, str, int | None], bytes] = {}
     for i, raw in enumerate(checked):
         try:
-            sigs.append(_verify_one(message, i, raw, txt_lookup, min_key_bits))
+            sigs.append(_verify_one(message, i, raw, txt_lookup, min_key_bits, body, body_hashes))
         except Exception as exc:  # noqa: BLE001 - hostile input: an unverifiable signature, never a crash
             log.warning("DKIM signature %d unverifiable: %s", i, type(exc).__name__)
             sigs.append(DkimSignature("", "", "", "", DkimStatus.PERMERROR,
@@ -226,7 +279,7 @@ def dkim_check(ctx: "EvalContext") -> DkimResult:
         return upstream
     max_sigs = ctx.setting("dkim_max_signatures")
     leading = ctx.setting("dkim_header_leading_space") or "auto"
-    message = build_message(txn.headers, txn.body.read(), leading)
-    return verify_message(message, dns_txt_lookup(ctx.services.get("dns")),
+    head = build_message(txn.headers, b"", leading)
+    return verify_message(head, dns_txt_lookup(ctx.services.get("dns")), body=txn.body.chunks,
                           max_signatures=DEFAULT_MAX_SIGNATURES if max_sigs is None else int(max_sigs),
                           min_key_bits=int(ctx.setting("dkim_min_key_bits") or DEFAULT_MIN_KEY_BITS))

@@ -2,14 +2,16 @@
 
 `format_record(...)` returns one record (LF line ends, every key present, numeric codes,
 `arc 7` / `arc_policy 2 json:[]` since we do no ARC); `append_record(path, data)` appends it
-with one write under an exclusive flock. The `dmarc_history` end-of-message hook writes one
-record per evaluated message.
+under an exclusive flock, all of it or nothing: a short write (a full disk) is cut back to
+where the record began, so the next record never runs into a torn one. The `dmarc_history`
+end-of-message hook writes one record per evaluated message.
 """
 
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -97,18 +99,40 @@ def format_record(res: DmarcResult, *, job: str, reporter: str, received: int, i
 
 
 def append_record(path: str, data: bytes) -> None:
-    """Append `data` with a single write while holding an exclusive flock; raises OSError."""
+    """Append `data` as a whole while holding an exclusive flock; raises OSError.
+
+    The record is in the file completely or not at all: if a write fails part way (ENOSPC,
+    EDQUOT, EIO after a short write), the file is truncated back to the size it had when the
+    lock was taken, still under the lock, and the error is raised.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            view = memoryview(data)
-            while view:   # a regular file takes it in one go; the loop only guards short writes
-                view = view[os.write(fd, view):]
+            start = os.fstat(fd).st_size     # O_APPEND writes land here while we hold the lock
+            try:
+                view = memoryview(data)
+                while view:   # a regular file takes it in one go unless the disk is (nearly) full
+                    written = os.write(fd, view)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    view = view[written:]
+            except OSError:
+                _cut_back(fd, start, path)
+                raise
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _cut_back(fd: int, size: int, path: str) -> None:
+    """Remove a partly written record (truncating frees space, so it works on a full disk)."""
+    try:
+        if os.fstat(fd).st_size > size:
+            os.ftruncate(fd, size)
+    except OSError as exc:   # nothing more we can do; the importer will report the torn record
+        log.error("DMARC history file %s: could not remove a partial record: %s", path, exc.strerror or exc)
 
 
 def should_record(res: DmarcResult, record_all: bool) -> bool:

@@ -353,8 +353,11 @@ class DccifdClient:
         self.options = options
         self.max_reply = max_reply
 
-    def exchange(self, envelope: bytes, message: bytes, max_reply: int | None = None) -> bytes:
+    def exchange(self, envelope: bytes, message: bytes | Iterable[bytes], max_reply: int | None = None) -> bytes:
         """Send envelope + message, half-close, read to EOF; return what dccifd wrote.
+
+        `message` is the bytes or an iterable of pieces (a spooled body is sent as it is
+        read, never assembled in memory).
 
         Raises TransportError when dccifd cannot be reached, resets the connection before any
         reply, sends more than the reply limit, or the deadline passes. If dccifd stops
@@ -376,7 +379,8 @@ class DccifdClient:
                 sock.connect(addr.path if addr.path is not None else (addr.host, addr.port))
             except OSError as exc:
                 raise TransportError(f"cannot connect to dccifd at {addr}: {exc}") from None
-            send_error = self._send(sock, envelope + message, deadline)
+            pieces = (envelope, message)
+            send_error = self._send(sock, pieces, deadline)
             return self._read(sock, deadline, send_error, max_reply or self.max_reply)
         finally:
             sock.close()
@@ -387,14 +391,19 @@ class DccifdClient:
             raise TransportError(f"dccifd at {self.address} did not answer within {self.timeout:g}s")
         sock.settimeout(left)
 
-    def _send(self, sock: socket.socket, data: bytes, deadline: float) -> str | None:
-        """Write everything and half-close; a reset while writing is kept to report later."""
-        view = memoryview(data)
+    def _send(self, sock: socket.socket, pieces: Iterable[Any], deadline: float) -> str | None:
+        """Write every piece and half-close; a reset while writing is kept to report later.
+
+        A piece is bytes or an iterable of bytes (read lazily, one chunk at a time).
+        """
         try:
-            while view:
-                self._step(sock, deadline)
-                sent = sock.send(view[:65536])
-                view = view[sent:]
+            for piece in pieces:
+                for data in ((piece,) if isinstance(piece, (bytes, bytearray)) else piece):
+                    view = memoryview(data)
+                    while view:
+                        self._step(sock, deadline)
+                        sent = sock.send(view[:65536])
+                        view = view[sent:]
             sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError) as exc:
             return f"dccifd closed the connection while we were sending: {exc}"

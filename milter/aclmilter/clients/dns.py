@@ -272,7 +272,7 @@ class DnsClient:
                  metrics: Callable[[], Any] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.resolver = resolver
-        self.cache: TtlCache[DnsAnswer] = TtlCache(settings.cache_size, clock)
+        self.cache: TtlCache[DnsAnswer] = TtlCache(settings.cache_size, clock, name="dns", metrics=metrics)
         self._metrics = metrics or (lambda: None)
         self._clock = clock
 

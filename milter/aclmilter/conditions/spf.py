@@ -151,8 +151,8 @@ registry.setting("spf_result_cache_ttl", st.number(0, 3600), 30.0,
                  "temporary errors are never reused")
 
 
-def _build_results(settings: dict, _services: object) -> TtlCache:
-    return TtlCache(max_entries=20000)
+def _build_results(settings: dict, svc: object) -> TtlCache:
+    return TtlCache(max_entries=20000, name="spf_results", metrics=lambda: getattr(svc, "metrics", None))
 
 
 services.register_factory("spf_results", _build_results)

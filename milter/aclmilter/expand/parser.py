@@ -9,6 +9,7 @@ Static regular expressions are compiled here so a bad pattern is a load-time err
 from __future__ import annotations
 
 import re
+import warnings
 
 from ..errors import SyntaxProblem
 from .ast import Cond, Header, If, Literal, Lookup, Node, Op, Seq, Var
@@ -41,7 +42,11 @@ def parse_text(text: str) -> Seq:
 def compile_regex(pattern: str, offset: int, flags: int = 0) -> re.Pattern[str]:
     """Compile a policy regex, turning a bad pattern into a SyntaxProblem at `offset`."""
     try:
-        return re.compile(pattern, flags)
+        with warnings.catch_warnings():
+            # "Possible nested set" and the like would print a Python source position on
+            # stderr, not a policy one; the pattern means what it says today.
+            warnings.simplefilter("ignore", FutureWarning)
+            return re.compile(pattern, flags)
     except re.error as exc:
         pos = offset + (exc.pos or 0)
         raise SyntaxProblem(f"bad regular expression: {exc.msg}", pos) from None

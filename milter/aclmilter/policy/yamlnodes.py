@@ -34,6 +34,8 @@ def compose(text: str, file: str) -> yaml.Node | None:
         raise PolicyError(mark, f"YAML syntax error: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(Mark(file, 1, 1), f"YAML error: {exc}") from None
+    except RecursionError:   # PyYAML composes nested collections recursively
+        raise PolicyError(Mark(file, 1, 1), "YAML nesting too deep") from None
 
 
 def mapping_items(node: yaml.MappingNode, file: str, errors: list[PolicyError]
@@ -56,11 +58,22 @@ def mapping_items(node: yaml.MappingNode, file: str, errors: list[PolicyError]
     return out
 
 
-def to_python(node: yaml.Node) -> Any:
-    """Convert a node (and its children) to plain Python values with YAML's safe rules."""
+def to_python(node: yaml.Node, file: str = "<policy>") -> Any:
+    """Convert a node (and its children) to plain Python values with YAML's safe rules.
+
+    Raises PolicyError at the offending node for what has no plain value: an unknown or
+    unsafe tag, a mapping used as a key (`? {a: 1}`), a node that contains itself (`&x [*x]`).
+    """
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        m = exc.problem_mark or exc.context_mark
+        mark = Mark(file, m.line + 1, m.column + 1) if m else mark_of(node, file)
+        raise PolicyError(mark, f"{exc.problem or exc.context}") from None
+    except Exception as exc:  # noqa: BLE001 - PyYAML's constructors raise ValueError (an integer
+        # beyond Python's digit limit), AttributeError (`!!timestamp x`), RecursionError (nesting)...
+        raise PolicyError(mark_of(node, file), f"value cannot be read: {type(exc).__name__}: {exc}"[:300]) from None
     finally:
         loader.dispose()
 

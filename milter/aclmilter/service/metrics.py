@@ -45,6 +45,9 @@ class Metrics:
         self.internal_errors = Counter("aclmilter_internal_errors", "Exceptions caught in callbacks",
                                        ["where"], **kw)
         self.reloads = Counter("aclmilter_reloads", "Policy reloads by outcome", ["outcome"], **kw)
+        # livesum: with --workers the parent shows the sum over the workers alive.
+        self.cache_entries = Gauge("aclmilter_cache_entries", "Entries held by a shared cache", ["cache"],
+                                   multiprocess_mode="livesum", **kw)
 
     # The methods below are the interface sessions, the engine and checks call.
     def message(self, decision: str, stage: str) -> None:
@@ -80,6 +83,10 @@ class Metrics:
 
     def internal_error(self, where: str) -> None:
         self.internal_errors.labels(where).inc()
+
+    def cache_size(self, cache: str, entries: int) -> None:
+        """Record how many entries cache `cache` (dns, spf_results, ...) holds now."""
+        self.cache_entries.labels(cache).set(entries)
 
     def reload(self, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "refused").inc()
