@@ -18,11 +18,12 @@ def needs(text: str):  # noqa: ANN201
     return analyse(load_text(text, "p.yaml"))
 
 
-def test_default_policy_cannot_refuse_so_no_step_is_waited_for_and_no_content_sent() -> None:
-    # its HELO and MAIL ACLs are warns and accepts ending in a plain accept
+def test_default_policy_refuses_only_at_end_of_data_so_no_earlier_step_is_waited_for() -> None:
+    # its HELO and MAIL ACLs are warns and accepts ending in a plain accept; its DATA ACL
+    # (a From without one author domain) needs the headers
     n = analyse(load_file(ROOT / "policies" / "default.yaml"))
     assert n.replies == frozenset()
-    assert not n.content and not n.predata
+    assert n.content_reasons == ("a data ACL",) and not n.predata
     assert n.acl_steps == frozenset({"helo", "mail"})           # where the session has work
     assert n.work_at("mail") and not n.work_at("predata") and not n.work_at("connect")
 
