@@ -280,6 +280,7 @@ def test_upgrade_keeps_the_edited_policy_and_restarts_with_it(deb: Path, work: P
             mc.mail("<a@example.org>")
             mc.rcpt("<b@example.test>")
             mc.data()
+            mc.header("From", "a@example.org")
             mc.header("Subject", "upgrade")
             mc.eoh()
             mc.body(b"hello\r\n")
