@@ -156,8 +156,8 @@ def _print_trace(report: dict) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    """Print the registry as YAML: every entry, or every entry called NAME (docgen.show)."""
-    from .docgen import show
+    """Print the registry as YAML: every entry, or every entry called NAME (regdoc.show)."""
+    from .regdoc import show
     text = show(args.name)
     if not text:
         print(f"aclmilter policy show: no condition, modifier, control, setting, variable, check or "

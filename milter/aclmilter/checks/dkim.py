@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import dkim
 
-from .. import registry
 from ..errors import LookupDefer
 from .dkim_bodyhash import body_hash
 
@@ -265,18 +264,14 @@ def dns_txt_lookup(dns: object) -> TxtLookup:
     return lookup
 
 
-@registry.check("dkim")
-def dkim_check(ctx: "EvalContext") -> DkimResult:
-    """Verify every DKIM signature of the current message (once per transaction).
+def verify_transaction(ctx: "EvalContext") -> DkimResult:
+    """Verify every DKIM signature of the current message here (the `dkim` check, registered
+    in conditions/dkim.py, decides whether a trusted upstream's results are used instead).
 
     Returns a DkimResult; DNS trouble is a TEMPERROR signature status, never an exception.
     """
     txn = ctx.txn
     assert txn is not None
-    from .dmarc_upstream import trusted_upstream_dkim  # late import: avoids a cycle
-    upstream = trusted_upstream_dkim(ctx)
-    if upstream is not None:
-        return upstream
     max_sigs = ctx.setting("dkim_max_signatures")
     leading = ctx.setting("dkim_header_leading_space") or "auto"
     head = build_message(txn.headers, b"", leading)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from .. import lists, registry
-from ..actions import NEW_HEADER_LINE, HeaderAdd, HeaderPosition, HeaderRemove, RecipientAdd, has_crlf
+from .. import lists, plugs, registry
+from ..actions import HeaderRemove, RecipientAdd, has_crlf, queue_header_text, split_header_text
 from ..context import EvalContext, is_acl_variable
 from ..errors import ExpansionFailed, LookupDefer, SyntaxProblem
 from ..hostname import primary_hostname
@@ -179,8 +179,7 @@ def _acl(ctx: EvalContext, value: tuple[str, tuple[str, ...]]) -> Result:
 
     Returns OK when it accepts, FAIL when it denies, DEFER when it defers, DISCARD/DROP when
     it discards or drops; ERROR beyond 20 levels of nesting or when it errs."""
-    from .. import engine  # engine imports the registry; import late to avoid a cycle
-    return engine.run_nested(ctx, value[0], list(value[1]))
+    return plugs.run_nested_acl(ctx, value[0], list(value[1]))   # the engine, above us
 
 
 # ---- modifiers -----------------------------------------------------------------------------
@@ -302,47 +301,6 @@ def _delay(ctx: EvalContext, seconds: float) -> Result:
     return Result.OK
 
 
-_POSITIONS = {p.value: p for p in HeaderPosition}
-_HEADER_NAME = re.compile(r"^[!-9;-~]+\Z")
-
-
-def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]:
-    """Split add_header text into (position, [(name, value)]) with Exim's rules.
-
-    Leading/trailing newlines are stripped; a newline not followed by space/tab starts a new
-    header; a line that is not `Name: value` becomes `X-ACL-Warn: line`.
-    """
-    position = HeaderPosition.END
-    if text[:1] == ":":                 # every position prefix starts with a colon
-        for prefix, pos in _POSITIONS.items():
-            if text.startswith(prefix):
-                position, text = pos, text[len(prefix):]
-                break
-    text = text.replace("\r\n", "\n").replace("\r", " ").strip("\n")
-    out: list[tuple[str, str]] = []
-    for block in NEW_HEADER_LINE.split(text):
-        if not block.strip():
-            continue
-        name, sep, value = block.partition(":")
-        if sep and _HEADER_NAME.match(name):
-            out.append((name, value.lstrip(" ")))
-        else:
-            out.append(("X-ACL-Warn", block))
-    return position, out
-
-
-def queue_header_text(ctx: EvalContext, text: str, source: str) -> None:
-    """Queue headers from add_header text on the transaction's edits (ERROR on injection)."""
-    if ctx.txn is None or ctx.txn.edits is None:
-        raise ExpansionFailed("add_header outside a message")
-    position, headers = split_header_text(text)
-    for name, value in headers:
-        try:
-            ctx.txn.edits.add_header(HeaderAdd(name, value, position, source))
-        except ValueError as exc:
-            raise ExpansionFailed(f"add_header refused: {exc}") from None
-
-
 @registry.modifier("add_header", MESSAGE)
 def _add_header(ctx: EvalContext, text: str) -> Result:
     """Queue header lines (`:at_start:`, `:after_received:`, `:at_start_rfc:`, `:at_end:` prefixes).
@@ -350,7 +308,7 @@ def _add_header(ctx: EvalContext, text: str) -> Result:
     Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
     expansion fails
     or the text would inject a line."""
-    queue_header_text(ctx, text, "add_header")
+    queue_header_text(ctx.txn.edits if ctx.txn is not None else None, text, "add_header")
     return Result.OK
 
 

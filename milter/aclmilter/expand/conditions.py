@@ -10,6 +10,7 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Callable
 
+from .. import plugs
 from ..errors import ExpansionFailed, LookupDefer
 from ..outcome import Result
 from .ast import Cond
@@ -133,7 +134,7 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
 def _inlist(subject: str, list_text: str, caseless: bool) -> tuple[bool, Bindings]:
     """Plain string membership in a list (no wildcards); binds $value to the matching item."""
     want = subject.lower() if caseless else subject
-    for item in lists.split_text(list_text):
+    for item in plugs.split_list(list_text):
         if (item.lower() if caseless else item) == want:
             return True, {"value": item}
     return False, {}
@@ -143,7 +144,7 @@ def _list_condition(ctx: "EvalContext", name: str, subject: str, list_text: str)
     """match_ip / match_domain / match_address / match_local_part on an already expanded list."""
     kind = {"match_ip": "ip", "match_domain": "domain", "match_address": "address",
             "match_local_part": "localpart"}[name]
-    result = lists.match_text(ctx, list_text, subject, kind)
+    result = plugs.match_list(ctx, list_text, subject, kind)
     if result is Result.DEFER:
         raise LookupDefer(f"{name}: a list lookup deferred")
     if result is Result.ERROR:
@@ -154,4 +155,3 @@ def _list_condition(ctx: "EvalContext", name: str, subject: str, list_text: str)
 # Imported last (evaluate imports this module): looked up when called.
 from . import evaluate as _evaluate  # noqa: E402
 from . import functions as _functions  # noqa: E402
-from .. import lists  # noqa: E402

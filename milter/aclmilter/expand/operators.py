@@ -10,6 +10,7 @@ import re
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
+from .. import plugs
 from ..errors import ExpansionFailed
 from . import aclcall, arith, digests, intl
 from .ast import Op
@@ -128,7 +129,7 @@ def _local_part(text: str) -> str:
 
 
 def _listcount(text: str) -> str:
-    return str(len(lists.split_text(text)))
+    return str(len(plugs.split_list(text)))
 
 
 def _quote(text: str) -> str:
@@ -192,4 +193,3 @@ _ITEMS = {
 # Imported last (evaluate imports this module): looked up when called.
 from . import evaluate as _evaluate  # noqa: E402
 from . import functions as _functions  # noqa: E402
-from .. import lists  # noqa: E402

@@ -14,3 +14,8 @@ Public API (used by the loader, the engine and conditions):
 from .spec import ListSpec, join_items, parse_list, split_text  # noqa: F401
 from .matching import items, match, match_text  # noqa: F401
 from .validate import validate  # noqa: F401
+from .. import plugs
+
+# expand/ (below us) matches and splits lists in ${if match_ip...}, inlist and ${listcount}
+plugs.match_list.plug(match_text)
+plugs.split_list.plug(split_text)
