@@ -98,7 +98,7 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
         ctx.note(where, f"{_label(use)}: {exc}", "error")
         ctx.log_lines.append(f"{where}: {_label(use)}: {exc}")
         return Result.ERROR
-    except Exception as exc:  # noqa: BLE001 - one bad check must not kill the service
+    except Exception as exc:  # one bad check must not kill the service
         log.exception("internal error in %s at %s", use.name, where)
         ctx.note(where, f"{_label(use)}: internal error: {exc!r}", "error")
         ctx.log_lines.append(f"{where}: internal error in {use.name}: {exc!r}")

@@ -15,7 +15,7 @@ import yaml
 
 from . import conditions  # noqa: F401  - fills the registry
 from .registry import TABLES
-from .stages import ALL, ORDERED, Stage, names
+from .stages import ALL, Stage, names
 
 
 # ---- the registry as plain data --------------------------------------------------------------

@@ -248,7 +248,7 @@ def build_message(headers: list[tuple[str, str]], body: bytes, leading_space: st
     """
     out = bytearray()
     for name, value in headers:
-        if leading_space == "add" or (leading_space == "auto" and not value[:1] in (" ", "\t")):
+        if leading_space == "add" or (leading_space == "auto" and value[:1] not in (" ", "\t")):
             value = " " + value
         value = value.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
         out += name.encode("utf-8", "surrogateescape") + b":" + value.encode("utf-8", "surrogateescape") + b"\r\n"

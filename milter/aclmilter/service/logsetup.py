@@ -71,7 +71,7 @@ class _Writer(threading.Thread):
                 if dropped:
                     self.write([_record(logging.WARNING, f"{dropped} message log lines dropped: "
                                                          f"more than {MAX_WAITING} were waiting")])
-            except Exception:  # noqa: BLE001 - the writer must outlive any record
+            except Exception:  # the writer must outlive any record
                 logging.getLogger("aclmilter").exception("log writer: a batch was lost")
 
     def write(self, batch: list[logging.LogRecord]) -> None:
