@@ -134,8 +134,9 @@ test)
     exim_unpack
     python_env "[test]"
     cd "$HERE"
-    # lint before the tests (configuration in pyproject.toml): a finding fails the run
+    # lint and type-check before the tests (configuration in pyproject.toml): a finding fails
     "$VENV/bin/ruff" check milter tests bench
+    "$VENV/bin/mypy"
     set +e
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
     rc=$?

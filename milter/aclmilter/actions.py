@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ExpansionFailed
 from .outcome import Result
@@ -218,7 +219,7 @@ class Edits:
         return not (self.header_adds or self.header_removes or self.rcpt_adds or self.rcpt_deletes
                     or self.quarantine or self.sender is not None)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for the dry run and logs)."""
         return {
             "headers_added": [{"name": a.name, "value": a.value, "position": a.position.value}

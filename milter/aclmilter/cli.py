@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import types
 from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the entries with this name (a condition, modifier, control, setting, "
                         "variable, check or lookup; e.g. spf)")
     s.set_defaults(func=_cmd_show)
+    cli_serve: types.ModuleType | None
     try:
         from .service import cli_serve
     except ImportError:

@@ -96,7 +96,8 @@ def _options(parser: argparse.ArgumentParser) -> Iterable[str]:
         flags = ", ".join(action.option_strings) or action.dest.upper()
         metavar = ""
         if action.option_strings and action.nargs != 0:
-            metavar = " " + (action.metavar or (action.choices and "{" + ",".join(map(str, action.choices)) + "}")
+            named = action.metavar if isinstance(action.metavar, str) else None   # no tuple metavars here
+            metavar = " " + (named or (action.choices and "{" + ",".join(map(str, action.choices)) + "}")
                              or action.dest.upper())
         yield ".TP"
         yield f"\\fB{roff(flags)}\\fR{roff(metavar)}"

@@ -136,7 +136,7 @@ def evaluate(ctx: "EvalContext", spf: SpfFacts, dkim_res: DkimResult, frm: FromD
     author = frm.domain
     disc = discover(author, orgs)
     # $dmarc_used_domain: only where a record was actually used, never a guess
-    base = dict(from_domain=author, from_address=frm.address,
+    base: dict[str, Any] = dict(from_domain=author, from_address=frm.address,
                 policy_domain=disc.policy_domain if disc.record is not None else "",
                 org_domain=disc.org_domain, spf=spf, dkim=dkim_res, discovery=disc)
     if disc.outcome is Found.TEMPERROR:

@@ -60,7 +60,7 @@ def _bool_result(b: bool) -> Result:
     return Result.OK if b else Result.FAIL
 
 
-def _match(ctx: EvalContext, spec: object, subject: str | None, data_var: str | None = None) -> Result:
+def _match(ctx: EvalContext, spec: lists.ListSpec, subject: str | None, data_var: str | None = None) -> Result:
     ctx.locals.pop("list_data", None)
     rc = lists.match(ctx, spec, subject)
     if rc is Result.OK and data_var and "list_data" in ctx.locals:
@@ -75,7 +75,7 @@ NOT_CONNECT_HELO = ALL & ~(Stage.CONNECT | Stage.HELO)
 
 # ---- list conditions -----------------------------------------------------------------------
 @registry.condition("hosts", ALL, arg=ArgMode.LIST, list_kind="host")
-def _hosts(ctx: EvalContext, spec: object) -> Result:
+def _hosts(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The client host (address, verified name) is in the host list.
 
     Returns OK when it matches, FAIL when not; DEFER when a host name (forward or reverse
@@ -85,7 +85,7 @@ def _hosts(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("domains", RCPT_STAGES, arg=ArgMode.LIST, list_kind="domain")
-def _domains(ctx: EvalContext, spec: object) -> Result:
+def _domains(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The current recipient's domain is in the domain list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -94,7 +94,7 @@ def _domains(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("local_parts", RCPT_STAGES, arg=ArgMode.LIST, list_kind="localpart")
-def _local_parts(ctx: EvalContext, spec: object) -> Result:
+def _local_parts(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The current recipient's local part is in the local-part list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -103,7 +103,7 @@ def _local_parts(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("recipients", RCPT_STAGES, arg=ArgMode.LIST, list_kind="address")
-def _recipients(ctx: EvalContext, spec: object) -> Result:
+def _recipients(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The current recipient address is in the address list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -112,7 +112,7 @@ def _recipients(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("senders", MESSAGE, arg=ArgMode.LIST, list_kind="address")
-def _senders(ctx: EvalContext, spec: object) -> Result:
+def _senders(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The envelope sender is in the address list (`senders = :` matches <>).
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -121,7 +121,7 @@ def _senders(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("sender_domains", MESSAGE, arg=ArgMode.LIST, list_kind="domain")
-def _sender_domains(ctx: EvalContext, spec: object) -> Result:
+def _sender_domains(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The sender's domain (empty for <>) is in the domain list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -131,7 +131,7 @@ def _sender_domains(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("authenticated", NOT_CONNECT_HELO, arg=ArgMode.LIST, list_kind="string")
-def _authenticated(ctx: EvalContext, spec: object) -> Result:
+def _authenticated(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The client authenticated (SMTP AUTH) with a mechanism in the list; false if not authenticated.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -142,7 +142,7 @@ def _authenticated(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("encrypted", NOT_CONNECT, arg=ArgMode.LIST, list_kind="string")
-def _encrypted(ctx: EvalContext, spec: object) -> Result:
+def _encrypted(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The session uses TLS with a cipher in the list; false without TLS.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,

@@ -109,10 +109,10 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
         m = search(cond.regex, args[1], args[0])
         if m is None:
             return False, {}
-        bound = {"0": m.group(0)}
+        groups = {"0": m.group(0)}
         for k in range(1, 10):
-            bound[str(k)] = (m.group(k) or "") if k <= (m.re.groups or 0) else ""
-        return True, bound
+            groups[str(k)] = (m.group(k) or "") if k <= (m.re.groups or 0) else ""
+        return True, groups
     if name in _NUMERIC:
         return _NUMERIC[name](number(args[0]), number(args[1])), {}
     if name in _LEXICAL:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from email.utils import getaddresses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .. import plugs
 from ..errors import ExpansionFailed
@@ -156,7 +156,7 @@ def quote_for(type_name: str, text: str) -> str:
     return entry.quote(text) if entry.quote is not None else text
 
 
-_SIMPLE = {
+_SIMPLE: dict[str, Callable[[str], str]] = {
     "lc": lambda s: "".join(c.lower() if c.isascii() else c for c in s),   # C locale: ASCII only
     "uc": lambda s: "".join(c.upper() if c.isascii() else c for c in s),
     "domain": _domain,
