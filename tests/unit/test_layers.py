@@ -179,3 +179,28 @@ def test_no_import_cycles():
 ])
 def test_the_table_orders_the_documented_stack(src, dst, ok):
     assert (RANK[unit_of(dst)] > RANK[unit_of(src)]) is ok
+
+
+def test_upward_calls_are_plugged_in_by_their_providers():
+    """Every plug in plugs.py is filled once its provider is imported, so an `acl =`,
+    `${acl}` or list match from a lower layer reaches the engine or lists/."""
+    import importlib
+
+    from aclmilter import plugs
+    slots = [v for v in vars(plugs).values() if isinstance(v, plugs.Plug)]
+    assert {p.name for p in slots} == {"run_named_acl", "run_nested_acl", "match_list", "split_list"}
+    for p in slots:
+        importlib.import_module(p.provider)
+        assert p.fn is not None, f"{p.provider} did not fill plug {p.name}"
+    assert plugs.split_list("<; a;b ; c") == ["a", "b", "c"]
+
+
+def test_an_empty_plug_names_its_provider():
+    from aclmilter.plugs import Plug
+    plug: Plug[[], str] = Plug("example", "aclmilter.example")
+    with pytest.raises(RuntimeError, match="import aclmilter.example"):
+        plug()
+    plug.plug(lambda: "x")
+    assert plug() == "x"
+    with pytest.raises(RuntimeError, match="already filled"):
+        plug.plug(lambda: "y")
