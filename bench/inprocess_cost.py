@@ -96,7 +96,7 @@ def main() -> int:
     return 0
 
 
-def _profile(step, m: glue.AclMilter, n: int, top: int, sort_cum: bool = False) -> int:  # noqa: ANN001 - a PARTS entry
+def _profile(step, m: glue.AclMilter, n: int, top: int, sort_cum: bool = False) -> int:  # a PARTS entry
     """Run `step` n times under cProfile; print the `top` functions by own time, calls per iteration."""
     import cProfile
     import pstats

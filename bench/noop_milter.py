@@ -33,30 +33,30 @@ import milter  # noqa: E402
 class Trivial(Milter.Base):
     """Every callback continues; header/body are no-reply (pymilter's usual example)."""
 
-    def connect(self, hostname, family, hostaddr):  # noqa: ANN001, ANN201
+    def connect(self, hostname, family, hostaddr):
         return Milter.CONTINUE
 
-    def hello(self, name):  # noqa: ANN001, ANN201
+    def hello(self, name):
         return Milter.CONTINUE
 
-    def envfrom(self, sender, *params):  # noqa: ANN001, ANN201
+    def envfrom(self, sender, *params):
         return Milter.CONTINUE
 
-    def envrcpt(self, rcpt, *params):  # noqa: ANN001, ANN201
+    def envrcpt(self, rcpt, *params):
         return Milter.CONTINUE
 
-    def data(self):  # noqa: ANN201
-        return Milter.CONTINUE
-
-    @Milter.noreply
-    def header(self, name, value):  # noqa: ANN001, ANN201
+    def data(self):
         return Milter.CONTINUE
 
     @Milter.noreply
-    def body(self, chunk):  # noqa: ANN001, ANN201
+    def header(self, name, value):
         return Milter.CONTINUE
 
-    def eom(self):  # noqa: ANN201
+    @Milter.noreply
+    def body(self, chunk):
+        return Milter.CONTINUE
+
+    def eom(self):
         self.addheader("X-Noop", "seen")
         return Milter.CONTINUE
 
@@ -76,14 +76,14 @@ def run_floor(spec_text: str, policy: Path) -> None:
     spec = socketspec.parse(spec_text)
     bits = negotiation.wanted(runtime.current().needs, over_tcp=spec.kind != "unix")
 
-    def negotiate(ctx, opts):  # noqa: ANN001, ANN202
+    def negotiate(ctx, opts):
         for stage, names in macros.SYMLISTS.items():
             ctx.setsymlist(stage, names)
         opts[1] &= bits
         opts[2] = opts[3] = 0
         return milter.CONTINUE
 
-    def eom(ctx):  # noqa: ANN001, ANN202
+    def eom(ctx):
         ctx.addheader("X-Noop", "seen", 0)
         return milter.CONTINUE
 

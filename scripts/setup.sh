@@ -4,7 +4,8 @@
 #   scripts/setup.sh run    install what the milter needs, then run it in the foreground with
 #                           policies/default.yaml on a unix socket and print the Postfix lines
 #   scripts/setup.sh test   install everything the test suite needs (Postfix, Knot, Redis,
-#                           MariaDB, OpenDMARC tools, SpamAssassin, rspamd, ...) and run it
+#                           MariaDB, OpenDMARC tools, SpamAssassin, rspamd, ...), run ruff
+#                           and mypy, then the tests
 #   scripts/setup.sh deps [run|test]   only install
 #   scripts/setup.sh deb [VERSION]     build dist/aclmilter_<version>_all.deb (scripts/build-deb.sh)
 #
@@ -133,6 +134,9 @@ test)
     exim_unpack
     python_env "[test]"
     cd "$HERE"
+    # lint and type-check before the tests (configuration in pyproject.toml): a finding fails
+    "$VENV/bin/ruff" check milter tests bench
+    "$VENV/bin/mypy"
     set +e
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
     rc=$?

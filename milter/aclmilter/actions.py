@@ -10,7 +10,9 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
+from .errors import ExpansionFailed
 from .outcome import Result
 from .stages import Stage
 
@@ -217,7 +219,7 @@ class Edits:
         return not (self.header_adds or self.header_removes or self.rcpt_adds or self.rcpt_deletes
                     or self.quarantine or self.sender is not None)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for the dry run and logs)."""
         return {
             "headers_added": [{"name": a.name, "value": a.value, "position": a.position.value}
@@ -229,6 +231,51 @@ class Edits:
             "quarantine": self.quarantine,
             **({"sender": self.sender} if self.sender is not None else {}),
         }
+
+
+# ---- add_header text: Exim's split rules, queued on the edits -----------------------------
+_POSITIONS = {p.value: p for p in HeaderPosition}
+_HEADER_NAME = re.compile(r"^[!-9;-~]+\Z")
+
+
+def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]:
+    """Split add_header text into (position, [(name, value)]) with Exim's rules.
+
+    Leading/trailing newlines are stripped; a newline not followed by space/tab starts a new
+    header; a line that is not `Name: value` becomes `X-ACL-Warn: line`.
+    """
+    position = HeaderPosition.END
+    if text[:1] == ":":                 # every position prefix starts with a colon
+        for prefix, pos in _POSITIONS.items():
+            if text.startswith(prefix):
+                position, text = pos, text[len(prefix):]
+                break
+    text = text.replace("\r\n", "\n").replace("\r", " ").strip("\n")
+    out: list[tuple[str, str]] = []
+    for block in NEW_HEADER_LINE.split(text):
+        if not block.strip():
+            continue
+        name, sep, value = block.partition(":")
+        if sep and _HEADER_NAME.match(name):
+            out.append((name, value.lstrip(" ")))
+        else:
+            out.append(("X-ACL-Warn", block))
+    return position, out
+
+
+def queue_header_text(edits: Edits | None, text: str, source: str) -> None:
+    """Queue headers from add_header text (a `warn` message, `add_header`) on `edits`.
+
+    Raises ExpansionFailed (the item errs) outside a message (`edits` None) and when a
+    header would inject a line."""
+    if edits is None:
+        raise ExpansionFailed("add_header outside a message")
+    position, headers = split_header_text(text)
+    for name, value in headers:
+        try:
+            edits.add_header(HeaderAdd(name, value, position, source))
+        except ValueError as exc:
+            raise ExpansionFailed(f"add_header refused: {exc}") from None
 
 
 @dataclass(frozen=True)

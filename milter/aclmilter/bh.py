@@ -95,7 +95,7 @@ class Dialogue:
         """The reply lines the client reads for a refusal."""
         if self.mta is Mta.POSTFIX:
             args = map_response(response).setreply or ("451", "4.3.0", "Temporary local problem")
-            code, ecode, lines = args[0], args[1], [a.replace("%%", "%") for a in args[2:]]
+            code, ecode, lines = str(args[0]), args[1], [str(a).replace("%%", "%") for a in args[2:]]
             if ecode is None and len(lines) > 1:
                 ecode = f"{code[0]}.0.0"        # Postfix adds it to a multi-line reply without one
             prefix = f"{ecode} " if ecode else ""
@@ -139,7 +139,7 @@ class Dialogue:
         """Apply the glue's hold-and-give-later rule for one step; returns what Postfix acts on."""
         if not self._answered(step):
             if response.action is not Action.CONTINUE:
-                held = HeldRefusal(step, response, "")
+                held: HeldRefusal | None = HeldRefusal(step, response, "")
                 if step == "connect":
                     self.pending_connect = self.pending_connect or held
                 elif step == "helo":

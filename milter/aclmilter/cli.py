@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import types
 from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
@@ -156,8 +157,8 @@ def _print_trace(report: dict) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    """Print the registry as YAML: every entry, or every entry called NAME (docgen.show)."""
-    from .docgen import show
+    """Print the registry as YAML: every entry, or every entry called NAME (regdoc.show)."""
+    from .regdoc import show
     text = show(args.name)
     if not text:
         print(f"aclmilter policy show: no condition, modifier, control, setting, variable, check or "
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the entries with this name (a condition, modifier, control, setting, "
                         "variable, check or lookup; e.g. spf)")
     s.set_defaults(func=_cmd_show)
+    cli_serve: types.ModuleType | None
     try:
         from .service import cli_serve
     except ImportError:

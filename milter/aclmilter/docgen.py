@@ -9,17 +9,15 @@ committed files, `--check` fails when they differ (the test suite runs the same 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import enum
 import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from . import conditions  # noqa: F401  - fills the registry
-from .registry import TABLES
-from .stages import ALL, ORDERED, Stage, names
+from .cli import build_parser
+from .regdoc import control_data, doc_text, item_data, lookup_data, plain, registry_tables, variable_data
+from .stages import ORDERED
 
 #: the files this module writes, relative to the project root
 MAN_SERVICE = "docs/man/aclmilter.8"
@@ -31,122 +29,6 @@ END = "<!-- END generated from the registry -->"
 MAN_DATE = "2026-12-07"
 
 
-# ---- the registry as plain data --------------------------------------------------------------
-def plain(value: Any) -> Any:
-    """A default or setting value as YAML-able data: enums by value, dataclasses as mappings."""
-    if isinstance(value, enum.Enum):
-        return plain(value.value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(plain(v) for v in value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def _stages(stages: Stage) -> str:
-    return "all" if stages == ALL else ", ".join(names(stages))
-
-
-def _doc(text: str) -> str:
-    """A docstring as one paragraph (its lines joined)."""
-    return " ".join(line.strip() for line in (text or "").strip().splitlines() if line.strip())
-
-
-def item_data(name: str) -> dict:
-    it = TABLES.items[name]
-    out: dict[str, Any] = {"kind": it.kind.value, "stages": _stages(it.stages),
-                           "argument": f"{it.list_kind} list" if it.list_kind else it.arg.value,
-                           "description": _doc(it.doc)}
-    if it.variables:
-        out["variables"] = [f"${v}" for v in it.variables]
-    if it.checks:
-        out["checks"] = list(it.checks)
-    return out
-
-
-def control_data(name: str) -> dict:
-    c = TABLES.controls[name]
-    out: dict[str, Any] = {"kind": "control", "stages": _stages(c.stages),
-                           "options": "yes" if c.takes_options else "no", "description": _doc(c.doc)}
-    if c.aliases:
-        out["aliases"] = list(c.aliases)
-    if name != c.name:
-        out["alias_of"] = c.name
-    return out
-
-
-def setting_data(name: str) -> dict:
-    s = TABLES.settings[name]
-    return {"kind": "setting", "default": plain(s.default), "description": _doc(s.doc)}
-
-
-def variable_data(name: str) -> dict:
-    v = TABLES.variables[name]
-    return {"kind": "variable", "stages": _stages(v.stages), "description": _doc(v.doc)}
-
-
-def check_data(name: str) -> dict:
-    c = TABLES.checks[name]
-    out: dict[str, Any] = {"kind": "check", "scope": c.scope, "description": _doc(c.doc)}
-    if c.needs:
-        out["needs"] = list(c.needs)
-    return out
-
-
-def lookup_data(name: str) -> dict:
-    lk = TABLES.lookups[name]
-    return {"kind": "lookup", "style": "query" if lk.query_style else "single-key",
-            "description": _doc(lk.doc)}
-
-
-class _Ours(dict):
-    """The entries of one registry table that aclmilter itself registers, by name: a test
-    that registers an item of its own (e.g. one that raises) never reaches the docs."""
-
-    def __init__(self, table: dict, attr: str) -> None:
-        super().__init__((n, e) for n, e in table.items()
-                         if getattr(getattr(e, attr, None), "__module__", "").startswith("aclmilter."))
-
-
-def project_items() -> dict:
-    """The conditions and modifiers aclmilter registers (what the docs describe)."""
-    return _Ours(TABLES.items, "run")
-
-
-def _tables() -> tuple[tuple[str, dict, Any], ...]:
-    return (("conditions and modifiers", project_items(), item_data),
-            ("controls", _Ours(TABLES.controls, "run"), control_data),
-            ("settings", _Ours(TABLES.settings, "parse"), setting_data),
-            ("variables", _Ours(TABLES.variables, "get"), variable_data),
-            ("checks", _Ours(TABLES.checks, "compute"), check_data),
-            ("lookups", _Ours(TABLES.lookups, "find"), lookup_data))
-
-
-def lookup_name(name: str) -> dict[str, dict]:
-    """Every registry entry called `name` (`spf` is a condition and a check), by section."""
-    name = name.lstrip("$")
-    return {section: fn(name) for section, table, fn in _tables() if name in table}
-
-
-def dump(data: Any) -> str:
-    return yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True, width=100)
-
-
-def show(name: str | None = None) -> str:
-    """`aclmilter policy show [NAME]` as YAML: one entry, or every entry by section."""
-    if name:
-        found = lookup_name(name)
-        return dump({name.lstrip("$"): found}) if found else ""
-    return dump({section: {n: fn(n) for n in sorted(table)} for section, table, fn in _tables()})
-
-
-# ---- docs/policy.md ---------------------------------------------------------------------------
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -159,7 +41,7 @@ def _flow(value: Any) -> str:
 
 def policy_tables() -> str:
     """The generated reference tables (between BEGIN and END in docs/policy.md)."""
-    items, controls, settings, variables, _checks, lookups = (t for _, t, _ in _tables())
+    items, controls, settings, variables, _checks, lookups = (t for _, t, _ in registry_tables())
     out = [BEGIN, "", "### Conditions and modifiers", "",
            "| name | kind | stages | argument | outcomes and meaning |", "|---|---|---|---|---|"]
     for n in sorted(items):
@@ -173,7 +55,7 @@ def policy_tables() -> str:
     out += ["", "### Settings", "", "| name | default | meaning |", "|---|---|---|"]
     for n in sorted(settings):
         s = settings[n]
-        out.append(f"| `{n}` | `{_cell(_flow(s.default))}` | {_cell(_doc(s.doc))} |")
+        out.append(f"| `{n}` | `{_cell(_flow(s.default))}` | {_cell(doc_text(s.doc))} |")
     out += ["", "### Lookups", "", "| name | style | meaning |", "|---|---|---|"]
     for n in sorted(lookups):
         d = lookup_data(n)
@@ -202,7 +84,7 @@ def roff(text: str) -> str:
 
 
 def _header(name: str, section: str, title: str) -> list[str]:
-    return [f'.\\" Generated by python -m aclmilter.docgen from the registry and the CLI; do not edit.',
+    return ['.\\" Generated by python -m aclmilter.docgen from the registry and the CLI; do not edit.',
             f'.TH {name.upper()} {section} "{MAN_DATE}" "aclmilter" "{title}"', ".SH NAME",
             f"{name} \\- {roff(title)}"]
 
@@ -214,7 +96,8 @@ def _options(parser: argparse.ArgumentParser) -> Iterable[str]:
         flags = ", ".join(action.option_strings) or action.dest.upper()
         metavar = ""
         if action.option_strings and action.nargs != 0:
-            metavar = " " + (action.metavar or (action.choices and "{" + ",".join(map(str, action.choices)) + "}")
+            named = action.metavar if isinstance(action.metavar, str) else None   # no tuple metavars here
+            metavar = " " + (named or (action.choices and "{" + ",".join(map(str, action.choices)) + "}")
                              or action.dest.upper())
         yield ".TP"
         yield f"\\fB{roff(flags)}\\fR{roff(metavar)}"
@@ -242,7 +125,7 @@ def man_service(parser: argparse.ArgumentParser) -> str:
 
 def man_policy() -> str:
     """aclmilter-policy(5): every condition, modifier, control, setting, lookup and variable."""
-    items, controls, settings, variables, _checks, lookups = (t for _, t, _ in _tables())
+    items, controls, settings, variables, _checks, lookups = (t for _, t, _ in registry_tables())
     out = _header("aclmilter-policy", "5", "the aclmilter policy file")
     out += [".SH DESCRIPTION",
             roff("A policy is a YAML mapping with the keys settings, hostlist, domainlist, addresslist, "
@@ -261,7 +144,7 @@ def man_policy() -> str:
     out += [".SH SETTINGS"]
     for n in sorted(settings):
         s = settings[n]
-        out += [".TP", f"\\fB{roff(n)}\\fR (default: {roff(_flow(s.default))})", roff(_doc(s.doc))]
+        out += [".TP", f"\\fB{roff(n)}\\fR (default: {roff(_flow(s.default))})", roff(doc_text(s.doc))]
     out += [".SH LOOKUPS"]
     for n in sorted(lookups):
         d = lookup_data(n)
@@ -277,7 +160,6 @@ def man_policy() -> str:
 # ---- the committed files ----------------------------------------------------------------------
 def generated(root: Path) -> dict[str, str]:
     """{relative path: text it must have} for every generated file under `root`."""
-    from .cli import build_parser       # the CLI imports this module: import it late
     return {MAN_SERVICE: man_service(build_parser()), MAN_POLICY: man_policy(),
             POLICY_MD: with_tables((root / POLICY_MD).read_text(encoding="utf-8"))}
 

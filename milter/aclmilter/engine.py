@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 
 from .actions import (DEFAULT_ACCEPT_CODE, DEFAULT_DEFER_CODE, DEFAULT_DEFER_TEXT, DEFAULT_FAIL_CODE,
-                      DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line, split_message)
+                      DEFAULT_FAIL_TEXT, Decision, build_reply, clean_line, queue_header_text,
+                      split_message)
+from . import plugs
 from .context import EvalContext
 from .errors import ExpansionFailed, FileUnreadable, ForcedFail, LookupDefer, SyntaxProblem
 from .outcome import Result, Verb
@@ -96,7 +98,7 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
         ctx.note(where, f"{_label(use)}: {exc}", "error")
         ctx.log_lines.append(f"{where}: {_label(use)}: {exc}")
         return Result.ERROR
-    except Exception as exc:  # noqa: BLE001 - one bad check must not kill the service
+    except Exception as exc:  # one bad check must not kill the service
         log.exception("internal error in %s at %s", use.name, where)
         ctx.note(where, f"{_label(use)}: internal error: {exc!r}", "error")
         ctx.log_lines.append(f"{where}: internal error in {use.name}: {exc!r}")
@@ -198,8 +200,7 @@ def _warn(ctx: EvalContext, st: Statement, message: ItemUse | None, log_message:
         ctx.note(st.where, f"warn: {line}", "logged")
     msg = _expand_text(ctx, message)
     if msg and ctx.txn is not None and ctx.txn.edits is not None:
-        from .conditions.core import queue_header_text  # local import: core registers into engine
-        queue_header_text(ctx, msg, st.where)
+        queue_header_text(ctx.txn.edits, msg, st.where)
 
 
 def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_message: ItemUse | None,
@@ -233,6 +234,7 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
     return Decision(result, reply, logtext, where, ctx.stage, user)
 
 
+@plugs.run_named_acl.plug
 def run_named(ctx: EvalContext, name: str, args: list[str]) -> Decision:
     """Run the named ACL in a child context with $acl_arg1..9 and $acl_narg set (unused
     arguments empty); raises ExpansionFailed when there is no such ACL."""
@@ -246,6 +248,7 @@ def run_named(ctx: EvalContext, name: str, args: list[str]) -> Decision:
     return run(child, acl, top_level=False)
 
 
+@plugs.run_nested_acl.plug
 def run_nested(ctx: EvalContext, name: str, args: list[str]) -> Result:
     """Run a named ACL from `acl = name args`; returns its result as a condition value. A
     nested refusal's or defer's message becomes the calling statement's (Exim)."""

@@ -62,5 +62,5 @@ class Services:
             if callable(close):
                 try:
                     close()
-                except Exception:  # noqa: BLE001 - closing must not fail a reload
+                except Exception:  # closing must not fail a reload
                     self.log.exception("closing a service failed")

@@ -113,7 +113,7 @@ class AclMilterd:
                 wait_port("127.0.0.1", self.port, timeout, self.proc)
             if self.proc.poll() is not None:
                 raise RuntimeError(f"aclmilter exited with {self.proc.returncode}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any start failure is reported with the log
             raise RuntimeError(f"aclmilter did not start: {exc}\n{self.log()[-3000:]}") from None
         return self
 

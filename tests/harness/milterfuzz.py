@@ -56,7 +56,7 @@ def _strings(rng: random.Random) -> bytes:
     count = rng.choice((0, 1, 2, 3, 4, 12, 13, 14, 15, rng.randrange(0, 40)))
     names = (b"j", b"{daemon_name}", b"i", b"{client_addr}", b"v", b"{auth_type}", b"k")
     parts = []
-    for i in range(count):
+    for _ in range(count):
         if rng.random() < 0.5:
             parts.append(rng.choice(names))
         else:

@@ -123,7 +123,7 @@ class _ProxySMTP(smtplib.SMTP):
         self._proxy_line = proxy_line
         super().__init__(**kw)  # type: ignore[arg-type]
 
-    def _get_socket(self, host, port, timeout):  # noqa: ANN001 - smtplib signature
+    def _get_socket(self, host, port, timeout):  # smtplib signature
         sock = socket.create_connection((host, port), timeout)
         sock.sendall(self._proxy_line.rstrip("\r\n").encode("ascii") + b"\r\n")
         return sock

@@ -60,7 +60,7 @@ class RedisServer:
                 self.proc.wait(timeout=5)
             self.proc = None
 
-    def client(self):  # noqa: ANN201 - redis.Redis
+    def client(self):  # redis.Redis
         """A plain redis-py client for checking the server's contents from the test."""
         import redis
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, decode_responses=True)
@@ -111,7 +111,7 @@ def settings_for(servers: str | list[str] | None = None, **extra: object) -> dic
 
 
 def make_context(settings: dict, stage_name: str = "connect", *, clock: FakeClock | None = None,
-                 address: str = "192.0.2.1", services=None, conn=None, txn=None, rcpt=None):  # noqa: ANN001, ANN201
+                 address: str = "192.0.2.1", services=None, conn=None, txn=None, rcpt=None):
     """A real EvalContext with real Services over a minimal Policy (no engine, no session)."""
     from aclmilter import context, state
     from aclmilter.policy.model import Policy

@@ -63,7 +63,7 @@ def through_forwarder(raw: bytes, cv: str = "pass") -> bytes:
     return _seal(noted, "fwd.arcx", KEY_THIRD)
 
 
-def _ctx(knot, raw: bytes, **settings):  # noqa: ANN001, ANN202
+def _ctx(knot, raw: bytes, **settings):
     return make_ctx(raw, settings=settings_for(knot.settings(), **settings), sender="list-bounces@list.arcx",
                     client=LIST_IP, helo="list.arcx", clock=time.time)
 

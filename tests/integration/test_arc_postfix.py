@@ -38,7 +38,7 @@ acl:
 """
 
 
-def test_trusted_list_message_is_accepted_sealed_and_verifiable(knot_dns, tmp_path) -> None:  # noqa: ANN001
+def test_trusted_list_message_is_accepted_sealed_and_verifiable(knot_dns, tmp_path) -> None:
     work = world_traversable_dir("arc-e2e-")
     key = work / "arc.key"
     key.write_bytes(KEY_SEL1)
@@ -67,7 +67,7 @@ def test_trusted_list_message_is_accepted_sealed_and_verifiable(knot_dns, tmp_pa
             assert milter.proc.poll() is None
 
 
-def _knot_txt(knot):  # noqa: ANN001, ANN202
+def _knot_txt(knot):
     dns = _ctx(knot, message()).services.get("dns")
 
     def txt(name: bytes, timeout: float = 5) -> bytes | None:

@@ -63,7 +63,7 @@ def fake(world: tuple[object, Sink, Path]) -> Iterator[FakeDccifd]:
         yield server
 
 
-def send(world: tuple, sender: str, rcpts: list[str]):  # noqa: ANN201 - SendResult
+def send(world: tuple, sender: str, rcpts: list[str]):  # SendResult
     pf = world[0]
     return pf.send(sender, rcpts, simple_message(sender, rcpts[0], subject="dcc e2e"))
 

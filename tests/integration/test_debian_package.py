@@ -9,6 +9,7 @@ debian.py), since systemd is not PID 1 in CI.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -253,6 +254,8 @@ def test_setup_run_against_stock_postfix(stock, work) -> None:
     finally:
         if proc.poll() is None:
             stop_pid(proc.pid, timeout=20)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)        # collect the status (else a ResourceWarning)
 
 
 def test_upgrade_keeps_the_edited_policy_and_restarts_with_it(deb: Path, work: Path) -> None:

@@ -25,7 +25,10 @@ def _sign(msg: bytes, canon: tuple[bytes, bytes], *, length: bool = False, domai
 def _statuses(raw: bytes, dns) -> list[DkimStatus]:
     ctx = make_ctx(raw, settings=settings_for(dns.settings()))
     assert ctx.txn is not None and ctx.txn.body.spooled
-    return [s.status for s in ctx.check("dkim").signatures]
+    try:
+        return [s.status for s in ctx.check("dkim").signatures]
+    finally:
+        ctx.txn.close()                 # the spool file (an open one is a ResourceWarning)
 
 
 @pytest.mark.parametrize("canon", [(b"simple", b"simple"), (b"relaxed", b"relaxed")])

@@ -20,7 +20,7 @@ class _Sink:
     def __init__(self) -> None:
         self.envelopes: list = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd API
         self.envelopes.append(envelope)
         return "250 OK"
 

@@ -70,7 +70,7 @@ class _Sink:
     def __init__(self) -> None:
         self.messages: list = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd API
         self.messages.append(envelope)
         return "250 OK"
 
@@ -86,7 +86,7 @@ def test_opendmarc_import_and_reports(knot_dns, opendmarc_db, tmp_path):
             client="2001:db8::25", queue_id="Q3", clock=now)
     proc = _import(opendmarc_db, hist)
     assert proc.returncode == 0
-    bad = [l for l in proc.stderr.splitlines() if "failed" in l or "unknown key" in l or "uninitialized" in l]
+    bad = [ln for ln in proc.stderr.splitlines() if "failed" in ln or "unknown key" in ln or "uninitialized" in ln]
     assert not bad, proc.stderr
     rows = opendmarc_db.sql(
         "SELECT m.jobid, m.policy, m.disp, m.spf, m.align_dkim, m.align_spf, m.sigcount, m.arc, "

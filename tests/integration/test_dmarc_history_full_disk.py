@@ -90,7 +90,7 @@ def test_records_stay_whole_when_the_disk_fills(knot_dns, tiny_fs, opendmarc_db)
     proc = subprocess.run([require_binary("opendmarc-import"), "--verbose", *opendmarc_db.db_args(),
                            f"--input={copy}"], capture_output=True, timeout=120, text=True)
     assert proc.returncode == 0, proc.stderr
-    bad = [l for l in proc.stderr.splitlines() if "failed" in l or "unknown key" in l or "uninitialized" in l]
+    bad = [ln for ln in proc.stderr.splitlines() if "failed" in ln or "unknown key" in ln or "uninitialized" in ln]
     assert not bad, proc.stderr
     rows = opendmarc_db.sql("SELECT jobid FROM messages ORDER BY id", "opendmarc")
     assert [r[0] for r in rows] == [f"Q{i:04d}" + "x" * (i * 7 % 41) for i in written]

@@ -40,7 +40,7 @@ acl:
 
 
 @pytest.fixture(scope="module")
-def world(knot_dns) -> Iterator[tuple[object, Sink, Path]]:  # noqa: F811
+def world(knot_dns) -> Iterator[tuple[object, Sink, Path]]:
     work = world_traversable_dir("dmarc-e2e-")
     history = work / "dmarc.dat"
     policy = work / "dmarc.yaml"

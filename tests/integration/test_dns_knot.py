@@ -15,7 +15,7 @@ from aclmilter.errors import LookupDefer
 
 
 @pytest.fixture
-def client(knot_dns):  # noqa: F811
+def client(knot_dns):
     return DnsClient.from_settings(parse_dns_settings(knot_dns.settings()))
 
 
@@ -44,7 +44,7 @@ def test_answers_come_from_the_cache(client):
     assert client.query("nothing.spf.test", "A") is client.query("nothing.spf.test", "A")
 
 
-def test_truncated_udp_answer_is_fetched_over_tcp(client, knot_dns):  # noqa: F811
+def test_truncated_udp_answer_is_fetched_over_tcp(client, knot_dns):
     udp = dns.query.udp(dns.message.make_query("big.spf.test", "TXT", use_edns=0, payload=1232),
                         "127.0.0.1", timeout=2, port=knot_dns.port)
     assert udp.flags & dns.flags.TC                                  # the premise: UDP cannot carry it
@@ -58,12 +58,12 @@ def test_idn_is_queried_as_a_label(client):
     assert client.query("BÜCHER.spf.test", "TXT").qname == "xn--bcher-kva.spf.test"
 
 
-def test_ipv6_nameserver_only(knot_dns):  # noqa: F811
+def test_ipv6_nameserver_only(knot_dns):
     c = DnsClient.from_settings(parse_dns_settings({"nameservers": [knot_dns.nameserver6]}))
     assert c.lookup("mail.mx.spf.test", "A") == ["192.0.2.25"]
 
 
-def test_silent_server_is_a_temporary_error(silent_dns):  # noqa: F811
+def test_silent_server_is_a_temporary_error(silent_dns):
     c = DnsClient.from_settings(parse_dns_settings(silent_dns.settings(timeout=0.2, lifetime=0.4)))
     with pytest.raises(DnsTempError) as info:
         c.query("strict.spf.test", "TXT")
@@ -72,7 +72,7 @@ def test_silent_server_is_a_temporary_error(silent_dns):  # noqa: F811
     assert silent_dns.queries >= 1
 
 
-def test_spent_budget_sends_nothing(silent_dns):  # noqa: F811
+def test_spent_budget_sends_nothing(silent_dns):
     c = DnsClient.from_settings(parse_dns_settings(silent_dns.settings()))
     with pytest.raises(DnsTempError) as info:
         c.query("strict.spf.test", "TXT", deadline=time.monotonic() - 1)

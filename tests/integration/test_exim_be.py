@@ -124,7 +124,7 @@ def test_items_match_real_exim(tmp_path: Path) -> None:
     ctx = make_ctx()
     ctx.policy = load_text(ACL_POLICY, "p.yaml")
     differ = []
-    for text, (kind, value) in zip(texts, exim):
+    for text, (kind, value) in zip(texts, exim, strict=True):
         ours = _ours(text, ctx)
         if ours[0] != kind or (kind == "ok" and ours[1] != value):
             differ.append((text, (kind, value), ours))
@@ -133,7 +133,7 @@ def test_items_match_real_exim(tmp_path: Path) -> None:
 
 # ---- @mx_* through our DNS client and real Knot ---------------------------------------------
 
-def test_mx_items_through_knot(knot_dns) -> None:  # noqa: F811
+def test_mx_items_through_knot(knot_dns) -> None:
     client = DnsClient.from_settings(parse_dns_settings(knot_dns.settings()))
     # mx.spf.test has "MX 10 mail.mx.spf.test", which is 192.0.2.25 (tests/fixtures/dns/zones)
     ctx = make_ctx(dns=client, settings={"local_interfaces": ("192.0.2.0/24",)})
@@ -147,7 +147,7 @@ def test_mx_items_through_knot(knot_dns) -> None:  # noqa: F811
     assert lists.match(other, spec("@mx_any"), "mx.spf.test") is Result.FAIL
 
 
-def test_mx_item_defers_when_dns_does_not_answer(silent_dns) -> None:  # noqa: F811
+def test_mx_item_defers_when_dns_does_not_answer(silent_dns) -> None:
     client = DnsClient.from_settings(parse_dns_settings(silent_dns.settings(timeout=0.2, lifetime=0.4)))
     ctx = make_ctx(dns=client)
     assert lists.match(ctx, lists.parse_list("@mx_any", "domain"), "mx.spf.test") is Result.DEFER
@@ -212,7 +212,7 @@ def test_random_texts_match_real_exim(tmp_path: Path) -> None:
     texts = _random_cases(22)
     exim = expand_batch(texts, tmp_path)
     ctx = make_ctx()
-    differ = [(t, e, o) for t, e in zip(texts, exim)
+    differ = [(t, e, o) for t, e in zip(texts, exim, strict=True)
               if (o := _ours(t, ctx))[0] != e[0] or (e[0] == "ok" and o[1] != e[1])]
     assert len(texts) > 500
     assert not differ, "\n".join(f"{t}\n  exim: {e}\n  ours: {o}" for t, e, o in differ[:20])

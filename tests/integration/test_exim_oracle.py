@@ -105,7 +105,7 @@ def test_case_matches_real_exim(case: dict, workroot: Path, request: pytest.Fixt
         assert comparable(ours)[len(comparable(exim.replies))][0].startswith("4"), ours
         return
     assert comparable(ours) == comparable(exim.replies), (
-        f"\nexim:\n" + "\n".join(exim.replies) + "\naclmilter:\n" + "\n".join(ours) + "\n" + result.yaml)
+        "\nexim:\n" + "\n".join(exim.replies) + "\naclmilter:\n" + "\n".join(ours) + "\n" + result.yaml)
 
 
 def test_cases_are_enough() -> None:

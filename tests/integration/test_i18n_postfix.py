@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-from pathlib import Path
 from typing import Iterator
 
 import dkim
@@ -52,7 +51,7 @@ _RESULT = re.compile(r"spf=(\S*) dkim=(\S*) dmarc=(\S*) from=(\S*)")
 
 
 @pytest.fixture(scope="module")
-def world(knot_dns) -> Iterator[tuple[object, Sink]]:  # noqa: F811
+def world(knot_dns) -> Iterator[tuple[object, Sink]]:
     work = world_traversable_dir("i18n-e2e-")
     policy = work / "i18n.yaml"
     policy.write_text(POLICY.format(psl=PSL, ns=knot_dns.nameserver))

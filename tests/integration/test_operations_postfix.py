@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -45,8 +45,8 @@ def test_check_reports_every_hostile_file_with_positions(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.splitlines()
     for f in files:
-        assert f"{f}: " in proc.stderr and any(l.startswith(f"{f}:") and POSITIONED.match(l) for l in lines), f
-    assert all(POSITIONED.match(l) or l.endswith("policy refused") for l in lines), lines
+        assert f"{f}: " in proc.stderr and any(ln.startswith(f"{f}:") and POSITIONED.match(ln) for ln in lines), f
+    assert all(POSITIONED.match(ln) or ln.endswith("policy refused") for ln in lines), lines
 
 
 @pytest.mark.parametrize("name", ["recursive.yaml", "inf.yaml", "latin1.yaml"])

@@ -148,7 +148,7 @@ def test_a_crash_costs_only_its_workers_connections(workdir: Path) -> None:
     with AclMilterd(POLICY, "unix", workdir=workdir, workers=2) as d:
         settled(d, 2)
         held = []
-        for i in range(8):                       # mid-transaction when the crash comes
+        for _ in range(8):                       # mid-transaction when the crash comes
             mc = MilterClient(d.client_spec, timeout=10).open()
             mc.connect("[203.0.113.7]", "4", 4711, "203.0.113.7", {"v": "Postfix 3.7"})
             mc.helo("client.example.org")

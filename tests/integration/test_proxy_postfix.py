@@ -14,7 +14,6 @@ import re
 import smtplib
 import socket
 import struct
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -45,7 +44,7 @@ acl:
 
 
 @pytest.fixture(scope="module")
-def world(knot_dns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postfix, Sink, AclMilterd]]:  # noqa: F811
+def world(knot_dns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postfix, Sink, AclMilterd]]:
     tmp = tmp_path_factory.mktemp("proxy")
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY.format(ns=knot_dns.nameserver))
@@ -72,7 +71,7 @@ class _RawPrefixSMTP(smtplib.SMTP):
         self._source = source
         super().__init__(**kw)  # type: ignore[arg-type]
 
-    def _get_socket(self, host, port, timeout):  # noqa: ANN001 - smtplib signature
+    def _get_socket(self, host, port, timeout):  # smtplib signature
         sock = socket.create_connection((host, port), timeout,
                                         source_address=(self._source, 0) if self._source else None)
         if self._prefix:

@@ -92,7 +92,7 @@ def test_record_layout_ttl_and_evalsha_fallback(server):
     assert rate == pytest.approx(reference([(T0, 1.0), (T0 + 1, 1.0)], 3600.0, 10.0, "leaky")[1][0], rel=1e-12)
 
 
-def _hammer(spec: str, key: str, n: int, start, done) -> None:  # noqa: ANN001
+def _hammer(spec: str, key: str, n: int, start, done) -> None:
     """Child process: n strict events on one key, all at the same scripted time."""
     store = rl.RedisStore(RedisClient(parse_servers([spec])))
     start.wait(timeout=30)

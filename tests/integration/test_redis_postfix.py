@@ -39,7 +39,7 @@ def test_redis_outage_gives_4xx_through_postfix_and_recovers(tmp_path: Path) -> 
         policy.write_text(POLICY.format(spec=redis.spec))
         with Sink() as sink, AclMilterd(policy, workdir=work) as milter:
             with postfix_instance(sink.port, milter=milter.postfix_spec) as pf:
-                def send():  # noqa: ANN202 - SendResult
+                def send():  # SendResult
                     return pf.send("alice@example.org", ["bob@example.test"],
                                    simple_message("alice@example.org", "bob@example.test", subject="redis e2e"))
 

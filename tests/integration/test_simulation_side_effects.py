@@ -197,7 +197,7 @@ acl:
 """
 
 
-def test_ratelimit_and_redis_writes_need_update(tmp_path: Path, redis_server: RedisServer) -> None:
+def test_ratelimit_and_redis_writes_need_update(tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811 - the fixture
     policy = RATE_POLICY.format(spec=redis_server.spec)
     monitor = Monitor(redis_server.port)
     control = redis_server.client()

@@ -45,7 +45,7 @@ def cond(ctx: EvalContext, name: str, text: str) -> Result:
 
 
 @pytest.fixture
-def dnsconf(knot_dns):  # noqa: F811
+def dnsconf(knot_dns):
     return knot_dns.settings(timeout=2, lifetime=4, budget=10)
 
 
@@ -174,7 +174,7 @@ def test_null_sender_checks_helo_identity(dnsconf):
     assert other.result is SpfResult.FAIL
 
 
-def test_temperror_is_a_result_not_a_defer(silent_dns):  # noqa: F811
+def test_temperror_is_a_result_not_a_defer(silent_dns):
     calls = []
 
     class Metrics:

@@ -23,7 +23,7 @@ SPF_VARIABLES = ("spf_result", "spf_header_comment", "spf_received", "spf_smtp_c
 
 
 @pytest.fixture(scope="module")
-def policy(knot_dns, tmp_path_factory):  # noqa: F811
+def policy(knot_dns, tmp_path_factory):
     doc = yaml.safe_load(EXAMPLE.read_text().replace("aol.com", "neutral.spf.test"))
     doc["settings"]["dns"] = knot_dns.settings(timeout=2, lifetime=4, budget=10)
     doc["settings"]["primary_hostname"] = "mx.receiver.test"

@@ -34,7 +34,7 @@ MESSAGE = "From: <a@loop.spf.test>\r\nTo: <bob@example.test>\r\nSubject: spf e2e
 
 
 @pytest.fixture(scope="module")
-def world(knot_dns) -> Iterator[tuple[object, Sink]]:  # noqa: F811
+def world(knot_dns) -> Iterator[tuple[object, Sink]]:
     work = world_traversable_dir("spf-e2e-")
     policy = work / "spf.yaml"
     policy.write_text(POLICY.format(ns=knot_dns.nameserver))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from aclmilter import docgen
+from aclmilter import docgen, regdoc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ def test_committed_docs_are_what_the_registry_generates() -> None:
 
 
 def test_every_condition_and_modifier_documents_its_outcomes_including_defer() -> None:
-    undocumented = [name for name, item in docgen.project_items().items()
+    undocumented = [name for name, item in regdoc.project_items().items()
                     if "DEFER" not in item.doc or not any(w in item.doc for w in ("OK", "true", "True", "TRUE"))]
     assert undocumented == []
 
@@ -35,12 +35,12 @@ def test_policy_show_name_gives_yaml_from_the_registry() -> None:
 
 
 def test_policy_show_everything_renders_defaults_as_yaml_not_reprs() -> None:
-    data = yaml.safe_load(docgen.show())
+    data = yaml.safe_load(regdoc.show())
     bmi = data["settings"]["bmi"]["default"]
     assert bmi["on_scanner_failure"] == "tempfail" and bmi["profiles"] == []
     assert data["settings"]["on_internal_error"]["default"] == "tempfail"
     assert set(data) == {"conditions and modifiers", "controls", "settings", "variables", "checks", "lookups"}
-    text = docgen.show()
+    text = regdoc.show()
     assert "Settings(" not in text and "<FailureOutcome" not in text     # no Python reprs
 
 
@@ -55,6 +55,6 @@ def test_man_pages_list_every_option_and_every_item() -> None:
     for opt in ("\\-\\-dry\\-run", "\\-\\-log\\-format", "\\-\\-update", "\\-\\-quiet"):
         assert opt in service
     policy = (ROOT / docgen.MAN_POLICY).read_text()
-    assert len(docgen.project_items()) >= 30
-    for name in docgen.project_items():
+    assert len(regdoc.project_items()) >= 30
+    for name in regdoc.project_items():
         assert f"\\fB{docgen.roff(name)}\\fR" in policy

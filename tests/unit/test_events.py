@@ -31,7 +31,7 @@ class Recorder(Session):
 
     seen: list[str]
 
-    def _event(self, name, data="", stage=None, rcpt=None):  # noqa: ANN001, ANN202
+    def _event(self, name, data="", stage=None, rcpt=None):
         kw = {} if stage is None else {"stage": stage}
         result = super()._event(name, data, rcpt=rcpt, **kw)
         self.seen.append(f"{name}|{data}|{result}")

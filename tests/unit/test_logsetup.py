@@ -15,7 +15,7 @@ from aclmilter.service import logsetup
 
 
 @pytest.fixture
-def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """stderr redirected to a file; the aclmilter logger set up as the daemon does."""
     path = tmp_path / "stderr.log"
     stream = path.open("w", encoding="utf-8")

@@ -14,7 +14,7 @@ from aclmilter.service import negotiation
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def needs(text: str):  # noqa: ANN201
+def needs(text: str):
     return analyse(load_text(text, "p.yaml"))
 
 

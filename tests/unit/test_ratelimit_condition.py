@@ -27,13 +27,13 @@ class CountingStore(rl.MemoryStore):
         super().__init__()
         self.calls = 0
 
-    def update(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def update(self, *args, **kwargs):
         self.calls += 1
         return super().update(*args, **kwargs)
 
 
 class DeadStore:
-    def update(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def update(self, *args, **kwargs):
         raise rl.StoreUnavailable("connection refused")
 
 

@@ -7,15 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-import milter  # noqa: E402 - the C extension shipped with pymilter
+import milter  # the C extension shipped with pymilter
 
-from aclmilter.actions import (Edits, HeaderAdd, HeaderPosition, RecipientAdd,  # noqa: E402
+from aclmilter.actions import (Edits, HeaderAdd, HeaderPosition, RecipientAdd,
                                RecipientDelete, Reply)
-from aclmilter.service import edits as E  # noqa: E402
-from aclmilter.service import socketspec  # noqa: E402
-from aclmilter.service.metrics import Metrics, parse_addr  # noqa: E402
-from aclmilter.service.reply import map_response  # noqa: E402
-from aclmilter.session import Action, Response  # noqa: E402
+from aclmilter.service import edits as E
+from aclmilter.service import socketspec
+from aclmilter.service.metrics import Metrics, parse_addr
+from aclmilter.service.reply import map_response
+from aclmilter.session import Action, Response
 
 
 # ---- replies ---------------------------------------------------------------------------------
@@ -151,6 +151,6 @@ def test_clean_line_leaves_no_control_character_but_tab(text: str) -> None:
     from aclmilter.actions import clean_line
     out = clean_line(text)
     assert len(out) == len(text)
-    for before, after in zip(text, out):
+    for before, after in zip(text, out, strict=True):
         control = (ord(before) < 32 and before != "\t") or before == "\x7f"
         assert after == (" " if control else before)

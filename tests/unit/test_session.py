@@ -145,6 +145,7 @@ def test_body_spools_to_file_over_threshold(tmp_path: Path) -> None:
     assert s.txn.body.spooled
     assert s.txn.body.read() == chunk * 5
     assert s.eom({}).response.action is Action.CONTINUE
+    s.close()                           # closes the spool file (an open one is a ResourceWarning)
 
 
 def test_header_removals_highest_index_first_and_forged_crlf_refused(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def _from_answer(env: Envelope, answer: Answer) -> DccResult:
     else:
         letters = [v.value for v in answer.recipients]
         reason = ""
-    pairs = tuple((addr, letter) for (addr, _), letter in zip(env.recipients, letters))
+    pairs = tuple((addr, letter) for (addr, _), letter in zip(env.recipients, letters, strict=False))   # a short answer: the rest have no letter
     return DccResult(DccStatus.ANSWERED, answer.verdict, pairs, answer.header, env.client_ip, reason)
 
 

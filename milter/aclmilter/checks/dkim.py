@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import dkim
 
-from .. import registry
 from ..errors import LookupDefer
 from .dkim_bodyhash import body_hash
 
@@ -249,7 +248,7 @@ def build_message(headers: list[tuple[str, str]], body: bytes, leading_space: st
     """
     out = bytearray()
     for name, value in headers:
-        if leading_space == "add" or (leading_space == "auto" and not value[:1] in (" ", "\t")):
+        if leading_space == "add" or (leading_space == "auto" and value[:1] not in (" ", "\t")):
             value = " " + value
         value = value.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
         out += name.encode("utf-8", "surrogateescape") + b":" + value.encode("utf-8", "surrogateescape") + b"\r\n"
@@ -265,18 +264,14 @@ def dns_txt_lookup(dns: object) -> TxtLookup:
     return lookup
 
 
-@registry.check("dkim")
-def dkim_check(ctx: "EvalContext") -> DkimResult:
-    """Verify every DKIM signature of the current message (once per transaction).
+def verify_transaction(ctx: "EvalContext") -> DkimResult:
+    """Verify every DKIM signature of the current message here (the `dkim` check, registered
+    in conditions/dkim.py, decides whether a trusted upstream's results are used instead).
 
     Returns a DkimResult; DNS trouble is a TEMPERROR signature status, never an exception.
     """
     txn = ctx.txn
     assert txn is not None
-    from .dmarc_upstream import trusted_upstream_dkim  # late import: avoids a cycle
-    upstream = trusted_upstream_dkim(ctx)
-    if upstream is not None:
-        return upstream
     max_sigs = ctx.setting("dkim_max_signatures")
     leading = ctx.setting("dkim_header_leading_space") or "auto"
     head = build_message(txn.headers, b"", leading)

@@ -136,7 +136,7 @@ def evaluate(ctx: "EvalContext", spf: SpfFacts, dkim_res: DkimResult, frm: FromD
     author = frm.domain
     disc = discover(author, orgs)
     # $dmarc_used_domain: only where a record was actually used, never a guess
-    base = dict(from_domain=author, from_address=frm.address,
+    base: dict[str, Any] = dict(from_domain=author, from_address=frm.address,
                 policy_domain=disc.policy_domain if disc.record is not None else "",
                 org_domain=disc.org_domain, spf=spf, dkim=dkim_res, discovery=disc)
     if disc.outcome is Found.TEMPERROR:
@@ -204,7 +204,7 @@ def dmarc_check(ctx: "EvalContext") -> DmarcResult:
     orgs = OrgDomains(ctx.setting("dmarc_discovery") or "rfc7489", lambda n: list(dns.lookup(n, "TXT")),
                       ctx.services.get("dmarc_psl"))
     try:
-        return trusted_override(ctx, evaluate(ctx, spf, dkim_res, frm, orgs))
+        return trusted_override(ctx, evaluate(ctx, spf, dkim_res, frm, orgs), DmarcStatus.NONE)
     except PslUnavailable as exc:
         # The PSL file vanished after the policy was loaded: no verdict rather than a wrong one.
         return DmarcResult(DmarcStatus.TEMPERROR, "temperror", str(exc), spf=spf, dkim=dkim_res)

@@ -27,7 +27,7 @@ from .dmarc_record import Policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
-    from .dmarc import DmarcResult
+    from .dmarc import DmarcResult, DmarcStatus
 
 OVERRIDE = "trusted_forwarder"     # RFC 7489 PolicyOverrideType
 
@@ -64,8 +64,9 @@ def _vouches(aar: str, author: str) -> bool:
     return False
 
 
-def trusted_override(ctx: "EvalContext", res: "DmarcResult") -> "DmarcResult":
-    """`res`, or its overridden form when a trusted sealer vouches for a failing message."""
+def trusted_override(ctx: "EvalContext", res: "DmarcResult", none: "DmarcStatus") -> "DmarcResult":
+    """`res`, or its overridden form (status `none`, passed in by dmarc.py, which imports
+    this module) when a trusted sealer vouches for a failing message."""
     sealers = ctx.setting("arc_trusted_sealers") or ()
     if not sealers or res.result != "fail" or ctx.txn is None:
         return res
@@ -74,9 +75,8 @@ def trusted_override(ctx: "EvalContext", res: "DmarcResult") -> "DmarcResult":
         return res
     for s in reversed(arc.sets):
         if s.seal_domain in sealers and _vouches(s.aar, res.from_domain):
-            from .dmarc import DmarcStatus   # the module that calls us; imported when needed
             return dataclasses.replace(
-                res, status=DmarcStatus.NONE, disposition=Policy.NONE, override=OVERRIDE,
+                res, status=none, disposition=Policy.NONE, override=OVERRIDE,
                 text=f"{res.text}; overridden: arc=pass as[{s.instance}].d={s.seal_domain} is a trusted sealer")
     return res
 

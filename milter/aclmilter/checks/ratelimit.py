@@ -141,7 +141,7 @@ def parse_spec(text: str) -> RatelimitSpec:
     noupdate = False
     key_parts: list[str] = []
     per_seen = 0
-    for item, off in zip(items[2:], offsets[2:]):
+    for item, off in zip(items[2:], offsets[2:], strict=True):
         low = item.lower()
         if low in MODE_OPTIONS:
             modes.append(UpdateMode(low))

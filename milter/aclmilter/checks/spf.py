@@ -369,7 +369,7 @@ def evaluate(client: DnsClient, *, ip: str, sender: str, helo: str, receiver: st
         if domain and "." not in domain:
             domain, invalid = "", "not a multi-label domain name"
     checked = f"{local}@{domain}" if domain else clean(raw_address)
-    base = dict(identity=identity, domain=domain, sender=clean(checked), envelope_from=clean(sender),
+    base: dict[str, Any] = dict(identity=identity, domain=domain, sender=clean(checked), envelope_from=clean(sender),
                 client_ip=ip, helo=clean(helo), receiver=clean(receiver), check=check)
 
     if not ip:

@@ -366,7 +366,7 @@ class DccifdClient:
         with watched(self.metrics(), "dccifd", (TransportError,)):
             return self._exchange(envelope, message, max_reply)
 
-    def _exchange(self, envelope: bytes, message: bytes, max_reply: int | None) -> bytes:
+    def _exchange(self, envelope: bytes, message: bytes | Iterable[bytes], max_reply: int | None) -> bytes:
         deadline = time.monotonic() + self.timeout
         addr = self.address
         try:

@@ -29,10 +29,6 @@ from typing import Any, Callable
 
 import dns.exception
 import dns.rcode
-try:
-    import dns.nameserver as _nameserver_mod
-except ImportError:      # dnspython 2.3 (Debian bookworm) has no per-server objects
-    _nameserver_mod = None
 import dns.rdatatype
 import dns.resolver
 
@@ -41,6 +37,12 @@ from ..errors import LookupDefer, SyntaxProblem
 from .dns_cache import TtlCache
 from .dns_names import BadName, to_name
 from .health import watched
+
+_nameserver_mod: Any
+try:
+    import dns.nameserver as _nameserver_mod
+except ImportError:      # dnspython 2.3 (Debian bookworm) has no per-server objects
+    _nameserver_mod = None
 
 # ---- settings ------------------------------------------------------------------------------
 

@@ -303,7 +303,7 @@ class RedisClient:
 
     def _each_server(self, call: Any) -> Any:
         errors: list[str] = []
-        for spec, client in zip(self.servers, self._clients):
+        for spec, client in zip(self.servers, self._clients, strict=True):
             try:
                 return call(client)
             except (redis_py.exceptions.ConnectionError, redis_py.exceptions.TimeoutError, OSError) as exc:

@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from ..checks.scan import Endpoint, Envelope, ScanReport, ScannerError, exchange
+from .scan import Endpoint, Envelope, ScanReport, ScannerError, exchange
 
 PATH = "/checkv2"
 #: rspamd actions that mean "this is spam" (its `no action`, `greylist` and `soft reject` do not).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..checks.scan import Endpoint, Envelope, ScanReport, ScannerError, exchange
+from .scan import Endpoint, Envelope, ScanReport, ScannerError, exchange
 
 _STATUS = re.compile(rb"^SPAMD/(\d+)\.(\d+) +(\d+) *(.*)$")
 _SPAM = re.compile(r"^\s*(true|false|yes|no)\s*;\s*(-?\d+(?:\.\d+)?)\s*/\s*(-?\d+(?:\.\d+)?)\s*$", re.I)

@@ -265,6 +265,7 @@ def _var_deliver(ctx: EvalContext) -> str:
 def _delivered(ctx: EvalContext) -> list[Recipient]:
     """Recipients that still get the message: accepted, not deleted (a redirect still delivers)."""
     txn = ctx.txn
+    assert txn is not None                  # an end-of-message hook: there is a message
     edits = txn.edits
     deleted = {d.address.lower() for d in edits.rcpt_deletes} if edits is not None else set()
     out = []
@@ -311,7 +312,8 @@ def verdict_headers(ctx: EvalContext, decision: Any) -> None:
         ctx.note("bmi", f"verdict headers left out: {len(verdicts)} distinct verdicts", "skipped")
         return
     scan: ScanResult = ctx.check("scan")
-    values = ((bmi.verdict_header, verdicts.pop()), (bmi.tracker_header, tracker(scan.report)))
-    for name, value in values:
-        if name and value:
-            txn.edits.add_header(HeaderAdd(name, value, HeaderPosition.START, "bmi_headers"))
+    values: tuple[tuple[str | None, str | None], ...] = (
+        (bmi.verdict_header, verdicts.pop()), (bmi.tracker_header, tracker(scan.report)))
+    for header, text in values:
+        if header and text:
+            txn.edits.add_header(HeaderAdd(header, text, HeaderPosition.START, "bmi_headers"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from .. import lists, registry
-from ..actions import NEW_HEADER_LINE, HeaderAdd, HeaderPosition, HeaderRemove, RecipientAdd, has_crlf
+from .. import lists, plugs, registry
+from ..actions import HeaderRemove, RecipientAdd, has_crlf, queue_header_text, split_header_text
 from ..context import EvalContext, is_acl_variable
 from ..errors import ExpansionFailed, LookupDefer, SyntaxProblem
 from ..hostname import primary_hostname
@@ -60,7 +60,7 @@ def _bool_result(b: bool) -> Result:
     return Result.OK if b else Result.FAIL
 
 
-def _match(ctx: EvalContext, spec: object, subject: str | None, data_var: str | None = None) -> Result:
+def _match(ctx: EvalContext, spec: lists.ListSpec, subject: str | None, data_var: str | None = None) -> Result:
     ctx.locals.pop("list_data", None)
     rc = lists.match(ctx, spec, subject)
     if rc is Result.OK and data_var and "list_data" in ctx.locals:
@@ -75,7 +75,7 @@ NOT_CONNECT_HELO = ALL & ~(Stage.CONNECT | Stage.HELO)
 
 # ---- list conditions -----------------------------------------------------------------------
 @registry.condition("hosts", ALL, arg=ArgMode.LIST, list_kind="host")
-def _hosts(ctx: EvalContext, spec: object) -> Result:
+def _hosts(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The client host (address, verified name) is in the host list.
 
     Returns OK when it matches, FAIL when not; DEFER when a host name (forward or reverse
@@ -85,7 +85,7 @@ def _hosts(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("domains", RCPT_STAGES, arg=ArgMode.LIST, list_kind="domain")
-def _domains(ctx: EvalContext, spec: object) -> Result:
+def _domains(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The current recipient's domain is in the domain list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -94,7 +94,7 @@ def _domains(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("local_parts", RCPT_STAGES, arg=ArgMode.LIST, list_kind="localpart")
-def _local_parts(ctx: EvalContext, spec: object) -> Result:
+def _local_parts(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The current recipient's local part is in the local-part list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -103,7 +103,7 @@ def _local_parts(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("recipients", RCPT_STAGES, arg=ArgMode.LIST, list_kind="address")
-def _recipients(ctx: EvalContext, spec: object) -> Result:
+def _recipients(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The current recipient address is in the address list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -112,7 +112,7 @@ def _recipients(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("senders", MESSAGE, arg=ArgMode.LIST, list_kind="address")
-def _senders(ctx: EvalContext, spec: object) -> Result:
+def _senders(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The envelope sender is in the address list (`senders = :` matches <>).
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -121,7 +121,7 @@ def _senders(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("sender_domains", MESSAGE, arg=ArgMode.LIST, list_kind="domain")
-def _sender_domains(ctx: EvalContext, spec: object) -> Result:
+def _sender_domains(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The sender's domain (empty for <>) is in the domain list.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -131,7 +131,7 @@ def _sender_domains(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("authenticated", NOT_CONNECT_HELO, arg=ArgMode.LIST, list_kind="string")
-def _authenticated(ctx: EvalContext, spec: object) -> Result:
+def _authenticated(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The client authenticated (SMTP AUTH) with a mechanism in the list; false if not authenticated.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -142,7 +142,7 @@ def _authenticated(ctx: EvalContext, spec: object) -> Result:
 
 
 @registry.condition("encrypted", NOT_CONNECT, arg=ArgMode.LIST, list_kind="string")
-def _encrypted(ctx: EvalContext, spec: object) -> Result:
+def _encrypted(ctx: EvalContext, spec: lists.ListSpec) -> Result:
     """The session uses TLS with a cipher in the list; false without TLS.
 
     Returns OK when it matches, FAIL when not; DEFER when a list item's lookup (DNS, Redis,
@@ -179,8 +179,7 @@ def _acl(ctx: EvalContext, value: tuple[str, tuple[str, ...]]) -> Result:
 
     Returns OK when it accepts, FAIL when it denies, DEFER when it defers, DISCARD/DROP when
     it discards or drops; ERROR beyond 20 levels of nesting or when it errs."""
-    from .. import engine  # engine imports the registry; import late to avoid a cycle
-    return engine.run_nested(ctx, value[0], list(value[1]))
+    return plugs.run_nested_acl(ctx, value[0], list(value[1]))   # the engine, above us
 
 
 # ---- modifiers -----------------------------------------------------------------------------
@@ -302,47 +301,6 @@ def _delay(ctx: EvalContext, seconds: float) -> Result:
     return Result.OK
 
 
-_POSITIONS = {p.value: p for p in HeaderPosition}
-_HEADER_NAME = re.compile(r"^[!-9;-~]+\Z")
-
-
-def split_header_text(text: str) -> tuple[HeaderPosition, list[tuple[str, str]]]:
-    """Split add_header text into (position, [(name, value)]) with Exim's rules.
-
-    Leading/trailing newlines are stripped; a newline not followed by space/tab starts a new
-    header; a line that is not `Name: value` becomes `X-ACL-Warn: line`.
-    """
-    position = HeaderPosition.END
-    if text[:1] == ":":                 # every position prefix starts with a colon
-        for prefix, pos in _POSITIONS.items():
-            if text.startswith(prefix):
-                position, text = pos, text[len(prefix):]
-                break
-    text = text.replace("\r\n", "\n").replace("\r", " ").strip("\n")
-    out: list[tuple[str, str]] = []
-    for block in NEW_HEADER_LINE.split(text):
-        if not block.strip():
-            continue
-        name, sep, value = block.partition(":")
-        if sep and _HEADER_NAME.match(name):
-            out.append((name, value.lstrip(" ")))
-        else:
-            out.append(("X-ACL-Warn", block))
-    return position, out
-
-
-def queue_header_text(ctx: EvalContext, text: str, source: str) -> None:
-    """Queue headers from add_header text on the transaction's edits (ERROR on injection)."""
-    if ctx.txn is None or ctx.txn.edits is None:
-        raise ExpansionFailed("add_header outside a message")
-    position, headers = split_header_text(text)
-    for name, value in headers:
-        try:
-            ctx.txn.edits.add_header(HeaderAdd(name, value, position, source))
-        except ValueError as exc:
-            raise ExpansionFailed(f"add_header refused: {exc}") from None
-
-
 @registry.modifier("add_header", MESSAGE)
 def _add_header(ctx: EvalContext, text: str) -> Result:
     """Queue header lines (`:at_start:`, `:after_received:`, `:at_start_rfc:`, `:at_end:` prefixes).
@@ -350,7 +308,7 @@ def _add_header(ctx: EvalContext, text: str) -> Result:
     Returns OK; DEFER when a lookup in its expansion cannot answer now; ERROR when the
     expansion fails
     or the text would inject a line."""
-    queue_header_text(ctx, text, "add_header")
+    queue_header_text(ctx.txn.edits if ctx.txn is not None else None, text, "add_header")
     return Result.OK
 
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from ..checks import dkim as dkim_check   # registers the `dkim` check
+from ..checks import dkim as dkim_check
 from ..checks.dkim import DkimResult, DkimSignature
+from ..checks.dmarc_upstream import trusted_upstream_dkim
 from ..context import EvalContext
 from ..errors import SyntaxProblem
 from ..outcome import Result
@@ -19,6 +20,21 @@ registry.setting("dkim_min_key_bits", st.number(512, 16384, integer=True), dkim_
 registry.setting("dkim_header_leading_space", st.choice("auto", "add", "keep"), "auto",
                  "restore the space Postfix removes after each header colon: auto (unless present), "
                  "add (always), keep (never; use when the milter negotiated SMFIP_HDR_LEADSPC)")
+
+
+
+@registry.check("dkim")
+def _dkim(ctx: EvalContext) -> DkimResult:
+    """The message's DKIM results (once per transaction). Trust policy: when an
+    Authentication-Results field from one of `settings.trusted_authserv_ids` carries dkim
+    results, they are the result; otherwise every signature is verified here.
+
+    Returns a DkimResult; DNS trouble is a TEMPERROR signature status, never an exception."""
+    upstream = trusted_upstream_dkim(ctx)
+    if upstream is not None:
+        return upstream
+    return dkim_check.verify_transaction(ctx)
+
 
 DKIM_WORDS = ("pass", "fail", "neutral", "temperror", "permerror", "none")
 EOM_STAGES = Stage.DATA | Stage.DELIVER

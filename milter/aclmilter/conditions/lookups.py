@@ -180,6 +180,6 @@ def iplsearch(ctx: "EvalContext", key: str | None, path: str) -> str | None:
     if want is None:
         return None
     for net, value in cached(path, "iplsearch", _ip_entries):
-        if net.version == want.version and want.subnet_of(net):  # type: ignore[arg-type]
+        if net.version == want.version and want.subnet_of(net):
             return value
     return None

@@ -49,7 +49,7 @@ class Reader:
         for name in sorted(self.macros, key=len, reverse=True):
             if name in text:
                 text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])",
-                              lambda _m, v=self.macros[name]: v, text)
+                              self.macros[name].replace("\\", "\\\\"), text)   # literal
         return text
 
     def _file(self, path: str, depth: int) -> None:

@@ -11,4 +11,6 @@ No command execution, no file writes: `${run}`, `${readsocket}`, `${perl}` and f
 exist and are refused at load.
 """
 
-from .ast import Expansion, parse  # noqa: F401
+from .ast import Expansion, parse
+
+__all__ = ["Expansion", "parse"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import plugs
 from ..errors import ExpansionFailed, ForcedFail
 from ..outcome import Result
 from .ast import Cond, Literal, Op
@@ -26,9 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 def _run(ctx: "EvalContext", args: list[str]) -> tuple[bool, str]:
     """(accepted?, message) of ACL args[0] run with arguments args[1:]; raises ForcedFail on
     defer and ExpansionFailed on any other result."""
-    from .. import engine   # the engine sits above expand; imported when an ${acl} runs
     name = args[0].strip()
-    decision = engine.run_named(ctx, name, args[1:])
+    decision = plugs.run_named_acl(ctx, name, args[1:])     # the engine, above expand/
     if decision.result in (Result.OK, Result.FAIL):
         return decision.result is Result.OK, decision.user_message or ""
     if decision.result is Result.DEFER:

@@ -10,6 +10,7 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Callable
 
+from .. import plugs
 from ..errors import ExpansionFailed, LookupDefer
 from ..outcome import Result
 from .ast import Cond
@@ -108,10 +109,10 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
         m = search(cond.regex, args[1], args[0])
         if m is None:
             return False, {}
-        bound = {"0": m.group(0)}
+        groups = {"0": m.group(0)}
         for k in range(1, 10):
-            bound[str(k)] = (m.group(k) or "") if k <= (m.re.groups or 0) else ""
-        return True, bound
+            groups[str(k)] = (m.group(k) or "") if k <= (m.re.groups or 0) else ""
+        return True, groups
     if name in _NUMERIC:
         return _NUMERIC[name](number(args[0]), number(args[1])), {}
     if name in _LEXICAL:
@@ -133,7 +134,7 @@ def _positive(ctx: "EvalContext", cond: Cond) -> tuple[bool, Bindings]:
 def _inlist(subject: str, list_text: str, caseless: bool) -> tuple[bool, Bindings]:
     """Plain string membership in a list (no wildcards); binds $value to the matching item."""
     want = subject.lower() if caseless else subject
-    for item in lists.split_text(list_text):
+    for item in plugs.split_list(list_text):
         if (item.lower() if caseless else item) == want:
             return True, {"value": item}
     return False, {}
@@ -143,7 +144,7 @@ def _list_condition(ctx: "EvalContext", name: str, subject: str, list_text: str)
     """match_ip / match_domain / match_address / match_local_part on an already expanded list."""
     kind = {"match_ip": "ip", "match_domain": "domain", "match_address": "address",
             "match_local_part": "localpart"}[name]
-    result = lists.match_text(ctx, list_text, subject, kind)
+    result = plugs.match_list(ctx, list_text, subject, kind)
     if result is Result.DEFER:
         raise LookupDefer(f"{name}: a list lookup deferred")
     if result is Result.ERROR:
@@ -154,4 +155,3 @@ def _list_condition(ctx: "EvalContext", name: str, subject: str, list_text: str)
 # Imported last (evaluate imports this module): looked up when called.
 from . import evaluate as _evaluate  # noqa: E402
 from . import functions as _functions  # noqa: E402
-from .. import lists  # noqa: E402

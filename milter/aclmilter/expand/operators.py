@@ -8,8 +8,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from email.utils import getaddresses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
+from .. import plugs
 from ..errors import ExpansionFailed
 from . import aclcall, arith, digests, intl
 from .ast import Op
@@ -128,7 +129,7 @@ def _local_part(text: str) -> str:
 
 
 def _listcount(text: str) -> str:
-    return str(len(lists.split_text(text)))
+    return str(len(plugs.split_list(text)))
 
 
 def _quote(text: str) -> str:
@@ -155,7 +156,7 @@ def quote_for(type_name: str, text: str) -> str:
     return entry.quote(text) if entry.quote is not None else text
 
 
-_SIMPLE = {
+_SIMPLE: dict[str, Callable[[str], str]] = {
     "lc": lambda s: "".join(c.lower() if c.isascii() else c for c in s),   # C locale: ASCII only
     "uc": lambda s: "".join(c.upper() if c.isascii() else c for c in s),
     "domain": _domain,
@@ -192,4 +193,3 @@ _ITEMS = {
 # Imported last (evaluate imports this module): looked up when called.
 from . import evaluate as _evaluate  # noqa: E402
 from . import functions as _functions  # noqa: E402
-from .. import lists  # noqa: E402

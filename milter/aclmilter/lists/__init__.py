@@ -11,6 +11,13 @@ Public API (used by the loader, the engine and conditions):
     match_text(ctx, text, subject, kind)      match an already expanded list (no expansion)
 """
 
-from .spec import ListSpec, join_items, parse_list, split_text  # noqa: F401
-from .matching import items, match, match_text  # noqa: F401
-from .validate import validate  # noqa: F401
+from .spec import ListSpec, join_items, parse_list, split_text
+from .matching import items, match, match_text
+from .validate import validate
+from .. import plugs
+
+# expand/ (below us) matches and splits lists in ${if match_ip...}, inlist and ${listcount}
+plugs.match_list.plug(match_text)
+plugs.split_list.plug(split_text)
+
+__all__ = ["ListSpec", "items", "join_items", "match", "match_text", "parse_list", "split_text", "validate"]

@@ -61,4 +61,5 @@ def _list_lines(text: str) -> tuple[str, ...]:
 
 def list_file(path: str) -> tuple[str, ...]:
     """The items of a `/path` list item (raises LookupDefer if unreadable)."""
-    return cached(path, "list", _list_lines)
+    items: tuple[str, ...] = cached(path, "list", _list_lines)
+    return items

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..outcome import Verb
 from .model import Policy, Statement
@@ -44,7 +44,7 @@ def warnings(policy: Policy) -> list[str]:
     """Every warning for this policy, in file order."""
     out: list[tuple[str, int, str]] = []
 
-    def warn(st_or_mark, text: str) -> None:
+    def warn(st_or_mark: Any, text: str) -> None:
         mark = getattr(st_or_mark, "mark", st_or_mark)
         out.append((mark.file, mark.line, f"{mark.file}:{mark.line}: warning: {text}"))
 

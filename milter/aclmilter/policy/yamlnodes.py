@@ -42,7 +42,7 @@ def mapping_items(node: yaml.MappingNode, file: str, errors: list[PolicyError]
                   ) -> list[tuple[str, yaml.Node, yaml.Node]]:
     """Return (key, key_node, value_node) in file order; report duplicate and non-scalar keys."""
     seen: dict[str, Mark] = {}
-    out = []
+    out: list[tuple[str, yaml.Node, yaml.Node]] = []
     for knode, vnode in node.value:
         if not isinstance(knode, yaml.ScalarNode):
             errors.append(PolicyError(mark_of(knode, file), "a key must be a plain string"))
@@ -83,5 +83,5 @@ def scalar_text(node: yaml.Node) -> str | None:
     if isinstance(node, yaml.ScalarNode):
         if node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null", "Null", "NULL"):
             return ""
-        return node.value
+        return str(node.value)
     return None

@@ -52,7 +52,7 @@ CONFIG = GlueConfig()
 
 
 def _family_name(family: int) -> str:
-    return {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}.get(family, "unix")
+    return {int(socket.AF_INET): "inet", int(socket.AF_INET6): "inet6"}.get(family, "unix")
 
 
 class AclMilter(Milter.Base):

@@ -71,7 +71,7 @@ class _Writer(threading.Thread):
                 if dropped:
                     self.write([_record(logging.WARNING, f"{dropped} message log lines dropped: "
                                                          f"more than {MAX_WAITING} were waiting")])
-            except Exception:  # noqa: BLE001 - the writer must outlive any record
+            except Exception:  # the writer must outlive any record
                 logging.getLogger("aclmilter").exception("log writer: a batch was lost")
 
     def write(self, batch: list[logging.LogRecord]) -> None:
@@ -83,7 +83,7 @@ class _Writer(threading.Thread):
             if isinstance(target, logging.StreamHandler) and not target.filters:
                 try:
                     text = "".join(target.format(r) + target.terminator for r in wanted)
-                    with target.lock:
+                    with target.lock:  # type: ignore[union-attr]  # createLock() set it
                         target.stream.write(text)
                         target.flush()
                 except Exception:  # noqa: BLE001 - logging must never stop the writer
@@ -114,9 +114,11 @@ class QueuedHandler(logging.handlers.QueueHandler):
     def enqueue(self, record: logging.LogRecord) -> None:
         if self._pid != os.getpid():
             self._start()
-        if self.queue.qsize() >= MAX_WAITING:
-            with self._writer.dropped_lock:
-                self._writer.dropped += 1
+        writer = self._writer
+        assert writer is not None                       # _start() made it
+        if self.queue.qsize() >= MAX_WAITING:  # type: ignore[attr-defined]  # a SimpleQueue
+            with writer.dropped_lock:
+                writer.dropped += 1
             return
         self.queue.put_nowait(record)
 
@@ -195,7 +197,7 @@ def setup(level: str = "info", use_syslog: bool = False, syslog_socket: str = "/
         root.warning("--syslog: %s does not exist, logging to stderr only", syslog_socket)
 
 
-_START = logging._startTime
+_START = logging._startTime  # type: ignore[attr-defined]  # logging's own start time
 
 
 def message_line(logger: logging.Logger, text: str) -> None:

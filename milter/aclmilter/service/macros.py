@@ -42,7 +42,7 @@ SYMLIST_STAGES = (milter.M_CONNECT, milter.M_HELO, milter.M_ENVFROM)
 SYMLISTS: dict[int, str] = {stage: " ".join(BY_STAGE[stage]) for stage in SYMLIST_STAGES}
 
 
-def collect(getsymval, names: tuple[str, ...]) -> dict[str, str]:  # noqa: ANN001 - ctx.getsymval
+def collect(getsymval, names: tuple[str, ...]) -> dict[str, str]:  # ctx.getsymval
     """The values the MTA sent for `names` (missing macros are left out).
 
     A value that is not UTF-8 (an 8-bit SASL login name, say) is decoded with surrogateescape,

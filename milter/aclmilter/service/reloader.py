@@ -62,7 +62,7 @@ def install(on_reload: Callable[[], None], extra: dict[int, Callable[[], None]] 
                     continue
                 try:
                     fn()
-                except Exception:  # noqa: BLE001 - a failed reload must not end the thread
+                except Exception:  # a failed reload must not end the thread
                     log.exception("handling signal %d failed", signum)
 
     t = threading.Thread(target=loop, name="aclmilter-signals", daemon=True)

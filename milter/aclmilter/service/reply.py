@@ -34,15 +34,18 @@ class MilterReply:
     """What the glue does: return `rc`, after calling setreply(*setreply) when not None."""
 
     rc: int
-    setreply: tuple[str, ...] | None = None
+    setreply: tuple[str | None, ...] | None = None   # setreply(code, xcode or None, lines...)
 
 
 def _escape(line: str) -> str:
     return line.replace("%", "%%")[:MAX_LINE]
 
 
-def _reply_args(reply: Reply | None, klass: int, drop: bool, default: tuple[str, str, str]) -> tuple[str, ...]:
+def _reply_args(reply: Reply | None, klass: int, drop: bool, default: tuple[str, str, str]) -> tuple[str | None, ...]:
     """setreply arguments (code, enhanced code, line1, line2, ...) with the class forced."""
+    code: str
+    ecode: str | None
+    lines: tuple[str, ...]
     if reply is None:
         code, ecode, lines = default[0], default[1], (default[2],)
     else:

@@ -40,7 +40,7 @@ def _hook(previous: Any) -> Any:
             try:
                 if connection.undecodable(exc.object):
                     return
-            except Exception:  # noqa: BLE001 - report it, never raise into pymilter's C code
+            except Exception:  # report it, never raise into pymilter's C code
                 log.exception("handling an undecodable value failed")
         previous(etype, exc, tb)
     hook.aclmilter = True          # type: ignore[attr-defined]

@@ -105,7 +105,7 @@ def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] |
             code = 1
             try:
                 code = child_main()
-            except BaseException:  # noqa: BLE001 - never return into the parent's loop
+            except BaseException:  # never return into the parent's loop
                 log.exception("worker failed")
             finally:
                 logging.shutdown()       # os._exit skips atexit: write what is still queued
@@ -134,7 +134,7 @@ def run(n: int, child_main: Callable[[], int], after_start: Callable[[], None] |
         if sup.on_reload is not None:
             try:
                 sup.on_reload()
-            except Exception:  # noqa: BLE001 - the master must keep supervising
+            except Exception:  # the master must keep supervising
                 log.exception("master: policy reload failed")
 
     signal.signal(signal.SIGUSR1, on_usr1)
