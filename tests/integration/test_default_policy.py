@@ -22,7 +22,7 @@ HEAD = "To: bob@receiver.test\r\nSubject: s\r\nMessage-ID: <1@spf.test>\r\nDate:
 
 
 @pytest.fixture(scope="module")
-def policy(knot_dns, tmp_path_factory):  # noqa: F811
+def policy(knot_dns, tmp_path_factory):
     doc = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text())
     doc["settings"]["dns"] = knot_dns.settings(timeout=2, lifetime=4, budget=10)
     doc["settings"]["primary_hostname"] = "mx.receiver.test"
