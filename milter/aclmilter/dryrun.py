@@ -23,6 +23,8 @@ class SessionSpec:
     body: bytes = b"test\r\n"
     macros: dict[str, str] = field(default_factory=dict)
     queue_id: str = "TESTQID"
+    mail_args: list[str] = field(default_factory=list)     # ESMTP MAIL parameters (RET=HDRS ...)
+    rcpt_args: list[str] = field(default_factory=list)     # ESMTP parameters sent with every RCPT
 
 
 def read_message(data: bytes) -> tuple[list[tuple[str, str]], bytes]:
@@ -80,12 +82,12 @@ def simulate(runtime: Runtime, spec: SessionSpec) -> dict:
         resp = session.helo(spec.helo or spec.client_name or f"[{spec.client_ip}]", macros)
         steps.append(_step("helo", resp))
     if not resp.drop:
-        resp = session.mail(spec.sender, [], macros)
+        resp = session.mail(spec.sender, list(spec.mail_args), macros)
         steps.append(_step("mail", resp))
         if resp.action is Action.CONTINUE:
             accepted = 0
             for rcpt in spec.rcpts:
-                r = session.rcpt(rcpt, [], {**macros, "i": spec.queue_id})
+                r = session.rcpt(rcpt, list(spec.rcpt_args), {**macros, "i": spec.queue_id})
                 steps.append(_step("rcpt", r, rcpt))
                 accepted += r.action is Action.CONTINUE
                 if r.drop:

@@ -22,6 +22,8 @@ from aclmilter.state import ClientIdentity, Connection, Recipient, Transaction
 from tests.harness.procs import free_port
 from tests.harness.scanners import GTUBE, message
 
+pytestmark = pytest.mark.integration
+
 PROFILES = [
     {"name": "quarantine", "optin": "spam-to-quarantine", "when": "spam", "verdict": "alternate",
      "location": "quarantine@example.org"},

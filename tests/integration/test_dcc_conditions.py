@@ -25,6 +25,8 @@ from aclmilter.stages import Stage
 from aclmilter.state import ClientIdentity, Connection, Recipient, Transaction
 from tests.harness.fake_dccifd import Behaviour, FakeDccifd, header_of_size
 
+pytestmark = pytest.mark.integration
+
 DCC = registry.TABLES.items["dcc"]
 DCC_RCPT = registry.TABLES.items["dcc_rcpt"]
 HEADERS = [("Received", "from mx.sender.example (mx.sender.example [192.0.2.25])\n\tby mx.ours.example"),

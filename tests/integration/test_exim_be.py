@@ -124,7 +124,7 @@ def test_items_match_real_exim(tmp_path: Path) -> None:
     ctx = make_ctx()
     ctx.policy = load_text(ACL_POLICY, "p.yaml")
     differ = []
-    for text, (kind, value) in zip(texts, exim):
+    for text, (kind, value) in zip(texts, exim, strict=True):
         ours = _ours(text, ctx)
         if ours[0] != kind or (kind == "ok" and ours[1] != value):
             differ.append((text, (kind, value), ours))
@@ -212,7 +212,7 @@ def test_random_texts_match_real_exim(tmp_path: Path) -> None:
     texts = _random_cases(22)
     exim = expand_batch(texts, tmp_path)
     ctx = make_ctx()
-    differ = [(t, e, o) for t, e in zip(texts, exim)
+    differ = [(t, e, o) for t, e in zip(texts, exim, strict=True)
               if (o := _ours(t, ctx))[0] != e[0] or (e[0] == "ok" and o[1] != e[1])]
     assert len(texts) > 500
     assert not differ, "\n".join(f"{t}\n  exim: {e}\n  ours: {o}" for t, e, o in differ[:20])

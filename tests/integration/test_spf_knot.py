@@ -21,6 +21,8 @@ from aclmilter.services import Services
 from aclmilter.stages import Stage
 from aclmilter.state import ClientIdentity, Connection, Transaction
 
+pytestmark = pytest.mark.integration
+
 GOOD4, STRANGER4 = "192.0.2.7", "198.51.100.7"
 
 

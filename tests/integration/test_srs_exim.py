@@ -48,7 +48,7 @@ CASES = [("SECRET", "localpart@example.tld", "my.tld"), ("k3y", "Mixed.Case@Exam
 def test_srs_encode_is_byte_identical_to_exim(tmp_path: Path) -> None:
     exprs = [f"${{srs_encode{{{s}}}{{{rp}}}{{{d}}}}}" for s, rp, d in CASES]
     got, epoch = exim_be(tmp_path, *exprs)
-    for (secret, rp, domain), theirs in zip(CASES, got):
+    for (secret, rp, domain), theirs in zip(CASES, got, strict=True):
         ours = {srs.encode(secret, rp, domain, t) for t in (epoch, epoch + 1)}   # the day may turn
         assert theirs in ours, (secret, rp, domain, theirs)
 
@@ -63,10 +63,10 @@ def test_inbound_srs_agrees_with_exim(tmp_path: Path) -> None:
              for secret in ("SECRET", "") for a in addresses]
     got, epoch2 = exim_be(tmp_path, *exprs)
     ctx = make_ctx(settings={"srs_max_age": srs.MAX_AGE_DAYS})
-    for expr, theirs in zip(exprs, got):
+    for expr, theirs in zip(exprs, got, strict=True):
         # the same text through our expansion (Exim's expansion-condition form)
         assert expand.parse(expr).evaluate(ctx) == theirs, (expr, theirs)
-    for address, theirs in zip(addresses, got):
+    for address, theirs in zip(addresses, got, strict=True):
         # and the ACL condition's decoder (settings.srs_secrets)
         found = srs.decode(address, ("SECRET",), epoch2)
         ours = f"yes {found.recipient}" if found.status is srs.Status.OK else "no"

@@ -24,7 +24,7 @@ def _dkimpy(body: bytes, canon: str, length: int | None) -> bytes:
 
 def _chunked(rng: random.Random, body: bytes) -> list[bytes]:
     cuts = sorted(rng.sample(range(len(body) + 1), min(len(body) + 1, rng.randint(0, 6))))
-    return [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+    return [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
 
 
 def test_corpus_of_random_bodies_matches_dkimpy():

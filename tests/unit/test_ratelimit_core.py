@@ -83,7 +83,7 @@ def test_hand_computed_values_period_10s():
 def test_matches_reference(mode, limit):
     expected = reference(BURST, 10.0, limit, mode)
     got = run_core(BURST, 10.0, limit, mode)
-    for (er, et), (gr, gt) in zip(expected, got):
+    for (er, et), (gr, gt) in zip(expected, got, strict=True):
         assert gr == pytest.approx(er, rel=1e-12)
         assert gt == et
 

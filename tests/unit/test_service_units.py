@@ -151,6 +151,6 @@ def test_clean_line_leaves_no_control_character_but_tab(text: str) -> None:
     from aclmilter.actions import clean_line
     out = clean_line(text)
     assert len(out) == len(text)
-    for before, after in zip(text, out):
+    for before, after in zip(text, out, strict=True):
         control = (ord(before) < 32 and before != "\t") or before == "\x7f"
         assert after == (" " if control else before)
