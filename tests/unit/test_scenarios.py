@@ -85,7 +85,7 @@ def _load() -> list[Any]:
     out = []
     for path in sorted(SCENARIO_DIR.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
-        _keys(str(path), data, {"scenarios"})
+        _keys(str(path), data, {"scenarios", "data"})   # data: YAML anchors shared by the file
         for i, sc in enumerate(data["scenarios"]):
             validate(sc, f"{path.name}[{i}]")
             marks = [pytest.mark.integration] if "redis" in sc else []
