@@ -58,12 +58,13 @@ def _step(stage: str, resp: object, rcpt: str | None = None) -> dict:
             "reply": reply.text() if reply else None, "drop": getattr(resp, "drop", False)}
 
 
-def simulate(runtime: Runtime, spec: SessionSpec) -> dict:
+def simulate(runtime: Runtime, spec: SessionSpec, *, live: bool = False) -> dict:
     """Run connect → helo → mail → rcpt* → data → eom as an MTA would; return the full report.
 
     The MTA's behaviour is imitated: a refused connect/helo still lets the client try MAIL
     (Postfix then refuses every command itself); a rejected MAIL ends the transaction; DATA
-    is only sent when a recipient was accepted.
+    is only sent when a recipient was accepted. `live`: run with the service's side effects
+    (event actions, writes) instead of as a simulation; the scenario tests use it for events.
     """
     macros = dict(spec.macros)
     macros.setdefault("{client_addr}", spec.client_ip)
@@ -71,7 +72,7 @@ def simulate(runtime: Runtime, spec: SessionSpec) -> dict:
         macros.setdefault("{client_port}", str(spec.client_port))
     if spec.client_name:
         macros.setdefault("{client_name}", spec.client_name)
-    session = Session(runtime, record_variables=True, simulate=True)
+    session = Session(runtime, record_variables=True, simulate=not live)
     family = "inet6" if ":" in spec.client_ip else "inet"
     steps: list[dict] = []
     eom = None

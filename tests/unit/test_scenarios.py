@@ -39,7 +39,7 @@ from tests.harness.fake_spamd import FakeSpamd, SpamdVerdict
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 # ---- the schema: every key a scenario may use --------------------------------------------------
-TOP_KEYS = {"name", "policy", "files", "session", "expect", "dry_run", "dns", "redis", "dccifd", "scanner"}
+TOP_KEYS = {"name", "policy", "files", "session", "expect", "dry_run", "update", "live", "dns", "redis", "dccifd", "scanner"}
 SESSION_KEYS = {"client_ip", "client_port", "client_name", "helo", "from", "rcpt", "macros", "message",
                 "mail_args", "rcpt_args"}
 EXPECT_KEYS = {"steps", "absent_stages", "edits", "log", "no_log", "decided_by", "variables",
@@ -105,7 +105,10 @@ def _closed_port() -> int:
 
 def _runtime(policy: Path, sc: dict, overrides: dict[str, Any]) -> Runtime:
     """The one place where scenario words meet Runtime's parameter names."""
-    return Runtime(policy, dry_run=bool(sc.get("dry_run", False)), overrides=overrides)
+    # dry_run: the policy's monitor mode. update: a simulation normally leaves shared state
+    # (Redis, ratelimit records) alone; `update: true` lets it write, as `aclmilter test --update`.
+    return Runtime(policy, dry_run=bool(sc.get("dry_run", False)), update=bool(sc.get("update", False)),
+                   overrides=overrides)
 
 
 @contextlib.contextmanager
@@ -183,7 +186,8 @@ def run_scenario(sc: dict, tmp_path: Path, fakes: dict[str, Any]) -> dict:
     if "message" in s:
         spec.headers, spec.body = read_message(s["message"].replace("@TMP@", str(tmp_path)).encode())
     try:
-        return simulate(runtime, spec)
+        # live: the service's own side effects (event actions run); see _runtime() for the words.
+        return simulate(runtime, spec, live=bool(sc.get("live", False)))
     finally:
         runtime.current().services.close()
 
@@ -227,7 +231,7 @@ def check(report: dict, exp: dict, fakes: dict[str, Any]) -> None:
         assert len(fakes["spamd"].requests) == exp["scanner_requests"]
     for key, value in (exp.get("redis") or {}).items():
         got = fakes["redis_client"].get(key)
-        assert (got.decode() if got is not None else None) == value, (key, got)
+        assert (got.decode() if isinstance(got, bytes) else got) == value, (key, got)
 
 
 @pytest.mark.parametrize("sc", SCENARIOS)
