@@ -22,6 +22,7 @@ Names the package may rename (dry_run, the simulation switches) are translated i
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 from pathlib import Path
 from typing import Any, Iterator
@@ -42,7 +43,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 TOP_KEYS = {"name", "policy", "files", "session", "expect", "dry_run", "update", "live", "dns", "redis", "dccifd", "scanner"}
 SESSION_KEYS = {"client_ip", "client_port", "client_name", "helo", "from", "rcpt", "macros", "message",
                 "mail_args", "rcpt_args"}
-EXPECT_KEYS = {"steps", "absent_stages", "edits", "log", "no_log", "decided_by", "variables",
+EXPECT_KEYS = {"steps", "absent_stages", "edits", "edits_match", "log", "no_log", "decided_by", "variables",
                "header_changes", "dns_queries", "dccifd_requests", "scanner_requests", "redis"}
 STEP_KEYS = {"stage", "recipient", "action", "reply", "drop"}
 REDIS_KEYS = {"data"}
@@ -207,6 +208,9 @@ def check(report: dict, exp: dict, fakes: dict[str, Any]) -> None:
         for key, value in exp["edits"].items():
             assert key in report["edits"], (key, sorted(report["edits"]))
             assert report["edits"][key] == value, (key, report["edits"])
+    for key, pattern in (exp.get("edits_match") or {}).items():
+        assert report["edits"] is not None and key in report["edits"], (key, report["edits"])
+        assert re.fullmatch(pattern, str(report["edits"][key])), (key, pattern, report["edits"][key])
     for want in exp.get("header_changes", []):
         assert want in report["header_changes"], (want, report["header_changes"])
     logs = [line for st in report["stages"] for line in st["log_lines"]]
