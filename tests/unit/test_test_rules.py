@@ -73,3 +73,17 @@ def test_every_zip_in_tests_is_strict() -> None:
 
 def test_zip_checker_sees_an_unstrict_zip() -> None:
     assert unstrict_zips("zip(a, b)\nzip(a, b, strict=True)\nzip(a, strict=False)\n") == [1, 3]
+
+
+def _constructs_eval_context(source: str) -> list[int]:
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and (getattr(node.func, "id", None) == "EvalContext"
+                                               or getattr(node.func, "attr", None) == "EvalContext")]
+
+
+def test_one_context_builder() -> None:
+    """Only tests/builders.py builds an EvalContext; every helper goes through make_ctx/at."""
+    bad = [f"{p.relative_to(TESTS)}:{line}" for p in sorted(TESTS.rglob("*.py")) if p.name != "builders.py"
+           for line in _constructs_eval_context(p.read_text())]
+    assert bad == [], "build contexts with tests/builders.py: " + ", ".join(bad)
+    assert _constructs_eval_context("from x import EvalContext\nEvalContext(1)\ncontext.EvalContext(2)\n") == [2, 3]
