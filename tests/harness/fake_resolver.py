@@ -112,3 +112,13 @@ class ZoneResolver:
         if found is None:
             raise dns.resolver.NoAnswer()
         return _Answer(found)
+
+    @property
+    def failures(self) -> bool:
+        """True when the zone plays a broken DNS somewhere (a real server cannot serve that)."""
+        return any(isinstance(e, str) or any(isinstance(v, str) for v in e.values()) for e in self.zone.values())
+
+    def records(self) -> list[tuple[str, str, str]]:
+        """Every record as (name, type, rdata text), for a real server's zone file."""
+        return [(name, rdtype, rd.to_text()) for name, entry in self.zone.items() if isinstance(entry, dict)
+                for rdtype, rrset in entry.items() if not isinstance(rrset, str) for rd in rrset]
