@@ -290,3 +290,18 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
         check(report, {"steps": [{"stage": "rcpt", "action": "continue"}]}, fakes)
     with pytest.raises(AssertionError):
         check(report, {"variables": {"no_such": "x"}}, fakes)
+
+
+#: feature -> the dependency whose death a scenario shows (None: the feature has none).
+FEATURES = {"SPF": "DNS", "DKIM": "DNS", "DMARC": "DNS", "ARC": "DNS", "DCC": "dccifd", "BMI": "scanner",
+            "ratelimit": "Redis", "Redis lookup": "Redis", "events": "Redis", "PROXY": None, "SRS": None,
+            "ESMTP": None}
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_every_feature_has_scenarios_and_a_dead_dependency(feature: str) -> None:
+    names = [p.values[0]["name"] for p in SCENARIOS if p.values[1] == "fake"]
+    mine = [n for n in names if n.startswith(feature + " ") or n.startswith(feature + "/")]
+    assert len(mine) >= 2, (feature, mine)
+    if FEATURES[feature] is not None:
+        assert any(n.startswith(f"{feature} dependency dead") for n in mine), (feature, mine)
