@@ -295,7 +295,7 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
 #: feature -> the dependency whose death a scenario shows (None: the feature has none).
 FEATURES = {"SPF": "DNS", "DKIM": "DNS", "DMARC": "DNS", "ARC": "DNS", "DCC": "dccifd", "BMI": "scanner",
             "ratelimit": "Redis", "Redis lookup": "Redis", "events": "Redis", "PROXY": None, "SRS": None,
-            "ESMTP": None}
+            "ESMTP": None, "hosts": "DNS"}
 
 
 @pytest.mark.parametrize("feature", sorted(FEATURES))
