@@ -78,7 +78,9 @@ class ZoneResolver:
                 if rdtype in ("TXT", "SPF"):
                     texts = [_txt_rdata(str(t)) for t in texts]
                 try:
-                    types[rdtype] = dns.rrset.from_text_list(key + ".", ttl, "IN", rdtype, [str(t) for t in texts])
+                    # names in rdata are absolute (origin: the root), as in a zone file with $ORIGIN .
+                    types[rdtype] = dns.rrset.from_text_list(key + ".", ttl, "IN", rdtype, [str(t) for t in texts],
+                                                             origin=dns.name.root, relativize=False)
                 except dns.exception.DNSException as exc:
                     raise ZoneError(f"{name} {rdtype}: {exc}") from None
             self.zone[key] = types
