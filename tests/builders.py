@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import aclmilter.conditions  # noqa: F401  - registers conditions, lookups, settings, services
 from aclmilter import errors, lists, registry
+from aclmilter.actions import Edits
 from aclmilter.context import EvalContext
 from aclmilter.policy.model import Policy
 from aclmilter.services import Services
@@ -83,7 +84,6 @@ def make_ctx(*, stage: Stage | str = Stage.RCPT, settings: dict[str, Any] | None
         if body:
             txn.body.write(body)
         if edits:
-            from aclmilter.actions import Edits
             txn.edits = Edits()
     if services is None:
         over = dict(overrides or {})
