@@ -24,6 +24,7 @@ Names the package may rename (dry_run, the simulation switches) are translated i
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import socket
 from pathlib import Path
@@ -47,7 +48,7 @@ TOP_KEYS = {"name", "policy", "files", "session", "expect", "dry_run", "update",
 SESSION_KEYS = {"client_ip", "client_port", "client_name", "helo", "from", "rcpt", "macros", "message",
                 "mail_args", "rcpt_args"}
 EXPECT_KEYS = {"steps", "absent_stages", "edits", "edits_match", "log", "no_log", "decided_by", "variables",
-               "header_changes", "dns_queries", "dccifd_requests", "scanner_requests", "redis"}
+               "header_changes", "service_log", "dns_queries", "dccifd_requests", "scanner_requests", "redis"}
 STEP_KEYS = {"stage", "recipient", "action", "reply", "drop"}
 REDIS_KEYS = {"data"}
 SCANNER_KEYS = {"spam", "score", "threshold", "rules"}
@@ -196,11 +197,28 @@ def run_scenario(sc: dict, tmp_path: Path, fakes: dict[str, Any]) -> dict:
                        rcpt_args=list(s.get("rcpt_args", [])))
     if "message" in s:
         spec.headers, spec.body = read_message(s["message"].replace("@TMP@", str(tmp_path)).encode())
+    # The service log ("aclmilter" logger) is collected for `expect.service_log`.
+    lines: list[str] = []
+    handler = _Collect(lines)
+    logger = logging.getLogger("aclmilter")
+    logger.addHandler(handler)
     try:
         # live: the service's own side effects (event actions run); see _runtime() for the words.
-        return simulate(runtime, spec, live=bool(sc.get("live", False)))
+        report = simulate(runtime, spec, live=bool(sc.get("live", False)))
     finally:
+        logger.removeHandler(handler)
         runtime.current().services.close()
+    report["service_log"] = lines
+    return report
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def _matches(actual: dict, expected: dict) -> bool:
@@ -226,6 +244,8 @@ def check(report: dict, exp: dict, fakes: dict[str, Any]) -> None:
     logs = [line for st in report["stages"] for line in st["log_lines"]]
     for line in exp.get("log", []):
         assert any(line in got for got in logs), (line, logs)
+    for line in exp.get("service_log", []):
+        assert any(line in got for got in report["service_log"]), (line, report["service_log"])
     for line in exp.get("no_log", []):
         assert not any(line in got for got in logs), (line, logs)
     for stage_key, where in (exp.get("decided_by") or {}).items():
@@ -290,6 +310,8 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
         check(report, {"steps": [{"stage": "rcpt", "action": "continue"}]}, fakes)
     with pytest.raises(AssertionError):
         check(report, {"variables": {"no_such": "x"}}, fakes)
+    with pytest.raises(AssertionError):
+        check(report, {"service_log": ["never logged"]}, fakes)
 
 
 #: feature -> the dependency whose death a scenario shows (None: the feature has none).
