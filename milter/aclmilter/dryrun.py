@@ -23,6 +23,8 @@ class SessionSpec:
     body: bytes = b"test\r\n"
     macros: dict[str, str] = field(default_factory=dict)
     queue_id: str = "TESTQID"
+    mail_args: list[str] = field(default_factory=list)     # ESMTP MAIL parameters (RET=HDRS ...)
+    rcpt_args: list[str] = field(default_factory=list)     # ESMTP parameters sent with every RCPT
 
 
 def read_message(data: bytes) -> tuple[list[tuple[str, str]], bytes]:
@@ -56,12 +58,13 @@ def _step(stage: str, resp: object, rcpt: str | None = None) -> dict:
             "reply": reply.text() if reply else None, "drop": getattr(resp, "drop", False)}
 
 
-def simulate(runtime: Runtime, spec: SessionSpec) -> dict:
+def simulate(runtime: Runtime, spec: SessionSpec, *, live: bool = False) -> dict:
     """Run connect → helo → mail → rcpt* → data → eom as an MTA would; return the full report.
 
     The MTA's behaviour is imitated: a refused connect/helo still lets the client try MAIL
     (Postfix then refuses every command itself); a rejected MAIL ends the transaction; DATA
-    is only sent when a recipient was accepted.
+    is only sent when a recipient was accepted. `live`: run with the service's side effects
+    (event actions, writes) instead of as a simulation; the scenario tests use it for events.
     """
     macros = dict(spec.macros)
     macros.setdefault("{client_addr}", spec.client_ip)
@@ -69,7 +72,7 @@ def simulate(runtime: Runtime, spec: SessionSpec) -> dict:
         macros.setdefault("{client_port}", str(spec.client_port))
     if spec.client_name:
         macros.setdefault("{client_name}", spec.client_name)
-    session = Session(runtime, record_variables=True, simulate=True)
+    session = Session(runtime, record_variables=True, simulate=not live)
     family = "inet6" if ":" in spec.client_ip else "inet"
     steps: list[dict] = []
     eom = None
@@ -80,12 +83,12 @@ def simulate(runtime: Runtime, spec: SessionSpec) -> dict:
         resp = session.helo(spec.helo or spec.client_name or f"[{spec.client_ip}]", macros)
         steps.append(_step("helo", resp))
     if not resp.drop:
-        resp = session.mail(spec.sender, [], macros)
+        resp = session.mail(spec.sender, list(spec.mail_args), macros)
         steps.append(_step("mail", resp))
         if resp.action is Action.CONTINUE:
             accepted = 0
             for rcpt in spec.rcpts:
-                r = session.rcpt(rcpt, [], {**macros, "i": spec.queue_id})
+                r = session.rcpt(rcpt, list(spec.rcpt_args), {**macros, "i": spec.queue_id})
                 steps.append(_step("rcpt", r, rcpt))
                 accepted += r.action is Action.CONTINUE
                 if r.drop:

@@ -196,3 +196,27 @@ def silent_dns() -> Iterator[SilentServer]:
         yield server
     finally:
         server.close()
+
+
+def zone_text(records: list[tuple[str, str, str]], ttl: int = 300) -> str:
+    """A root zone ("."): SOA, NS and the given (name, type, rdata text) records."""
+    lines = [f"$TTL {ttl}", ". SOA ns. hostmaster. 1 3600 600 86400 300", ". NS ns.", "ns. A 127.0.0.1"]
+    lines += [f"{name.rstrip('.')}. {ttl} IN {rdtype} {rdata}" for name, rdtype, rdata in records]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def serve_records(records: list[tuple[str, str, str]], workdir: Path) -> Iterator[DnsServer]:
+    """Run knotd serving `records` as the root zone (any other name NXDOMAIN); stopped by PID."""
+    knotd = require_binary("knotd")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "db").mkdir(exist_ok=True)
+    zone = workdir / "root.zone"
+    zone.write_text(zone_text(records))
+    port = free_port()
+    conf = workdir / "knot.conf"
+    conf.write_text(knot_config(workdir, port, [(".", zone)]))
+    log = workdir / "knotd.log"
+    with running([knotd, "-c", str(conf)], log) as proc:
+        wait_zones(port, [(".", zone)], proc, log)
+        yield DnsServer(port, (".",), log)

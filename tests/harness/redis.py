@@ -112,14 +112,8 @@ def settings_for(servers: str | list[str] | None = None, **extra: object) -> dic
 
 def make_context(settings: dict, stage_name: str = "connect", *, clock: FakeClock | None = None,
                  address: str = "192.0.2.1", services=None, conn=None, txn=None, rcpt=None):
-    """A real EvalContext with real Services over a minimal Policy (no engine, no session)."""
-    from aclmilter import context, state
-    from aclmilter.policy.model import Policy
-    from aclmilter.services import Services
-    from aclmilter.stages import Stage
+    """A real EvalContext with real Services over a minimal Policy (tests/builders.make_ctx)."""
+    from tests.builders import make_ctx
 
-    svc = services or Services(settings, clock=clock or FakeClock())
-    if conn is None:
-        conn = state.Connection(client=state.ClientIdentity(address=address, port="2525"))
-    policy = Policy(file="t.yaml", settings=settings, lists={}, acls={})
-    return context.EvalContext(conn, txn, Stage.from_key(stage_name), svc, policy, rcpt)
+    return make_ctx(stage=stage_name, settings=settings, address=address, port="2525", conn=conn, txn=txn,
+                    rcpt=rcpt, services=services, clock=clock or FakeClock())

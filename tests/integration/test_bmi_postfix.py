@@ -14,6 +14,8 @@ from tests.harness.procs import free_port
 from tests.harness.scanners import GTUBE, spamd_server
 from tests.harness.sink import Sink
 
+pytestmark = pytest.mark.integration
+
 OPTIN_DATA = """\
 q@example.com: spam-to-quarantine
 d@example.com: drop-spam

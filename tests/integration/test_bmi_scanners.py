@@ -15,12 +15,13 @@ from aclmilter.conditions.bmi import verdict_headers
 from aclmilter.context import EvalContext
 from aclmilter.errors import LookupDefer
 from aclmilter.outcome import Result
-from aclmilter.policy.model import Policy
-from aclmilter.services import Services
 from aclmilter.stages import Stage
-from aclmilter.state import ClientIdentity, Connection, Recipient, Transaction
+from aclmilter.state import Recipient, Transaction
+from tests import builders
 from tests.harness.procs import free_port
 from tests.harness.scanners import GTUBE, message
+
+pytestmark = pytest.mark.integration
 
 PROFILES = [
     {"name": "quarantine", "optin": "spam-to-quarantine", "when": "spam", "verdict": "alternate",
@@ -54,15 +55,12 @@ def make_txn(body: str, recipients=OPTINS, bmi_run: bool = True) -> Transaction:
 
 
 def make_ctx(bmi: dict, txn: Transaction) -> EvalContext:
-    settings = {"bmi": parse_bmi(bmi)}
-    policy = Policy(file="t.yaml", settings=settings, lists={}, acls={})
-    conn = Connection(client=ClientIdentity(address="192.0.2.7"), helo="mx.example.net")
-    return EvalContext(conn, txn, Stage.DELIVER, Services(settings), policy)
+    return builders.make_ctx(stage=Stage.DELIVER, settings={"bmi": parse_bmi(bmi)}, address="192.0.2.7",
+                             helo="mx.example.net", txn=txn)
 
 
 def at(ctx: EvalContext, address: str) -> EvalContext:
-    rcpt = next(r for r in ctx.txn.recipients if r.address == address)
-    return EvalContext(ctx.conn, ctx.txn, Stage.DELIVER, ctx.services, ctx.policy, rcpt)
+    return builders.at(ctx, Stage.DELIVER, next(r for r in ctx.txn.recipients if r.address == address))
 
 
 def cond(ctx: EvalContext, name: str, arg: str) -> Result:

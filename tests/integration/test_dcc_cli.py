@@ -14,6 +14,8 @@ import pytest
 
 from tests.harness.fake_dccifd import Behaviour, FakeDccifd, header_of_size
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 AC = str(Path(sys.executable).with_name("aclmilter"))
 MESSAGE = b"From: alice@sender.example\r\nSubject: hello\r\n\r\nbody\r\n"

@@ -15,15 +15,16 @@ import pytest
 
 from aclmilter import conditions  # noqa: F401  (registers every feature)
 from aclmilter import registry
-from aclmilter.actions import Decision, Edits, HeaderAdd
+from aclmilter.actions import Decision, HeaderAdd
 from aclmilter.context import EvalContext
 from aclmilter.errors import LookupDefer
 from aclmilter.outcome import Result
-from aclmilter.policy.model import Policy
-from aclmilter.services import Services
 from aclmilter.stages import Stage
-from aclmilter.state import ClientIdentity, Connection, Recipient, Transaction
+from aclmilter.state import Recipient
+from tests import builders
 from tests.harness.fake_dccifd import Behaviour, FakeDccifd, header_of_size
+
+pytestmark = pytest.mark.integration
 
 DCC = registry.TABLES.items["dcc"]
 DCC_RCPT = registry.TABLES.items["dcc_rcpt"]
@@ -52,18 +53,13 @@ def make_ctx(address: str, *, ip: str = "192.0.2.25", name: str = "mx.sender.exa
              helo: str = "mx.sender.example", sender: str = "alice@sender.example",
              rcpts: tuple[str, ...] = ("bob@ours.example", "carol@ours.example"),
              acl_m: dict[str, str] | None = None, **settings: Any) -> EvalContext:
-    conf = settings_for(address, **settings)
-    conn = Connection(client=ClientIdentity(address=ip, name=name), helo=helo)
-    txn = Transaction(sender=sender, recipients=[Recipient(r, raw=f"<{r}>") for r in rcpts],
-                      headers=list(HEADERS), acl_m=dict(acl_m or {}))
-    txn.body.write(BODY)
-    txn.edits = Edits()
-    policy = Policy(file="t.yaml", settings=conf, lists={}, acls={})
-    return EvalContext(conn, txn, Stage.DATA, Services(conf), policy)
+    return builders.make_ctx(stage=Stage.DATA, settings=settings_for(address, **settings), address=ip, name=name,
+                             helo=helo, sender=sender, recipients=[Recipient(r, raw=f"<{r}>") for r in rcpts],
+                             headers=list(HEADERS), acl_m=acl_m, body=BODY, edits=True)
 
 
 def deliver_ctx(ctx: EvalContext, rcpt: Recipient) -> EvalContext:
-    return EvalContext(ctx.conn, ctx.txn, Stage.DELIVER, ctx.services, ctx.policy, rcpt)
+    return builders.at(ctx, Stage.DELIVER, rcpt)
 
 
 def dcc(ctx: EvalContext, arg: str = "*") -> Result:

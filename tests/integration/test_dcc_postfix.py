@@ -13,6 +13,8 @@ from tests.harness.fake_dccifd import Behaviour, FakeDccifd, header_of_size
 from tests.harness.postfix import postfix_instance, simple_message, world_traversable_dir
 from tests.harness.sink import Sink
 
+pytestmark = pytest.mark.integration
+
 POLICY = """
 settings:
   primary_hostname: mx.test.example

@@ -14,6 +14,8 @@ from aclmilter.clients.dccifd import (DccifdClient, Envelope, ProtocolError, Tra
                                       encode_envelope, encode_message, parse_address, parse_answer)
 from tests.harness.fake_dccifd import Behaviour, FakeDccifd, header_of_size
 
+pytestmark = pytest.mark.integration
+
 ENV = Envelope("2001:db8::25", "", "mx.sender.example", "", (("bob@ours.example", "bob"),
                                                              ("carol@ours.example", "")))
 HEAD = encode_envelope(("header",), ENV)

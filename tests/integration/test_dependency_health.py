@@ -15,11 +15,10 @@ from aclmilter.checks.scan import ScanStatus
 from aclmilter.clients.dccifd import DccifdClient, TransportError, parse_address
 from aclmilter.clients.dns import DnsClient, DnsTempError, parse_dns_settings
 from aclmilter.clients.redis import RedisClient, RedisUnavailable, parse_servers
-from aclmilter.context import EvalContext
-from aclmilter.policy.model import Policy
 from aclmilter.services import Services
 from aclmilter.stages import Stage
-from aclmilter.state import ClientIdentity, Connection, Recipient, Transaction
+from aclmilter.state import Recipient, Transaction
+from tests import builders
 from tests.harness.fake_dccifd import FakeDccifd
 from tests.harness.procs import free_port
 from tests.harness.recording_dns import RecordingDns
@@ -105,7 +104,6 @@ def test_scanner_down_is_reported() -> None:
     txn.controls["bmi_run"] = ""
     services = Services(settings)
     services.metrics = rec
-    ctx = EvalContext(Connection(client=ClientIdentity(address="192.0.2.7")), txn, Stage.DATA, services,
-                      Policy(file="t.yaml", settings=settings, lists={}, acls={}))
+    ctx = builders.make_ctx(stage=Stage.DATA, settings=settings, address="192.0.2.7", txn=txn, services=services)
     assert ctx.check("scan").status is ScanStatus.FAILED
     assert rec.calls == [("scanner:bmi", False)]

@@ -8,6 +8,8 @@ import pytest
 from aclmilter.checks.dkim import DkimStatus, build_message
 from tests.fixtures.dmarc.ctxhelp import KEY_THIRD, make_ctx, message, settings_for, sign, split_message
 
+pytestmark = pytest.mark.integration
+
 
 def _dkim(raw: bytes, dns: dict, **kw):
     ctx = make_ctx(raw, settings=settings_for(dns, **kw))

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import authres
+import pytest
 
 from aclmilter.actions import Decision, HeaderPosition, apply_header_removals
 from aclmilter.checks.authresults import authresults_hook, forged_indexes
 from aclmilter.outcome import Result
 from tests.fixtures.dmarc.ctxhelp import make_ctx, message, settings_for, sign
+
+pytestmark = pytest.mark.integration
 
 FORGED = [
     ("Authentication-Results", "mx.test.invalid; dkim=pass header.d=pass.dmarcx; dmarc=pass header.from=pass.dmarcx"),

@@ -9,6 +9,8 @@ from aclmilter.checks.dmarc import DmarcStatus
 from aclmilter.checks.dmarc_record import Policy
 from tests.fixtures.dmarc.ctxhelp import make_ctx, message, settings_for, sign
 
+pytestmark = pytest.mark.integration
+
 GOOD_IP, BAD_IP = "192.0.2.1", "198.51.100.7"
 
 

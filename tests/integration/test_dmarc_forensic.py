@@ -15,6 +15,8 @@ from aclmilter.outcome import Result
 from tests.fixtures.dmarc.ctxhelp import make_ctx, message, settings_for, sign
 from tests.harness.procs import free_port
 
+pytestmark = pytest.mark.integration
+
 
 class _Sink:
     def __init__(self) -> None:

@@ -19,6 +19,8 @@ from tests.harness.procs import free_port, require_binary
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 ACCEPT = Decision(Result.OK)
 REJECT = Decision(Result.FAIL)
 

@@ -13,6 +13,8 @@ from aclmilter.stages import Stage
 from aclmilter.state import Recipient
 from tests.fixtures.dmarc.ctxhelp import PSL, make_ctx, message, sign
 
+pytestmark = pytest.mark.integration
+
 # Without settings.authserv_id (with it the A-R header is automatic and $dmarc_ar_header is
 # refused at load): the seed's `add_header = $dmarc_ar_header` then writes the only one.
 POLICY = """

@@ -19,6 +19,8 @@ from tests.harness.aclmilterd import AclMilterd
 from tests.harness.postfix import postfix_instance, world_traversable_dir
 from tests.harness.sink import Sink
 
+pytestmark = pytest.mark.integration
+
 POLICY = """
 settings:
   authserv_id: mx.test.invalid

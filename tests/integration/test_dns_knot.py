@@ -13,6 +13,8 @@ import pytest
 from aclmilter.clients.dns import DnsClient, DnsTempError, Status, TempReason, parse_dns_settings
 from aclmilter.errors import LookupDefer
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def client(knot_dns):

@@ -22,6 +22,8 @@ from tests.harness.aclmilterd import AclMilterd
 from tests.harness.postfix import Postfix, simple_message
 from tests.harness.sink import Sink
 
+pytestmark = pytest.mark.integration
+
 POLICY = """
 settings:
   dns: {{nameservers: ["{ns}"], timeout: 2}}

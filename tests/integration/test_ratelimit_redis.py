@@ -18,6 +18,8 @@ from aclmilter.services import Services
 from tests.harness.redis import FakeClock, RedisServer, make_context, settings_for
 from tests.unit.test_ratelimit_core import T0, reference, run_core
 
+pytestmark = pytest.mark.integration
+
 RUN = registry.TABLES.items["ratelimit"].run
 parse = registry.TABLES.items["ratelimit"].parse
 

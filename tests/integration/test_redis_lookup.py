@@ -12,6 +12,8 @@ from aclmilter.services import Services
 from tests.harness import procs
 from tests.harness.redis import RedisServer, make_context, settings_for
 
+pytestmark = pytest.mark.integration
+
 FIND = registry.TABLES.lookups["redis"].find
 
 

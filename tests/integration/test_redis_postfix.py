@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.harness.aclmilterd import AclMilterd
 from tests.harness.postfix import postfix_instance, simple_message, world_traversable_dir
 from tests.harness.redis import RedisServer
 from tests.harness.sink import Sink
+
+pytestmark = pytest.mark.integration
 
 POLICY = """
 settings:

@@ -13,6 +13,8 @@ import pytest
 
 from tests.harness.redis import RedisServer
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "policies" / "examples" / "redis.yaml"
 

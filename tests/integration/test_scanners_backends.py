@@ -13,6 +13,8 @@ from aclmilter.clients.spamd import SpamdScanner
 from tests.harness.procs import free_port
 from tests.harness.scanners import GTUBE, message
 
+pytestmark = pytest.mark.integration
+
 ENV = Envelope("192.0.2.7", "mx.example.net", "mx.example.net", "alice@example.org",
                ("bob@example.com", "carol@example.com"), "QID42")
 

@@ -16,10 +16,10 @@ from aclmilter.conditions.spf import parse_result_list
 from aclmilter.context import EvalContext
 from aclmilter.errors import LookupDefer
 from aclmilter.outcome import Result
-from aclmilter.policy.model import Policy
-from aclmilter.services import Services
 from aclmilter.stages import Stage
-from aclmilter.state import ClientIdentity, Connection, Transaction
+from tests import builders
+
+pytestmark = pytest.mark.integration
 
 GOOD4, STRANGER4 = "192.0.2.7", "198.51.100.7"
 
@@ -33,9 +33,7 @@ def make_ctx(dns_raw: dict, ip: str, sender: str, helo: str = "client.example.in
     settings["authserv_id"] = None
     for key, value in overrides.items():
         settings[key] = registry.TABLES.settings[key].parse(value)
-    policy = Policy(file="t.yaml", settings=settings, lists={}, acls={})
-    conn = Connection(client=ClientIdentity(address=ip), helo=helo)
-    return EvalContext(conn, Transaction(sender=sender), stage, Services(settings), policy)
+    return builders.make_ctx(stage=stage, settings=settings, address=ip, helo=helo, sender=sender)
 
 
 def cond(ctx: EvalContext, name: str, text: str) -> Result:

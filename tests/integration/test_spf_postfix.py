@@ -15,6 +15,8 @@ from tests.harness.aclmilterd import AclMilterd
 from tests.harness.postfix import postfix_instance, world_traversable_dir
 from tests.harness.sink import Sink
 
+pytestmark = pytest.mark.integration
+
 POLICY = """
 settings:
   primary_hostname: mx.test.invalid

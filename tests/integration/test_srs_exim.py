@@ -66,8 +66,8 @@ def test_inbound_srs_agrees_with_exim(tmp_path: Path) -> None:
     for expr, theirs in zip(exprs, got, strict=True):
         # the same text through our expansion (Exim's expansion-condition form)
         assert expand.parse(expr).evaluate(ctx) == theirs, (expr, theirs)
-    for address, theirs in zip(addresses, got[:len(addresses)], strict=True):   # the SECRET half
-        # and the ACL condition's decoder (settings.srs_secrets)
+    for address, theirs in zip(addresses, got[:len(addresses)], strict=True):
+        # and the ACL condition's decoder (settings.srs_secrets): the first block, secret SECRET
         found = srs.decode(address, ("SECRET",), epoch2)
         ours = f"yes {found.recipient}" if found.status is srs.Status.OK else "no"
         assert theirs == ours, (address, theirs, ours)

@@ -322,7 +322,7 @@ def test_header_variables(text: str, want: str) -> None:
 
 
 def test_header_without_transaction_is_empty() -> None:
-    assert ev("[$h_subject:]", txn=False) == "[]"
+    assert ev("[$h_subject:]", txn=None) == "[]"
 
 
 # ---- lookups ---------------------------------------------------------------------------------------

@@ -13,31 +13,9 @@ from aclmilter.actions import Edits, HeaderAdd, HeaderPosition, RecipientDelete,
 from aclmilter.policy.needs import Needs
 from aclmilter.service import glue
 from aclmilter.session import Action, EomResult, Response
+from tests.harness.milterctx import FakeCtx, MtaDriver
 
 CONT = Response(Action.CONTINUE)
-
-
-class FakeCtx:
-    """Records every libmilter call the glue makes."""
-
-    def __init__(self, macros: dict[str, str] | None = None) -> None:
-        self.priv: Any = None
-        self.macros = {"v": "Postfix 3.7", "i": "QID", **(macros or {})}
-        self.calls: list[tuple] = []
-
-    def setpriv(self, p: Any) -> None:
-        self.priv = p
-
-    def getpriv(self) -> Any:
-        return self.priv
-
-    def getsymval(self, name: str) -> str | None:
-        return self.macros.get(name)
-
-    def __getattr__(self, name: str):  # setreply, addheader, chgheader, delrcpt, ...
-        def record(*args: Any) -> None:
-            self.calls.append((name, *args))
-        return record
 
 
 class ScriptedSession:
@@ -86,12 +64,12 @@ def m(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(glue.CONFIG, "runtime", FakeRuntime(), raising=False)
     ScriptedSession.answers = {}
     ctx = FakeCtx()
-    obj = glue.AclMilter()
-    obj._setctx(ctx)
+    obj = MtaDriver(glue.AclMilter(), ctx)
     opts = [milter.CURR_ACTS, 0x1FFFFF, 0, 0]
     assert obj.negotiate(opts) == milter.CONTINUE
     assert obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711)) == milter.CONTINUE
-    return obj, ctx
+    yield obj, ctx
+    assert ctx.violations == []
 
 
 def test_negotiation_asks_no_reply_for_header_and_body(m) -> None:
@@ -183,10 +161,10 @@ def nr(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(glue.CONFIG, "unix_socket", True, raising=False)
     ScriptedSession.answers = {}
     ctx = FakeCtx()
-    obj = glue.AclMilter()
-    obj._setctx(ctx)
+    obj = MtaDriver(glue.AclMilter(), ctx)
     assert obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0]) == milter.CONTINUE
-    return obj, ctx, created, runtime
+    yield obj, ctx, created, runtime
+    assert ctx.violations == []
 
 
 EOM_OK = EomResult(CONT, Edits(), [], None, {"queue_id": "QID"})
@@ -228,8 +206,7 @@ def test_failure_in_unanswered_rcpt_tempfails_that_message_only(nr) -> None:
 
 def test_tcp_listener_always_gets_and_answers_data(monkeypatch: pytest.MonkeyPatch, nr) -> None:
     monkeypatch.setattr(glue.CONFIG, "unix_socket", False, raising=False)
-    obj = glue.AclMilter()
-    obj._setctx(FakeCtx())
+    obj = MtaDriver(glue.AclMilter(), FakeCtx())
     obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     assert not obj._protocol & (milter.P_NR_DATA | milter.P_NODATA)
     assert obj._protocol & milter.P_NR_CONN and obj._protocol & milter.P_NOHDRS
@@ -327,8 +304,7 @@ def _tcp_milter(monkeypatch: pytest.MonkeyPatch, needs: Needs) -> glue.AclMilter
     monkeypatch.setattr(glue.CONFIG, "runtime", runtime, raising=False)
     monkeypatch.setattr(glue.CONFIG, "unix_socket", False, raising=False)
     ScriptedSession.answers = {}
-    obj = glue.AclMilter()
-    obj._setctx(FakeCtx())
+    obj = MtaDriver(glue.AclMilter(), FakeCtx())
     obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
     return obj
