@@ -67,6 +67,9 @@ class EvalContext:
     #: only read results already computed: `check()` of one that has not run fails instead of
     #: computing it (how a simulation shows every variable without running unused checks)
     observe_only: bool = False
+    #: command-scope slots (registry.slot(scope="command")): one dict per command, shared by
+    #: nested `acl =` evaluations of that command
+    command_slots: dict[str, Any] = field(default_factory=dict)
 
     # ---- variables -------------------------------------------------------------------------
     def var(self, name: str) -> str:
@@ -97,29 +100,33 @@ class EvalContext:
             self.txn.acl_m[name] = value
 
     # ---- checks ----------------------------------------------------------------------------
-    def check(self, name: str) -> Any:
+    def check(self, name: str, key: Any = None) -> Any:
         """Return the memoised result of check `name`, computing it (and its needs) once per scope.
 
-        Exceptions (LookupDefer and others) are not memoised: a later condition may retry.
+        With `key` (hashable) the check is memoised once per key in its scope and its compute
+        function is called as `compute(ctx, key)` (e.g. one DNS list lookup per list and
+        address). Exceptions (LookupDefer and others) are not memoised: a later condition may
+        retry.
         """
         entry = TABLES.checks[name]
         store = self._store(entry.scope)
-        if name in store:
-            return store[name]
+        slot = name if key is None else (name, key)
+        if slot in store:
+            return store[slot]
         if self.observe_only:
             raise ExpansionFailed(f"check {name} has not run")
         for dep in entry.needs:
             self.check(dep)
         metrics = self.services.metrics
         if metrics is None:
-            result = entry.compute(self)
+            result = entry.compute(self) if key is None else entry.compute(self, key)
         else:       # the latency of the check itself, once per computation (not per condition)
             started = time.monotonic()
             try:
-                result = entry.compute(self)
+                result = entry.compute(self) if key is None else entry.compute(self, key)
             finally:
                 metrics.check_latency(name, time.monotonic() - started)
-        store[name] = result
+        store[slot] = result
         return result
 
     def has_result(self, name: str) -> bool:
@@ -133,6 +140,21 @@ class EvalContext:
         if entry is None:
             return None
         return self._store(entry.scope).get(name)
+
+    def slot_holder(self, scope: str) -> Any:
+        """Where `scope`'s feature slots live now (registry.Slot.of); ExpansionFailed when the
+        evaluation is outside that scope."""
+        if scope == "command":
+            return self.command_slots
+        if scope == "connection":
+            return self.conn
+        if scope == "recipient":
+            if self.rcpt is None:
+                raise ExpansionFailed("recipient-scope state outside a recipient stage")
+            return self.rcpt
+        if self.txn is None:
+            raise ExpansionFailed("message state outside a message")
+        return self.txn
 
     def _store(self, scope: str) -> dict:
         if scope == "connection":
@@ -159,4 +181,4 @@ class EvalContext:
         return EvalContext(self.conn, self.txn, self.stage, self.services, self.policy, self.rcpt,
                            self.trace, self.log_lines, dict(self.locals), self.depth + 1,
                            self.smtp_command, None, self.dry_run, self.tracing, self.writes,
-                           self.observe_only)
+                           self.observe_only, self.command_slots)

@@ -18,11 +18,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import engine, events, lists
+from . import engine, events
 from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
                       clean_line)
-from .checks.proxy import derive_identity
 from .context import EvalContext
+from .identity import derive_identity
 from .outcome import Result
 from .registry import TABLES
 from .replies import INTERNAL_REJECT, INTERNAL_TEMPFAIL
@@ -104,7 +104,6 @@ class StageRecord:
 #: The decision of a stage the policy leaves out (what engine.run returns for it).
 _NO_ACL = {stage: Decision(Result.OK, where="no ACL", stage=stage) for stage in ORDERED}
 
-PROXY_REFUSED = Reply(503, "5.7.0", ("Command refused, required Proxy negotiation failed",))
 #: A non-empty event_action result at tcp:connect / smtp:connect (events.py): refuse and hang up.
 EVENT_REFUSED = Response(Action.REJECT, Reply(554, "5.7.1", ("Connection refused",)), drop=True)
 #: Refusals reported to event_action: stage -> (event on 5xx, event on 4xx).
@@ -305,10 +304,24 @@ class Session:
         if started:
             self.services.metrics.callback_latency(stage, time.monotonic() - started)
 
-    def _refused_by_proxy(self) -> Response | None:
-        if self.conn.client.proxy_required_failed:
-            return Response(Action.REJECT, PROXY_REFUSED)
-        return None
+    def _command_hooks(self, command: str, stage: Stage) -> tuple[Response, str] | None:
+        """Run the features' hooks of `command` (registry.command_hook) before its ACL.
+
+        Returns None to go on, or (the refusal, the refusing hook's name) for the first hook
+        that refuses the command; later hooks do not run."""
+        hooks = self.policy.command_hooks(command)
+        if not hooks:
+            return None
+        ctx = self._ctx(stage, command=command)
+        try:
+            for hook in hooks:
+                reply = hook.run(ctx)
+                if reply is not None:
+                    return Response(Action.REJECT, reply), hook.name
+            return None
+        finally:
+            if ctx.log_lines:
+                self._flush_log(ctx, f"{command} hooks")
 
     # ---- callbacks -------------------------------------------------------------------------
     @_callback("connect")
@@ -322,26 +335,16 @@ class Session:
         self.conn = Connection(hostname=hostname)
         self.would_conn = None
         settings = self.policy.settings
-        self.conn.client = derive_identity(hostname, address if family != "unix" else "", port,
-                                           macros or {}, settings.get("proxy_listeners") or (),
-                                           self.listen_port)
+        self.conn.client = derive_identity(hostname, address if family != "unix" else "", port, macros or {})
+        self.conn.listen_port = self.listen_port
         self._macros(macros)
-        required = settings.get("proxy_required_hosts")
-        if required is not None and not self.conn.client.proxied:
-            ctx = self._ctx(Stage.CONNECT)
-            rc = lists.match(ctx, required, None)
-            if rc is Result.OK:
-                self.conn.client.proxy_required_failed = True
-                log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "
-                            "through a proxy listener: refusing every command",
-                            self.conn.client.address, self.conn.client.local_port)
+        refused = self._command_hooks("connect", Stage.CONNECT)
+        if refused is not None:
+            return self._finish(refused[0], "connect", refused[1])
         events_on = settings.get("event_action") is not None      # no call per connection otherwise
         if events_on and self._event("tcp:connect"):
             return self._finish(EVENT_REFUSED, "connect")
         decision = self._run(Stage.CONNECT, command="connect")
-        # A failed proxy negotiation is refused from HELO on, not here: a refusal at connect
-        # makes Postfix send a 554 banner and still answer EHLO with 250, whereas Exim
-        # answers every command but QUIT with 503.
         response = self._response(decision, Stage.CONNECT)
         if events_on and response is CONTINUE and self._event("smtp:connect"):
             response = EVENT_REFUSED
@@ -351,9 +354,9 @@ class Session:
     def helo(self, name: str, macros: Mapping[str, str] | None = None) -> Response:
         """HELO/EHLO: the helo ACL; a deny clears $sender_helo_name (Exim)."""
         self._macros(macros)
-        refused = self._refused_by_proxy()
+        refused = self._command_hooks("helo", Stage.HELO)
         if refused is not None:
-            return self._finish(refused, "helo", "proxy_required_hosts")
+            return self._finish(refused[0], "helo", refused[1])
         self.conn.helo = clean_line(name or "").strip()
         decision = self._run(Stage.HELO, command="helo")
         if decision.result is not Result.OK:
@@ -379,9 +382,9 @@ class Session:
                     pass
         self._macros(macros)
         self.conn.message_count += 1
-        refused = self._refused_by_proxy()
+        refused = self._command_hooks("mail", Stage.MAIL)
         if refused is not None:
-            return self._finish(refused, "mail", "proxy_required_hosts")
+            return self._finish(refused[0], "mail", refused[1])
         decision = self._run(Stage.MAIL, command="mail")
         if decision.result is Result.DISCARD:
             if self.dry_run:
@@ -398,9 +401,9 @@ class Session:
         if self.txn is None:   # defensive: an MTA always sends MAIL first
             self.txn = Transaction()
             self.txn.edits = Edits()
-        refused = self._refused_by_proxy()
+        refused = self._command_hooks("rcpt", Stage.RCPT)
         if refused is not None:
-            return self._finish(refused, "rcpt", "proxy_required_hosts")
+            return self._finish(refused[0], "rcpt", refused[1])
         r = Recipient(_strip_brackets(rcpt), tuple(params), rcpt if rcpt.startswith("<") else f"<{rcpt}>")
         self.txn.recipients.append(r)
         if self.txn.discard_all:
@@ -441,9 +444,9 @@ class Session:
     def data(self, macros: Mapping[str, str] | None = None) -> Response:
         """DATA command: the predata ACL (discard is not allowed there -> ERROR, as Exim)."""
         self._macros(macros)
-        refused = self._refused_by_proxy()
+        refused = self._command_hooks("predata", Stage.PREDATA)
         if refused is not None:
-            return self._finish(refused, "predata", "proxy_required_hosts")
+            return self._finish(refused[0], "predata", refused[1])
         decision = self._run(Stage.PREDATA, command="data")
         if decision.result is Result.DISCARD:
             decision = Decision(Result.ERROR, INTERNAL_TEMPFAIL,
@@ -498,10 +501,10 @@ class Session:
         if txn is None:
             txn = self.txn = Transaction()
             txn.edits = Edits()
-        refused = self._refused_by_proxy()
+        refused = self._command_hooks("data", Stage.DATA)
         if refused is not None:
-            return self._eom_result(self._finish(refused, "data", "proxy_required_hosts"), Edits(), None,
-                                    "reject", where="proxy_required_hosts")
+            return self._eom_result(self._finish(refused[0], "data", refused[1]), Edits(), None,
+                                    _word(refused[0]), where=refused[1])
         edits: Edits = txn.edits
         kept = [r for r in txn.recipients if r.accepted and not r.discarded]
         for r in txn.recipients:
@@ -606,14 +609,6 @@ class Session:
         if edits.quarantine:
             text += "; would quarantine"
         return text
-
-    def received_index(self) -> int:
-        """Insert position for `:after_received:` headers: after the last Received header."""
-        idx = 0
-        for i, (name, _v) in enumerate(self.txn.headers if self.txn else []):
-            if name.lower() == "received":
-                idx = i + 1
-        return idx
 
     def abort(self) -> None:
         """RSET or a dropped transaction: forget the transaction, keep the connection."""
