@@ -94,11 +94,10 @@ def test_session_and_glue_give_the_same_internal_error_reply(tmp_path: Path, mod
     s.connect("[192.0.2.1]", "inet", "192.0.2.1", 1, {})
     s.txn = object()  # type: ignore[assignment]  - broken state: the session's guard answers
     from_session = s.eom({}).response
-    glue.CONFIG.runtime = rt
     try:
         raise RuntimeError("boom")
     except RuntimeError:
-        from_glue = glue.AclMilter()._internal("eom")
+        from_glue = glue.AclMilter(glue.GlueConfig(rt))._internal("eom")
     assert from_session == from_glue == internal_response(mode)
     assert (from_session.action, from_session.reply) == (action, reply)
 
