@@ -75,7 +75,7 @@ def main() -> int:
     a = ap.parse_args()
     logging.disable(logging.INFO)          # the daemon's bench runs log at warning
     with tempfile.TemporaryDirectory() as tmp, with_local_dns(a.policy, Path(tmp)) as policy:
-        runtime = Runtime(policy, dry_run=False)
+        runtime = Runtime(policy, monitor=False)
         runtime.load()
         glue.CONFIG.runtime = runtime
         glue.CONFIG.unix_socket = True

@@ -69,8 +69,7 @@ class Dialogue:
 
     def __post_init__(self) -> None:
         # Exim's view needs each stage's decision (an accept's `message` is its 2xx text)
-        self.session = Session(self.runtime, record_variables=self.debug or self.mta is Mta.EXIM,
-                               simulate=True)
+        self.session = Session(self.runtime, trace=self.debug or self.mta is Mta.EXIM, simulate=True)
         self.host = str(self.session.policy.settings.get("primary_hostname") or "localhost")
         self.macros = {"{client_addr}": self.client_ip, "j": self.host}
         self.needs: Needs = self.session.snapshot.needs

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExpansionFailed
+from .mode import Mode
 from .registry import TABLES
 from .stages import Stage
 from .state import Connection, Recipient, Transaction
@@ -59,11 +60,8 @@ class EvalContext:
     depth: int = 0                                         # nested `acl =` depth
     smtp_command: str = ""
     cond_message: str | None = None     # text produced by a condition (nested acl), used if no `message`
-    dry_run: bool = False               # the `aclmilter test` dry run: no sleeping, no sending
-    tracing: bool = True                # keep the trace (dry run, tests); the daemon logs without it
-    #: shared-state writes allowed (ratelimit updates, Redis write commands); False in a
-    #: simulation (`aclmilter test`/`bh`) without --update (Runtime.simulate/update)
-    writes: bool = True
+    #: how the session runs (mode.Mode: simulate, writes, trace); tests trace by default
+    mode: Mode = Mode(trace=True)
     #: only read results already computed: `check()` of one that has not run fails instead of
     #: computing it (how a simulation shows every variable without running unused checks)
     observe_only: bool = False
@@ -169,7 +167,7 @@ class EvalContext:
 
     # ---- misc ------------------------------------------------------------------------------
     def note(self, where: str, what: str, result: str = "") -> None:
-        if self.tracing:
+        if self.mode.trace:
             self.trace.append(TraceEntry(where, what, result))
 
     def setting(self, name: str) -> Any:
@@ -180,5 +178,4 @@ class EvalContext:
         """A context for a nested `acl =` evaluation sharing state and trace."""
         return EvalContext(self.conn, self.txn, self.stage, self.services, self.policy, self.rcpt,
                            self.trace, self.log_lines, dict(self.locals), self.depth + 1,
-                           self.smtp_command, None, self.dry_run, self.tracing, self.writes,
-                           self.observe_only, self.command_slots)
+                           self.smtp_command, None, self.mode, self.observe_only, self.command_slots)

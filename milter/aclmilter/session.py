@@ -23,6 +23,7 @@ from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_h
                       clean_line)
 from .context import EvalContext
 from .identity import derive_identity
+from .mode import Mode
 from .outcome import Result
 from .registry import TABLES
 from .replies import INTERNAL_REJECT, INTERNAL_TEMPFAIL
@@ -131,24 +132,21 @@ def _callback(stage: str) -> Callable[[Callable[..., Response]], Callable[..., R
 class Session:
     """One MTA connection."""
 
-    def __init__(self, runtime: Runtime, *, record_variables: bool = False, listen_port: str = "",
+    def __init__(self, runtime: Runtime, *, trace: bool = False, listen_port: str = "",
                  simulate: bool | None = None, snapshot: Snapshot | None = None) -> None:
         self.runtime = runtime
         # The service pins the snapshot it negotiated the milter steps with: a reload must not
         # hand this connection a policy that needs steps the MTA was told to skip.
         self.pinned = snapshot
+        self._trace, self._simulate = trace, simulate     # what this session asked for (mode.Mode)
         self.snapshot = snapshot or runtime.current()
         self.conn = Connection()
         self.txn: Transaction | None = None
         self.records: list[StageRecord] = []
-        self.record_variables = record_variables
         self.listen_port = listen_port
         self.final: dict | None = None
         self.last_refusal: Decision | None = None   # the transaction's latest non-accept decision
-        # a simulation (runtime.simulate, or asked here): no side effects on shared state
-        self.simulate = runtime.simulate if simulate is None else simulate
-        self.writes = not self.simulate or runtime.update
-        # Monitor mode (dry_run): the first refusal that was not given, as (action, stage, where),
+        # Monitor mode: the first refusal that was not given, as (action, stage, where),
         # for the connection (connect/HELO) and for the transaction (reset at MAIL).
         self.would_conn: tuple[str, str, str] | None = None
         self.would: tuple[str, str, str] | None = None
@@ -164,17 +162,16 @@ class Session:
 
     @snapshot.setter
     def snapshot(self, snap: Snapshot) -> None:
-        # policy, services and dry_run follow from it and are read many times per message:
+        # policy, services and mode follow from it and are read many times per message:
         # plain attributes, kept in step here (the only place the snapshot changes)
         self._snapshot = snap
         self.policy = snap.policy
         self.services = snap.services
-        self.dry_run = self.runtime.dry_run_for(snap)
+        self.mode: Mode = self.runtime.mode_for(snap, trace=self._trace, simulate=self._simulate)
 
     def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
         return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
-                           smtp_command=command, dry_run=self.simulate, tracing=self.record_variables,
-                           writes=self.writes)
+                           smtp_command=command, mode=self.mode)
 
     def _macros(self, macros: Mapping[str, str] | None) -> None:
         if macros:
@@ -192,7 +189,7 @@ class Session:
 
     def _run(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> Decision:
         acl = self.policy.stage_acls.get(stage)
-        if acl is None and not self.record_variables:
+        if acl is None and not self.mode.trace:
             return _NO_ACL[stage]      # a stage left out accepts; nothing to evaluate or trace
         ctx = self._ctx(stage, rcpt, command)
         decision = engine.run(ctx, acl)
@@ -202,7 +199,7 @@ class Session:
             self.last_refusal = decision       # names the statement in an unfinished message's log line
         if ctx.log_lines:
             self._flush_log(ctx, stage.key)
-        if self.record_variables:
+        if self.mode.trace:
             self._record(stage, decision, ctx, rcpt)
         return decision
 
@@ -252,7 +249,7 @@ class Session:
 
         `where` names the statement behind the refusal (default: the latest refusing one). A
         refusal given is reported to event_action (`report=False`: already reported)."""
-        if self.dry_run and response.action is not Action.CONTINUE:
+        if self.mode.monitor and response.action is not Action.CONTINUE:
             if where is None:
                 where = self.last_refusal.where if self.last_refusal is not None else "-"
             log.info("%s dry-run: would %s at %s (%s): %s", self._qid(), response.action.value, stage,
@@ -268,7 +265,7 @@ class Session:
         """Run settings.event_action for one event (events.py); "" when none is set, and in
         `aclmilter test`, which writes nothing to shared state (an event action writes)."""
         action = self.policy.settings.get("event_action")
-        if action is None or self.simulate:
+        if action is None or self.mode.simulate:
             return ""
         return events.fire(self._ctx(stage, rcpt), action, name, data)
 
@@ -387,7 +384,7 @@ class Session:
             return self._finish(refused[0], "mail", refused[1])
         decision = self._run(Stage.MAIL, command="mail")
         if decision.result is Result.DISCARD:
-            if self.dry_run:
+            if self.mode.monitor:
                 self._would("discard", "mail", decision.where)
             else:
                 self.txn.discard_all = True
@@ -412,7 +409,7 @@ class Session:
         decision = self._run(Stage.RCPT, r, command="rcpt")
         response = self._response(decision, Stage.RCPT)
         if decision.result is Result.DISCARD:
-            if self.dry_run:
+            if self.mode.monitor:
                 self._would("discard", "rcpt", decision.where)
             else:
                 r.discarded = True
@@ -515,7 +512,7 @@ class Session:
             return self._eom_result(self._finish(Response(Action.DISCARD), "data"), edits, None, "discard")
         decision = self._run(Stage.DATA, command="data")
         hook_decision = decision
-        if self.dry_run and decision.result is not Result.OK:
+        if self.mode.monitor and decision.result is not Result.OK:
             # Monitor mode: the hooks add their headers (A-R, X-DCC, ...) as for an accepted message
             hook_decision = Decision(Result.OK, where=decision.where, stage=decision.stage)
         data_hooks = self.policy.eom_hooks("after_data")
@@ -528,7 +525,7 @@ class Session:
         if decision.result is Result.DISCARD:
             response = Response(Action.DISCARD)
         stage = "data"
-        if response.action is not Action.CONTINUE and self.dry_run:
+        if response.action is not Action.CONTINUE and self.mode.monitor:
             # Monitor mode: note the refusal, then go on as if accepted, so the deliver ACL
             # and the verdict headers still run.
             response = self._finish(response, "data", decision.where)
@@ -536,7 +533,7 @@ class Session:
             response = self._deliver(kept, edits)
             if response.action is not Action.CONTINUE:
                 stage = "deliver"
-                if self.dry_run:
+                if self.mode.monitor:
                     response = self._finish(response, stage)
             deliver_hooks = self.policy.eom_hooks("after_deliver")
             if response.action is Action.CONTINUE and deliver_hooks:
@@ -577,14 +574,14 @@ class Session:
     def _eom_result(self, response: Response, edits: Edits, decision: Decision | None, outcome: str,
                     where: str | None = None) -> EomResult:
         txn = self.txn
-        if self.dry_run:
+        if self.mode.monitor:
             edits = self._monitored(edits)
         changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
                                                                 edits.header_removes)]
         summary = self.log_record(outcome, decision, where)
         if self.policy.settings.get("event_action") is not None:
             self._event("msg:complete", "accept" if response is CONTINUE else response.action.value, Stage.DATA)
-        return EomResult(response, edits, changes, None if self.dry_run else edits.quarantine, summary)
+        return EomResult(response, edits, changes, None if self.mode.monitor else edits.quarantine, summary)
 
     def _monitored(self, edits: Edits) -> Edits:
         """Monitor mode's edits: every header change stays (A-R, Received-SPF, X-DCC, verdict
@@ -642,7 +639,7 @@ class Session:
             "where": where,
             "checks": check_words(txn.results) if txn else {},
             "prx": _proxy_peer(client) if client.proxied else "",
-            "dry_run": self.dry_run,
+            "dry_run": self.mode.monitor,
         }
         self.final = rec
         return rec

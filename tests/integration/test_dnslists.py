@@ -27,7 +27,7 @@ def replies(tmp_path: Path, nameserver: str, condition: str, client: str = "192.
                                {"accept": {"message": "ok " + MESSAGE}}]}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(policy))
-    runtime = Runtime(str(path), dry_run=False)
+    runtime = Runtime(str(path), monitor=False)
     runtime.load()
     dialogue = Dialogue(runtime, client, Mta.POSTFIX)
     out = dialogue.run(["EHLO c.test", f"MAIL FROM:<{sender}>", "RCPT TO:<u@x.test>", "QUIT"])
@@ -89,7 +89,7 @@ def test_white_list_accepts_before_the_black_list(knot_dns, tmp_path: Path) -> N
                                {"deny": {"message": "not white: $dnslist_domain"}}]}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(policy))
-    runtime = Runtime(str(path), dry_run=False)
+    runtime = Runtime(str(path), monitor=False)
     runtime.load()
     for client, want in (("192.0.2.1", "250 2.1.5 Ok"), ("192.0.2.7", "550 5.7.1 not white: ")):
         out = Dialogue(runtime, client, Mta.POSTFIX).run(["HELO c.test", "MAIL FROM:<a@s.test>",

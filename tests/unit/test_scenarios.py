@@ -36,7 +36,7 @@ def run_scenario(sc: dict, tmp_path: Path) -> dict:
         (tmp_path / name).write_text(content)
         text = text.replace("@TMPFILE@", str(tmp_path / name))
     policy.write_text(text)
-    runtime = Runtime(policy, dry_run=bool(sc.get("dry_run", False)))
+    runtime = Runtime(policy, monitor=bool(sc.get("dry_run", False)))
     runtime.load()
     s = sc["session"]
     spec = SessionSpec(client_ip=s.get("client_ip", "192.0.2.10"), sender=s.get("from", "sender@example.com"),

@@ -117,7 +117,7 @@ def ratelimit(ctx: EvalContext, spec: rl.RatelimitSpec) -> Result:
             # a simulation without --update computes the rate this message would give, and
             # writes nothing to a shared store (Redis); the in-process store is the
             # simulation's own, so `bh` keeps rates across the transactions of its dialogue
-            mode = p.update if ctx.writes or not store.shared else rl.UpdateMode.READONLY
+            mode = p.update if ctx.mode.writes or not store.shared else rl.UpdateMode.READONLY
             rate = store.update(p.db_key, ctx.services.clock(), spec.period, spec.limit, p.count,
                                 mode, hashes)
         except rl.StoreUnavailable as exc:

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
     from ..runtime import Runtime
-    runtime = Runtime(args.policy, dry_run=True if args.dry_run else None)
+    runtime = Runtime(args.policy, monitor=True if args.dry_run else None)
     try:
         runtime.load()
     except PolicyErrors as exc:
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     nodelay = netopts.set_nodelay_on_listener(spec)
     log.info("listening on %s%s, policy %s%s", spec, " (TCP_NODELAY)" if nodelay else "",
-             args.policy, ", DRY RUN" if runtime.dry_run else "")
+             args.policy, ", DRY RUN" if runtime.monitor else "")
     log.info("policy %s", runtime.current().needs.summary())
     _warn_short_hostname(runtime.current().policy.settings)
 
