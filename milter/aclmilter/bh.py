@@ -28,7 +28,8 @@ from .policy.needs import Needs
 from .runtime import Runtime
 from .service.reply import map_response
 from .service.held import GO_ON, HeldRefusals
-from .session import Action, Response, Session
+from .responses import Action, Response
+from .session import Session
 
 
 class Mta(enum.Enum):

@@ -1,87 +1,44 @@
 """Sans-I/O session: milter callbacks in, engine runs, responses and EOM edits out.
 
 The pymilter glue (service/) and the dry run (`aclmilter test`) both drive this class, so the
-dry run runs exactly what the service runs. Nothing here imports pymilter.
+dry run runs exactly what the service runs. Nothing here imports pymilter or a feature.
+
+This module is the lifecycle: scopes, callbacks in order, the features' command hooks. Its
+other jobs are units of their own: responses.py (decision → response mapping), monitor.py
+(monitor mode), internal.py (internal-error policy), eom.py (end of message with the
+deliver stage), msglog.py (the message log record).
 
 Scopes: the Connection lives from connect to close (a second connect, e.g. after XCLIENT,
 starts a new one); the Transaction is rebuilt at MAIL and dropped at abort/RSET.
-Dry-run is applied in exactly one place: `_finish()`, which every response passes through.
+Monitor mode is applied in exactly one place: `_finish()`, which every response passes through.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import engine, events
-from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
-                      clean_line)
+from . import engine, eom, events
+from .actions import Decision, Edits, Reply, apply_header_removals, clean_line
 from .context import EvalContext
 from .identity import derive_identity
+from .internal import internal_error, internal_response  # noqa: F401 - internal_response re-exported
 from .mode import Mode
+from .monitor import Monitor
+from .msglog import message_record
 from .outcome import Result
 from .registry import TABLES
-from .replies import INTERNAL_REJECT, INTERNAL_TEMPFAIL
+from .replies import INTERNAL_TEMPFAIL
+from .responses import (CONTINUE, Action, EomResult, HeldRefusal, Response,  # noqa: F401 - re-exported
+                        for_decision, outcome_word)
 from .runtime import Runtime, Snapshot
 from .stages import ORDERED, Stage
-from .summary import check_words
 from .state import Connection, Recipient, Transaction
 
 log = logging.getLogger("aclmilter")
-
-
-class Action(enum.Enum):
-    """What the MTA is told for one callback."""
-
-    CONTINUE = "continue"
-    ACCEPT = "accept"
-    REJECT = "reject"
-    TEMPFAIL = "tempfail"
-    DISCARD = "discard"
-
-
-@dataclass(frozen=True)
-class Response:
-    action: Action
-    reply: Reply | None = None
-    drop: bool = False          # Exim `drop`: the session must end after this reply
-
-
-CONTINUE = Response(Action.CONTINUE)
-_INTERNAL = {"accept": CONTINUE, "reject": Response(Action.REJECT, INTERNAL_REJECT)}
-_INTERNAL_DEFAULT = Response(Action.TEMPFAIL, INTERNAL_TEMPFAIL)
-
-
-def internal_response(mode: str) -> Response:
-    """The answer for an internal error under `settings.on_internal_error` = `mode`
-    (accept, reject, tempfail; anything else tempfails). Every guard uses this one."""
-    return _INTERNAL.get(mode, _INTERNAL_DEFAULT)
-
-
-@dataclass(frozen=True)
-class HeldRefusal:
-    """A refusal from a step the MTA did not wait for, given at the next step it waits for.
-
-    `stage` is where it arose, `where` the statement (file:line) or "internal error".
-    """
-
-    stage: str
-    response: Response
-    where: str
-
-
-@dataclass
-class EomResult:
-    response: Response
-    edits: Edits
-    header_changes: list[tuple[str, int, str]]   # (name, index, new value or "" to delete)
-    quarantine: str | None
-    summary: dict
 
 
 @dataclass
@@ -146,10 +103,8 @@ class Session:
         self.listen_port = listen_port
         self.final: dict | None = None
         self.last_refusal: Decision | None = None   # the transaction's latest non-accept decision
-        # Monitor mode: the first refusal that was not given, as (action, stage, where),
-        # for the connection (connect/HELO) and for the transaction (reset at MAIL).
-        self.would_conn: tuple[str, str, str] | None = None
-        self.would: tuple[str, str, str] | None = None
+        # monitor mode: the first refusal not given (connection and transaction)
+        self.monitor = Monitor()
         # The statement (file:line) of the latest ACL that ran in this transaction: the log
         # line's `where` when the last stage had no ACL of its own.
         self.deciding = ""
@@ -232,16 +187,12 @@ class Session:
         return getattr(self.txn, "queue_id", "") or "-"
 
     def _response(self, decision: Decision, stage: Stage) -> Response:
-        """Map a stage decision to the MTA response (before dry-run filtering)."""
-        r = decision.result
-        if r is Result.OK or r is Result.DISCARD:
-            return CONTINUE
-        if r is Result.FAIL:
-            return Response(Action.REJECT, decision.reply)
-        if r is Result.DROP:
+        """Map a stage decision to the MTA response (before monitor mode); a drop marks the
+        connection."""
+        response = for_decision(decision)
+        if response.drop:
             self.conn.drop = True
-            return Response(Action.REJECT, decision.reply, drop=True)
-        return Response(Action.TEMPFAIL, decision.reply)
+        return response
 
     def _finish(self, response: Response, stage: str, where: str | None = None,
                 report: bool = True) -> Response:
@@ -252,9 +203,7 @@ class Session:
         if self.mode.monitor and response.action is not Action.CONTINUE:
             if where is None:
                 where = self.last_refusal.where if self.last_refusal is not None else "-"
-            log.info("%s dry-run: would %s at %s (%s): %s", self._qid(), response.action.value, stage,
-                     where, response.reply.text() if response.reply else "")
-            self._would(response.action.value, stage, where)
+            self.monitor.withhold(self._qid(), response, stage, where)
             return CONTINUE
         if report and response.action is not Action.CONTINUE and stage in _REFUSAL_EVENTS:
             self._refusal_event(response, stage)
@@ -278,19 +227,9 @@ class Session:
         self._event(name, response.reply.text() if response.reply else "",
                     Stage.RCPT if rcpt is not None else Stage.DATA, rcpt)
 
-    def _would(self, action: str, stage: str, where: str) -> None:
-        """Remember the first refusal monitor mode did not give (named in the dry-run header)."""
-        if stage in ("connect", "helo"):
-            self.would_conn = self.would_conn or (action, stage, where)
-        elif self.would is None:
-            self.would = (action, stage, where)
-
     def _internal_error(self, where: str) -> Response:
         """An exception escaped: log it with its traceback and answer per on_internal_error."""
-        log.error("%s internal error at %s:\n%s", self._qid(), where, traceback.format_exc())
-        if self.services.metrics is not None:
-            self.services.metrics.internal_error(where)
-        return internal_response(self.policy.settings.get("on_internal_error", "tempfail"))
+        return internal_error(self._qid(), where, self.policy.settings, self.services.metrics)
 
     def _clock(self) -> float:
         """Start time of a callback when there are metrics to feed, else 0.0 (no clock read)."""
@@ -330,7 +269,7 @@ class Session:
             self.txn.close()
         self.txn = None
         self.conn = Connection(hostname=hostname)
-        self.would_conn = None
+        self.monitor.new_connection()
         settings = self.policy.settings
         self.conn.client = derive_identity(hostname, address if family != "unix" else "", port, macros or {})
         self.conn.listen_port = self.listen_port
@@ -367,7 +306,8 @@ class Session:
         if self.txn is not None:
             self.txn.close()
         self.last_refusal = None
-        self.would, self.deciding = None, ""
+        self.monitor.new_transaction()
+        self.deciding = ""
         self.txn = Transaction(sender=_strip_brackets(sender), sender_params=tuple(params))
         self.txn.edits = Edits()
         self.txn.body.threshold = int(self.policy.settings.get("body_spool_threshold") or (1 << 20))
@@ -385,7 +325,7 @@ class Session:
         decision = self._run(Stage.MAIL, command="mail")
         if decision.result is Result.DISCARD:
             if self.mode.monitor:
-                self._would("discard", "mail", decision.where)
+                self.monitor.note("discard", "mail", decision.where)
             else:
                 self.txn.discard_all = True
         return self._finish(self._response(decision, Stage.MAIL), "mail")
@@ -410,7 +350,7 @@ class Session:
         response = self._response(decision, Stage.RCPT)
         if decision.result is Result.DISCARD:
             if self.mode.monitor:
-                self._would("discard", "rcpt", decision.where)
+                self.monitor.note("discard", "rcpt", decision.where)
             else:
                 r.discarded = True
         elif response.action is Action.REJECT:
@@ -481,91 +421,17 @@ class Session:
             if held is not None:
                 return self._eom_result(self._finish(held.response, held.stage, report=False), Edits(), None,
                                         f"{held.response.action.value}_at_{held.stage}", where=held.where)
-            return self._eom()
+            return eom.run(self)
         except Exception:  # noqa: BLE001
             internal = self._internal_error("eom")
             response = self._finish(internal, "eom", "internal error")
             try:
-                summary = self.log_record(_word(internal), None, "internal error")
+                summary = self.log_record(outcome_word(internal), None, "internal error")
             except Exception:  # noqa: BLE001 - the state itself may be what broke
-                summary = {"queue_id": self._qid(), "decision": _word(internal), "where": "internal error"}
+                summary = {"queue_id": self._qid(), "decision": outcome_word(internal), "where": "internal error"}
             return EomResult(response, Edits(), [], None, summary)
         finally:
             self._timed("eom", started)
-
-    def _eom(self) -> EomResult:
-        txn = self.txn
-        if txn is None:
-            txn = self.txn = Transaction()
-            txn.edits = Edits()
-        refused = self._command_hooks("data", Stage.DATA)
-        if refused is not None:
-            return self._eom_result(self._finish(refused[0], "data", refused[1]), Edits(), None,
-                                    _word(refused[0]), where=refused[1])
-        edits: Edits = txn.edits
-        kept = [r for r in txn.recipients if r.accepted and not r.discarded]
-        for r in txn.recipients:
-            if r.accepted and r.discarded:
-                edits.delete_recipient(r.raw, "discarded at MAIL/RCPT")
-        if not kept:
-            log.info("%s all recipients discarded before DATA: message discarded", self._qid())
-            return self._eom_result(self._finish(Response(Action.DISCARD), "data"), edits, None, "discard")
-        decision = self._run(Stage.DATA, command="data")
-        hook_decision = decision
-        if self.mode.monitor and decision.result is not Result.OK:
-            # Monitor mode: the hooks add their headers (A-R, X-DCC, ...) as for an accepted message
-            hook_decision = Decision(Result.OK, where=decision.where, stage=decision.stage)
-        data_hooks = self.policy.eom_hooks("after_data")
-        if data_hooks:
-            ctx = self._ctx(Stage.DATA)
-            for hook in data_hooks:
-                hook.run(ctx, hook_decision)
-            self._flush_log(ctx, "data hooks")
-        response = self._response(decision, Stage.DATA)
-        if decision.result is Result.DISCARD:
-            response = Response(Action.DISCARD)
-        stage = "data"
-        if response.action is not Action.CONTINUE and self.mode.monitor:
-            # Monitor mode: note the refusal, then go on as if accepted, so the deliver ACL
-            # and the verdict headers still run.
-            response = self._finish(response, "data", decision.where)
-        if response.action is Action.CONTINUE:
-            response = self._deliver(kept, edits)
-            if response.action is not Action.CONTINUE:
-                stage = "deliver"
-                if self.mode.monitor:
-                    response = self._finish(response, stage)
-            deliver_hooks = self.policy.eom_hooks("after_deliver")
-            if response.action is Action.CONTINUE and deliver_hooks:
-                # Only a message that will be delivered gets after_deliver work (verdict headers).
-                dctx = self._ctx(Stage.DELIVER)
-                for hook in deliver_hooks:
-                    hook.run(dctx, hook_decision)
-                self._flush_log(dctx, "deliver hooks")
-        outcome = _word(response) + ("_at_deliver" if stage == "deliver" and response is not CONTINUE else "")
-        return self._eom_result(self._finish(response, stage), edits, decision, outcome)
-
-    def _deliver(self, kept: list[Recipient], edits: Edits) -> Response:
-        """Run the deliver ACL per recipient: keep, delete (discard/deny/drop) or tempfail all."""
-        if Stage.DELIVER not in self.policy.stage_acls:
-            return CONTINUE
-        remaining = 0
-        for r in kept:
-            decision = self._run(Stage.DELIVER, r, command="deliver")
-            if decision.result is Result.OK:
-                remaining += 1       # kept, or replaced by its `redirect` address
-                r.delivered = True
-            elif decision.result in (Result.DISCARD, Result.FAIL, Result.DROP):
-                r.delivered = False
-                edits.delete_recipient(r.raw, decision.where)
-                log.info("%s recipient %s not delivered (%s at %s)", self._qid(), r.address,
-                         decision.result.value, decision.where)
-            else:
-                return Response(Action.TEMPFAIL, decision.reply or INTERNAL_TEMPFAIL)
-        if remaining == 0:
-            log.info("%s no recipient left after the deliver ACL: message discarded", self._qid())
-            return Response(Action.DISCARD)
-        return CONTINUE
 
     def _flush_log(self, ctx: EvalContext, what: str) -> None:
         for line in ctx.log_lines:
@@ -575,7 +441,7 @@ class Session:
                     where: str | None = None) -> EomResult:
         txn = self.txn
         if self.mode.monitor:
-            edits = self._monitored(edits)
+            edits = self.monitor.edits(edits, self.policy.settings.get("dry_run_header"))
         changes = [(n, i, "") for n, i in apply_header_removals(txn.headers if txn else [],
                                                                 edits.header_removes)]
         summary = self.log_record(outcome, decision, where)
@@ -583,29 +449,9 @@ class Session:
             self._event("msg:complete", "accept" if response is CONTINUE else response.action.value, Stage.DATA)
         return EomResult(response, edits, changes, None if self.mode.monitor else edits.quarantine, summary)
 
-    def _monitored(self, edits: Edits) -> Edits:
-        """Monitor mode's edits: every header change stays (A-R, Received-SPF, X-DCC, verdict
-        headers, the policy's add_header, removals of forged A-R); recipient changes and the
-        quarantine go; the dry-run header names the first refusal not given, and where."""
-        kept = Edits(header_adds=list(edits.header_adds), header_removes=list(edits.header_removes))
-        header = self.policy.settings.get("dry_run_header")
-        if header:
-            kept.add_header(HeaderAdd(header, clean_line(self.would_text(edits)), HeaderPosition.END,
-                                      "dry-run"))
-        return kept
-
     def would_text(self, edits: Edits) -> str:
-        """What monitor mode did not do: `would reject at mail (policy.yaml:12)`, or `would
-        accept`, plus the recipient changes and quarantine left out."""
-        first = self.would_conn or self.would
-        text = f"would {first[0]} at {first[1]} ({first[2]})" if first else "would accept"
-        if edits.rcpt_deletes:
-            text += f"; would remove {len(edits.rcpt_deletes)} recipient(s)"
-        if edits.rcpt_adds:
-            text += f"; would add {len(edits.rcpt_adds)} recipient(s)"
-        if edits.quarantine:
-            text += "; would quarantine"
-        return text
+        """What monitor mode did not do (monitor.Monitor.text)."""
+        return self.monitor.text(edits)
 
     def abort(self) -> None:
         """RSET or a dropped transaction: forget the transaction, keep the connection."""
@@ -624,40 +470,12 @@ class Session:
         `where` (the deciding statement) defaults to the decision's; when that stage had no ACL,
         the statement of the latest ACL that ran in the transaction decided. `checks` holds a
         word per check that ran (summary.check_words), `prx` the PROXY peer."""
-        txn = self.txn
         where = where if where is not None else (decision.where if decision else "")
         if where == "no ACL" and self.deciding:
             where = self.deciding
-        client = self.conn.client
-        rec = {
-            "queue_id": self._qid(),
-            "client": f"{self.conn.client.name or 'unknown'}[{self.conn.client.address}]",
-            "helo": self.conn.helo,
-            "sender": f"<{txn.sender}>" if txn else "",
-            "recipients": [r.address for r in txn.recipients if r.accepted] if txn else [],
-            "decision": outcome,
-            "where": where,
-            "checks": check_words(txn.results) if txn else {},
-            "prx": _proxy_peer(client) if client.proxied else "",
-            "dry_run": self.mode.monitor,
-        }
+        rec = message_record(self.conn, self.txn, self._qid(), outcome, where, self.mode.monitor)
         self.final = rec
         return rec
-
-
-def _proxy_peer(client: Any) -> str:
-    """The PROXY peer as Exim's `PRX=` shows it: `[address]:port`, the address alone, or
-    `yes` when the proxy's address is not known (Postfix does not tell it to a milter)."""
-    if not client.proxy_address:
-        return "yes"
-    return f"[{client.proxy_address}]:{client.proxy_port}" if client.proxy_port else client.proxy_address
-
-
-def _word(response: Response) -> str:
-    """The log line's word for a final response: accept, reject, tempfail, discard or drop."""
-    if response.action is Action.CONTINUE or response.action is Action.ACCEPT:
-        return "accept"
-    return "drop" if response.drop else response.action.value
 
 
 def _strip_brackets(addr: str) -> str:

@@ -20,7 +20,9 @@ import Milter
 import milter
 
 from ..runtime import Runtime
-from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session, internal_response
+from ..internal import internal_response
+from ..responses import CONTINUE, Action, EomResult, HeldRefusal, Response
+from ..session import Session
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import logline, logsetup

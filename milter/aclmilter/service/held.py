@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..session import Action, HeldRefusal, Response
+from ..responses import Action, HeldRefusal, Response
 
 
 @dataclass(frozen=True)
