@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from .registry import TABLES
 from .state import Connection, Transaction
 from .summary import check_words
 
@@ -11,9 +10,10 @@ from .summary import check_words
 def message_record(conn: Connection, txn: Transaction | None, qid: str, outcome: str, where: str,
                    monitor: bool) -> dict:
     """The record service/logline.py writes. `checks` holds a word per check that ran
-    (summary.check_words), `prx` the PROXY peer as Exim's `PRX=` shows it."""
+    (summary.check_words); features add fields of their own (registry.record_field: `prx`,
+    the PROXY peer)."""
     client = conn.client
-    return {
+    rec = {
         "queue_id": qid,
         "client": f"{client.name or 'unknown'}[{client.address}]",
         "helo": conn.helo,
@@ -22,14 +22,9 @@ def message_record(conn: Connection, txn: Transaction | None, qid: str, outcome:
         "decision": outcome,
         "where": where,
         "checks": check_words(txn.results) if txn else {},
-        "prx": proxy_peer(client) if client.proxied else "",
         "dry_run": monitor,
     }
+    for entry in TABLES.record_fields.values():
+        rec[entry.name] = entry.get(conn)
+    return rec
 
-
-def proxy_peer(client: Any) -> str:
-    """The PROXY peer as Exim's `PRX=` shows it: `[address]:port`, the address alone, or
-    `yes` when the proxy's address is not known (Postfix does not tell it to a milter)."""
-    if not client.proxy_address:
-        return "yes"
-    return f"[{client.proxy_address}]:{client.proxy_port}" if client.proxy_port else client.proxy_address

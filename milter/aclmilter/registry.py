@@ -116,6 +116,7 @@ class _Tables:
     eom_hooks: dict[str, "EomHook"] = field(default_factory=dict)
     slots: dict[str, "Slot"] = field(default_factory=dict)
     command_hooks: dict[str, "CommandHook"] = field(default_factory=dict)
+    record_fields: dict[str, "RecordField"] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -367,3 +368,21 @@ def command_hooks(command: str) -> tuple[CommandHook, ...]:
     """The hooks of one command in execution order."""
     return tuple(sorted((h for h in TABLES.command_hooks.values() if command in h.commands),
                         key=lambda h: (h.order, h.name)))
+
+
+# ---- message log record fields ---------------------------------------------------------------
+@dataclass(frozen=True)
+class RecordField:
+    """A field a feature adds to the one-line-per-message record (msglog.message_record):
+    `get(conn)` returns its text ("" when the feature has nothing to say)."""
+
+    name: str
+    get: Callable[[Any], str]
+
+
+def record_field(name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+    """Register a message record field computed from the Connection."""
+    def wrap(fn: Callable[[Any], str]) -> Callable[[Any], str]:
+        _add(TABLES.record_fields, name, RecordField(name, fn))
+        return fn
+    return wrap

@@ -23,9 +23,6 @@ class ClientIdentity:
     local_address: str = ""      # {daemon_addr}: where the MTA (or, proxied, the proxy) was reached
     local_port: str = ""
     daemon_name: str = ""
-    proxied: bool = False
-    proxy_address: str = ""      # the proxy's own address if configured per listener
-    proxy_port: str = ""
 
     @property
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -90,7 +90,8 @@ def test_proxied_session_variables(tmp_path: Path) -> None:
                   {"{client_addr}": "203.0.113.7", "{client_port}": "4711", "{daemon_name}": "proxied",
                    "{daemon_addr}": "198.51.100.25", "{daemon_port}": "25"})
     assert r.action is Action.CONTINUE
-    assert s.conn.client.proxied
+    assert s.records[0].variables["proxy_session"] == "yes"
+    assert s.log_record("accept")["prx"] == "[192.0.2.2]:40000"
     logs = s.records[0].log_lines
     assert "target=198.51.100.25:25 host=192.0.2.2:40000 session=yes" in logs
     assert s.records[0].variables["sender_host_address"] == "203.0.113.7"

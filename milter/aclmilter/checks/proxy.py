@@ -10,10 +10,9 @@ Which sessions are proxied is configuration: a listener named by `{daemon_name}`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from .. import identity
-from ..identity import _valid_ip, strip_ipv6_prefix  # noqa: F401 - re-exported for callers
+from ..identity import _valid_ip
 from ..state import ClientIdentity
 
 
@@ -37,24 +36,24 @@ class ProxyListener:
         return True
 
 
-def mark_proxied(ident: ClientIdentity, listeners: tuple[ProxyListener, ...], listen_port: str) -> None:
-    """Mark `ident` as proxied when its `{daemon_name}`/`{daemon_port}` (or our listener's
-    port) name one of `listeners`, with the proxy's own address if the listener gives it."""
+@dataclass
+class ProxyState:
+    """What one connection's PROXY situation is (a connection slot of conditions/proxy.py)."""
+
+    proxied: bool = False        # it came in through a proxy listener
+    address: str = ""            # the proxy's own address, when the listener names it
+    port: str = ""
+    required_failed: bool = False    # in proxy_required_hosts, but not through a proxy listener
+
+
+def listener_for(ident: ClientIdentity, listeners: tuple[ProxyListener, ...],
+                 listen_port: str) -> ProxyListener | None:
+    """The proxy listener the connection came in through (by its `{daemon_name}`,
+    `{daemon_port}` or our listener's port), or None."""
     for listener in listeners:
         if listener.matches(ident.daemon_name, ident.local_port, listen_port):
-            ident.proxied = True
-            ident.proxy_address = listener.proxy_address
-            ident.proxy_port = listener.proxy_port
-            break
-
-
-def derive_identity(hostname: str, address: str, port: str | int | None, macros: Mapping[str, str],
-                    listeners: tuple[ProxyListener, ...] = (), listen_port: str = "") -> ClientIdentity:
-    """The ClientIdentity of a connection (identity.derive_identity), marked as proxied when
-    it came in through one of `listeners`."""
-    ident = identity.derive_identity(hostname, address, port, macros)
-    mark_proxied(ident, listeners, listen_port)
-    return ident
+            return listener
+    return None
 
 
 def parse_listeners(value: Any) -> tuple[ProxyListener, ...]:
