@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .actions import Decision, Edits
 from .outcome import Result
 from .replies import INTERNAL_TEMPFAIL
-from .responses import CONTINUE, Action, EomResult, Response, outcome_word
+from .responses import CONTINUE, Action, EomResult, Response, for_decision, outcome_word
 from .stages import Stage
 from .state import Recipient, Transaction
 
@@ -34,7 +34,7 @@ def run(s: "Session") -> EomResult:
     if txn is None:
         txn = s.txn = Transaction()
         txn.edits = Edits()
-    refused = s._command_hooks("data", Stage.DATA)
+    refused = s._command_hooks("data", Stage.DATA) if "data" in s._hooked else None
     if refused is not None:
         return s._eom_result(s._finish(refused[0], "data", refused[1]), Edits(), None,
                              outcome_word(refused[0]), where=refused[1])
@@ -57,7 +57,7 @@ def run(s: "Session") -> EomResult:
         for hook in data_hooks:
             hook.run(ctx, hook_decision)
         s._flush_log(ctx, "data hooks")
-    response = s._response(decision, Stage.DATA)
+    response = for_decision(decision)
     if decision.result is Result.DISCARD:
         response = Response(Action.DISCARD)
     stage = "data"

@@ -123,6 +123,7 @@ class Session:
         self.policy = snap.policy
         self.services = snap.services
         self.mode: Mode = self.runtime.mode_for(snap, trace=self._trace, simulate=self._simulate)
+        self._hooked = snap.policy.hooked_commands
 
     def _ctx(self, stage: Stage, rcpt: Recipient | None = None, command: str = "") -> EvalContext:
         return EvalContext(self.conn, self.txn, stage, self.services, self.policy, rcpt,
@@ -186,20 +187,15 @@ class Session:
     def _qid(self) -> str:
         return getattr(self.txn, "queue_id", "") or "-"
 
-    def _response(self, decision: Decision, stage: Stage) -> Response:
-        """Map a stage decision to the MTA response (before monitor mode); a drop marks the
-        connection."""
-        response = for_decision(decision)
-        if response.drop:
-            self.conn.drop = True
-        return response
-
     def _finish(self, response: Response, stage: str, where: str | None = None,
                 report: bool = True) -> Response:
         """The single place dry-run is applied: a would-be refusal is logged, mail goes on.
 
         `where` names the statement behind the refusal (default: the latest refusing one). A
-        refusal given is reported to event_action (`report=False`: already reported)."""
+        refusal given is reported to event_action (`report=False`: already reported). A
+        drop marks the connection (the dry run sends nothing more)."""
+        if response.drop:
+            self.conn.drop = True
         if self.mode.monitor and response.action is not Action.CONTINUE:
             if where is None:
                 where = self.last_refusal.where if self.last_refusal is not None else "-"
@@ -274,14 +270,15 @@ class Session:
         self.conn.client = derive_identity(hostname, address if family != "unix" else "", port, macros or {})
         self.conn.listen_port = self.listen_port
         self._macros(macros)
-        refused = self._command_hooks("connect", Stage.CONNECT)
-        if refused is not None:
-            return self._finish(refused[0], "connect", refused[1])
+        if "connect" in self._hooked:       # a feature works before this ACL
+            refused = self._command_hooks("connect", Stage.CONNECT)
+            if refused is not None:
+                return self._finish(refused[0], "connect", refused[1])
         events_on = settings.get("event_action") is not None      # no call per connection otherwise
         if events_on and self._event("tcp:connect"):
             return self._finish(EVENT_REFUSED, "connect")
         decision = self._run(Stage.CONNECT, command="connect")
-        response = self._response(decision, Stage.CONNECT)
+        response = for_decision(decision)
         if events_on and response is CONTINUE and self._event("smtp:connect"):
             response = EVENT_REFUSED
         return self._finish(response, "connect")
@@ -290,14 +287,15 @@ class Session:
     def helo(self, name: str, macros: Mapping[str, str] | None = None) -> Response:
         """HELO/EHLO: the helo ACL; a deny clears $sender_helo_name (Exim)."""
         self._macros(macros)
-        refused = self._command_hooks("helo", Stage.HELO)
-        if refused is not None:
-            return self._finish(refused[0], "helo", refused[1])
+        if "helo" in self._hooked:       # a feature works before this ACL
+            refused = self._command_hooks("helo", Stage.HELO)
+            if refused is not None:
+                return self._finish(refused[0], "helo", refused[1])
         self.conn.helo = clean_line(name or "").strip()
         decision = self._run(Stage.HELO, command="helo")
         if decision.result is not Result.OK:
             self.conn.helo = ""
-        return self._finish(self._response(decision, Stage.HELO), "helo")
+        return self._finish(for_decision(decision), "helo")
 
     @_callback("mail")
     def mail(self, sender: str, params: list[str] | tuple[str, ...] = (),
@@ -319,16 +317,17 @@ class Session:
                     pass
         self._macros(macros)
         self.conn.message_count += 1
-        refused = self._command_hooks("mail", Stage.MAIL)
-        if refused is not None:
-            return self._finish(refused[0], "mail", refused[1])
+        if "mail" in self._hooked:       # a feature works before this ACL
+            refused = self._command_hooks("mail", Stage.MAIL)
+            if refused is not None:
+                return self._finish(refused[0], "mail", refused[1])
         decision = self._run(Stage.MAIL, command="mail")
         if decision.result is Result.DISCARD:
             if self.mode.monitor:
                 self.monitor.note("discard", "mail", decision.where)
             else:
                 self.txn.discard_all = True
-        return self._finish(self._response(decision, Stage.MAIL), "mail")
+        return self._finish(for_decision(decision), "mail")
 
     @_callback("rcpt")
     def rcpt(self, rcpt: str, params: list[str] | tuple[str, ...] = (),
@@ -338,16 +337,17 @@ class Session:
         if self.txn is None:   # defensive: an MTA always sends MAIL first
             self.txn = Transaction()
             self.txn.edits = Edits()
-        refused = self._command_hooks("rcpt", Stage.RCPT)
-        if refused is not None:
-            return self._finish(refused[0], "rcpt", refused[1])
+        if "rcpt" in self._hooked:       # a feature works before this ACL
+            refused = self._command_hooks("rcpt", Stage.RCPT)
+            if refused is not None:
+                return self._finish(refused[0], "rcpt", refused[1])
         r = Recipient(_strip_brackets(rcpt), tuple(params), rcpt if rcpt.startswith("<") else f"<{rcpt}>")
         self.txn.recipients.append(r)
         if self.txn.discard_all:
             r.discarded = True
             return CONTINUE
         decision = self._run(Stage.RCPT, r, command="rcpt")
-        response = self._response(decision, Stage.RCPT)
+        response = for_decision(decision)
         if decision.result is Result.DISCARD:
             if self.mode.monitor:
                 self.monitor.note("discard", "rcpt", decision.where)
@@ -381,14 +381,15 @@ class Session:
     def data(self, macros: Mapping[str, str] | None = None) -> Response:
         """DATA command: the predata ACL (discard is not allowed there -> ERROR, as Exim)."""
         self._macros(macros)
-        refused = self._command_hooks("predata", Stage.PREDATA)
-        if refused is not None:
-            return self._finish(refused[0], "predata", refused[1])
+        if "predata" in self._hooked:       # a feature works before this ACL
+            refused = self._command_hooks("predata", Stage.PREDATA)
+            if refused is not None:
+                return self._finish(refused[0], "predata", refused[1])
         decision = self._run(Stage.PREDATA, command="data")
         if decision.result is Result.DISCARD:
             decision = Decision(Result.ERROR, INTERNAL_TEMPFAIL,
                                 "discard is not allowed in the predata ACL", decision.where, Stage.PREDATA)
-        return self._finish(self._response(decision, Stage.PREDATA), "predata")
+        return self._finish(for_decision(decision), "predata")
 
     def header(self, name: str, value: str) -> Response:
         """One header as the MTA sent it (Postfix: value without the leading space)."""

@@ -75,3 +75,17 @@ def test_where_is_only_asked_when_something_is_held() -> None:
     assert asked == []
     h.step("rcpt", TEMP, False, counting)
     assert asked == ["x"]
+
+
+def test_empty_follows_what_is_held() -> None:
+    h = HeldRefusals()
+    assert h.empty
+    h.step("helo", TEMP, False, where)
+    assert not h.empty
+    h.new_transaction()
+    assert not h.empty                      # a HELO refusal outlives MAIL
+    h.new_helo()
+    assert h.empty
+    h.step("rcpt", TEMP, False, where)
+    h.new_transaction()
+    assert h.empty

@@ -107,6 +107,11 @@ class Policy:
         return self._command_hooks[command]
 
     @functools.cached_property
+    def hooked_commands(self) -> frozenset[str]:
+        """The commands some command hook can act at under this policy."""
+        return frozenset(c for c in COMMANDS if self._command_hooks[c])
+
+    @functools.cached_property
     def _command_hooks(self) -> dict[str, tuple[CommandHook, ...]]:
         return {c: tuple(h for h in command_hooks(c) if h.wanted is None or h.wanted(self))
                 for c in COMMANDS}

@@ -154,6 +154,11 @@ class AclMilter(Milter.Base):
         held and given at the next step it waits for (service/held.py), so nothing is accepted
         that should have been refused.
         """
+        if response.action is Action.CONTINUE:  # the common cases: nothing to map or remember
+            if self._protocol & no_reply_bit:
+                return milter.NOREPLY
+            if self.held.empty:
+                return milter.CONTINUE
         answer = self.held.step(stage, response, not self._protocol & no_reply_bit,
                                 _internal_where if failed else self._refusal_where)
         if answer is None:

@@ -39,24 +39,34 @@ GO_ON = Answer("", Response(Action.CONTINUE))
 class HeldRefusals:
     """The held-refusal state machine of one MTA connection."""
 
-    __slots__ = ("connect", "helo", "txn")
+    __slots__ = ("connect", "helo", "txn", "empty")
 
     def __init__(self) -> None:
         self.connect: HeldRefusal | None = None
         self.helo: HeldRefusal | None = None
         self.txn: HeldRefusal | None = None
+        #: nothing is held (read on every callback, so a plain attribute, kept in step here)
+        self.empty = True
+
+    def _changed(self) -> None:
+        self.empty = self.connect is None and self.helo is None and self.txn is None
 
     def new_connection(self) -> None:
         """A (new) connect: nothing held from before counts."""
         self.connect = self.helo = self.txn = None
+        self.empty = True
 
     def new_helo(self) -> None:
         """A new HELO/EHLO is judged on its own (a refusal from connect stays)."""
-        self.helo = None
+        if self.helo is not None:
+            self.helo = None
+            self._changed()
 
     def new_transaction(self) -> None:
         """MAIL starts a transaction: a refusal held from the previous one is forgotten."""
-        self.txn = None
+        if self.txn is not None:
+            self.txn = None
+            self._changed()
 
     def current(self) -> HeldRefusal | None:
         """The refusal to give now, if any (connection first, then HELO, then transaction)."""
@@ -70,6 +80,7 @@ class HeldRefusals:
             self.helo = held
         elif self.txn is None:
             self.txn = held
+        self.empty = False
 
     def step(self, stage: str, response: Response, waited: bool, where: Callable[[], str]) -> Answer | None:
         """The answer for one step before EOM.
