@@ -66,8 +66,8 @@ class EvalContext:
     #: computing it (how a simulation shows every variable without running unused checks)
     observe_only: bool = False
     #: command-scope slots (registry.slot(scope="command")): one dict per command, shared by
-    #: nested `acl =` evaluations of that command
-    command_slots: dict[str, Any] = field(default_factory=dict)
+    #: nested `acl =` evaluations of that command; made on first use (most commands need none)
+    command_slots: dict[str, Any] | None = None
 
     # ---- variables -------------------------------------------------------------------------
     def var(self, name: str) -> str:
@@ -143,6 +143,8 @@ class EvalContext:
         """Where `scope`'s feature slots live now (registry.Slot.of); ExpansionFailed when the
         evaluation is outside that scope."""
         if scope == "command":
+            if self.command_slots is None:
+                self.command_slots = {}
             return self.command_slots
         if scope == "connection":
             return self.conn
@@ -175,7 +177,9 @@ class EvalContext:
         return self.policy.settings.get(name)
 
     def child(self) -> "EvalContext":
-        """A context for a nested `acl =` evaluation sharing state and trace."""
+        """A context for a nested `acl =` evaluation sharing state, trace and command slots."""
+        if self.command_slots is None:
+            self.command_slots = {}
         return EvalContext(self.conn, self.txn, self.stage, self.services, self.policy, self.rcpt,
                            self.trace, self.log_lines, dict(self.locals), self.depth + 1,
                            self.smtp_command, None, self.mode, self.observe_only, self.command_slots)
