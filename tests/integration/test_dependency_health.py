@@ -44,6 +44,9 @@ class Recorder:
     def check_latency(self, check: str, seconds: float) -> None:
         pass
 
+    def cache_size(self, cache: str, entries: int) -> None:
+        assert entries >= 0
+
 
 def _closed_udp_port() -> int:
     """A loopback UDP port nobody listens on (queries there are refused by the kernel)."""
