@@ -38,8 +38,8 @@ from tests.unit.test_service_glue import FakeCtx  # noqa: E402
 CONNECT_MACROS = {"{client_addr}": "127.0.0.1", "j": "mx.test", "{daemon_name}": "smtpd"}
 
 
-def open_connection() -> glue.AclMilter:
-    m = glue.AclMilter()
+def open_connection(config: glue.GlueConfig) -> glue.AclMilter:
+    m = glue.AclMilter(config)
     m._setctx(FakeCtx(dict(CONNECT_MACROS)))
     m.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     m.connect("mail.bench.example", socket.AF_INET, ("127.0.0.1", 4000))
@@ -52,14 +52,14 @@ def message(m: glue.AclMilter) -> None:
     m.eom()
 
 
-def whole(_m: glue.AclMilter) -> None:
-    m = open_connection()
+def whole(first: glue.AclMilter) -> None:
+    m = open_connection(first.config)
     m.hello("localhost")
     message(m)
     m.close()
 
 
-PARTS = {"all": whole, "conn": lambda _m: open_connection().close(),
+PARTS = {"all": whole, "conn": lambda m: open_connection(m.config).close(),
          "helo": lambda m: m.hello("localhost"), "message": message}
 
 
@@ -75,11 +75,9 @@ def main() -> int:
     a = ap.parse_args()
     logging.disable(logging.INFO)          # the daemon's bench runs log at warning
     with tempfile.TemporaryDirectory() as tmp, with_local_dns(a.policy, Path(tmp)) as policy:
-        runtime = Runtime(policy, dry_run=False)
+        runtime = Runtime(policy, monitor=False)
         runtime.load()
-        glue.CONFIG.runtime = runtime
-        glue.CONFIG.unix_socket = True
-        m = open_connection()
+        m = open_connection(glue.GlueConfig(runtime, unix_socket=True))
         m.hello("localhost")
         for _ in range(20):
             whole(m)

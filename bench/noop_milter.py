@@ -71,7 +71,7 @@ def run_floor(spec_text: str, policy: Path) -> None:
     from aclmilter.runtime import Runtime
     from aclmilter.service import macros, negotiation, netopts, socketspec
 
-    runtime = Runtime(policy, dry_run=False)
+    runtime = Runtime(policy, monitor=False)
     runtime.load()
     spec = socketspec.parse(spec_text)
     bits = negotiation.wanted(runtime.current().needs, over_tcp=spec.kind != "unix")

@@ -27,7 +27,9 @@ from .dryrun import read_message
 from .policy.needs import Needs
 from .runtime import Runtime
 from .service.reply import map_response
-from .session import Action, HeldRefusal, Response, Session
+from .service.held import GO_ON, HeldRefusals
+from .responses import Action, Response
+from .session import Session
 
 
 class Mta(enum.Enum):
@@ -68,8 +70,7 @@ class Dialogue:
 
     def __post_init__(self) -> None:
         # Exim's view needs each stage's decision (an accept's `message` is its 2xx text)
-        self.session = Session(self.runtime, record_variables=self.debug or self.mta is Mta.EXIM,
-                               simulate=True)
+        self.session = Session(self.runtime, trace=self.debug or self.mta is Mta.EXIM, simulate=True)
         self.host = str(self.session.policy.settings.get("primary_hostname") or "localhost")
         self.macros = {"{client_addr}": self.client_ip, "j": self.host}
         self.needs: Needs = self.session.snapshot.needs
@@ -81,9 +82,7 @@ class Dialogue:
         self.messages = 0
         # postfix view: refusals Postfix keeps for the connection, and held ones (glue rules)
         self.sticky: Response | None = None
-        self.pending_connect: HeldRefusal | None = None
-        self.pending_helo: HeldRefusal | None = None
-        self.pending: HeldRefusal | None = None
+        self.held = HeldRefusals()
         self._seen_records = 0
         self._step_records: list = []
 
@@ -137,23 +136,12 @@ class Dialogue:
 
     def _postfix_step(self, step: str, response: Response) -> Response:
         """Apply the glue's hold-and-give-later rule for one step; returns what Postfix acts on."""
-        if not self._answered(step):
-            if response.action is not Action.CONTINUE:
-                held: HeldRefusal | None = HeldRefusal(step, response, "")
-                if step == "connect":
-                    self.pending_connect = self.pending_connect or held
-                elif step == "helo":
-                    self.pending_helo = held
-                elif self.pending is None:
-                    self.pending = held
+        answer = self.held.step(step, response, self._answered(step), _no_where)
+        if answer is None or answer is GO_ON:
             return Response(Action.CONTINUE)
-        if response.action is Action.CONTINUE:
-            held = self.pending_connect or self.pending_helo or self.pending
-            if held is not None:
-                if step == "rcpt":
-                    self.session.refuse_last_recipient(held.response.action)
-                return held.response
-        return response
+        if answer.held and step == "rcpt":
+            self.session.refuse_last_recipient(answer.response.action)
+        return answer.response
 
     # ---- commands ----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -186,7 +174,7 @@ class Dialogue:
             return
         self._end_txn()
         if self.mta is Mta.POSTFIX:
-            self.pending_helo = None
+            self.held.new_helo()
         resp = self.session.helo(name, self.macros)
         self._flush_trace()
         if self.mta is Mta.EXIM:
@@ -258,7 +246,7 @@ class Dialogue:
         self.messages += 1
         self.macros["i"] = f"TESTQID{self.messages}"
         if not exim:
-            self.pending = None
+            self.held.new_transaction()
         if self._refused("mail", self.session.mail(addr, params, self.macros)):
             self.session.abort()
             return
@@ -311,13 +299,13 @@ class Dialogue:
         self.session.body(body)
         held = None
         if not exim:
-            held = self.pending_connect or self.pending_helo or self.pending
+            held = self.held.current()
         result = self.session.eom(self.macros, held)
         self._flush_trace()
         resp = result.response
         self.in_txn = False
         if not exim:
-            self.pending = None
+            self.held.new_transaction()
         self.session.abort()
         if resp.action in (Action.REJECT, Action.TEMPFAIL):
             self._say(*self._refusal_lines(resp))
@@ -333,7 +321,7 @@ class Dialogue:
     def rset(self) -> None:
         self._end_txn()
         if self.mta is Mta.POSTFIX:
-            self.pending = None
+            self.held.new_transaction()
         self._say("250 Reset OK" if self.mta is Mta.EXIM else "250 2.0.0 Ok")
 
     def run(self, lines: Iterable[str]) -> list[str]:
@@ -367,3 +355,8 @@ class Dialogue:
                 self._say("500 unrecognized command" if exim else "502 5.5.2 Error: command not recognized")
         self.session.close()
         return self.replies
+
+
+def _no_where() -> str:
+    """bh names no statement for a held refusal (its trace shows the statements)."""
+    return ""

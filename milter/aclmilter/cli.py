@@ -82,7 +82,7 @@ def _load_runtime(path: str, update: bool = False) -> Runtime | None:
     """A loaded simulation Runtime for the dry-run commands (`test`, `bh`): no writes to shared
     state unless `update`; None after printing why the policy cannot be loaded."""
     from .runtime import Runtime
-    runtime = Runtime(path, dry_run=False, simulate=True, update=update)
+    runtime = Runtime(path, monitor=False, simulate=True, update=update)
     try:
         runtime.load()
     except PolicyErrors as exc:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExpansionFailed
+from .mode import Mode
 from .registry import TABLES
 from .stages import Stage
 from .state import Connection, Recipient, Transaction
@@ -59,14 +60,14 @@ class EvalContext:
     depth: int = 0                                         # nested `acl =` depth
     smtp_command: str = ""
     cond_message: str | None = None     # text produced by a condition (nested acl), used if no `message`
-    dry_run: bool = False               # the `aclmilter test` dry run: no sleeping, no sending
-    tracing: bool = True                # keep the trace (dry run, tests); the daemon logs without it
-    #: shared-state writes allowed (ratelimit updates, Redis write commands); False in a
-    #: simulation (`aclmilter test`/`bh`) without --update (Runtime.simulate/update)
-    writes: bool = True
+    #: how the session runs (mode.Mode: simulate, writes, trace); tests trace by default
+    mode: Mode = Mode(trace=True)
     #: only read results already computed: `check()` of one that has not run fails instead of
     #: computing it (how a simulation shows every variable without running unused checks)
     observe_only: bool = False
+    #: command-scope slots (registry.slot(scope="command")): one dict per command, shared by
+    #: nested `acl =` evaluations of that command; made on first use (most commands need none)
+    command_slots: dict[str, Any] | None = None
 
     # ---- variables -------------------------------------------------------------------------
     def var(self, name: str) -> str:
@@ -97,29 +98,33 @@ class EvalContext:
             self.txn.acl_m[name] = value
 
     # ---- checks ----------------------------------------------------------------------------
-    def check(self, name: str) -> Any:
+    def check(self, name: str, key: Any = None) -> Any:
         """Return the memoised result of check `name`, computing it (and its needs) once per scope.
 
-        Exceptions (LookupDefer and others) are not memoised: a later condition may retry.
+        With `key` (hashable) the check is memoised once per key in its scope and its compute
+        function is called as `compute(ctx, key)` (e.g. one DNS list lookup per list and
+        address). Exceptions (LookupDefer and others) are not memoised: a later condition may
+        retry.
         """
         entry = TABLES.checks[name]
         store = self._store(entry.scope)
-        if name in store:
-            return store[name]
+        slot = name if key is None else (name, key)
+        if slot in store:
+            return store[slot]
         if self.observe_only:
             raise ExpansionFailed(f"check {name} has not run")
         for dep in entry.needs:
             self.check(dep)
         metrics = self.services.metrics
         if metrics is None:
-            result = entry.compute(self)
+            result = entry.compute(self) if key is None else entry.compute(self, key)
         else:       # the latency of the check itself, once per computation (not per condition)
             started = time.monotonic()
             try:
-                result = entry.compute(self)
+                result = entry.compute(self) if key is None else entry.compute(self, key)
             finally:
                 metrics.check_latency(name, time.monotonic() - started)
-        store[name] = result
+        store[slot] = result
         return result
 
     def has_result(self, name: str) -> bool:
@@ -134,6 +139,23 @@ class EvalContext:
             return None
         return self._store(entry.scope).get(name)
 
+    def slot_holder(self, scope: str) -> Any:
+        """Where `scope`'s feature slots live now (registry.Slot.of); ExpansionFailed when the
+        evaluation is outside that scope."""
+        if scope == "command":
+            if self.command_slots is None:
+                self.command_slots = {}
+            return self.command_slots
+        if scope == "connection":
+            return self.conn
+        if scope == "recipient":
+            if self.rcpt is None:
+                raise ExpansionFailed("recipient-scope state outside a recipient stage")
+            return self.rcpt
+        if self.txn is None:
+            raise ExpansionFailed("message state outside a message")
+        return self.txn
+
     def _store(self, scope: str) -> dict:
         if scope == "connection":
             return self.conn.results
@@ -147,7 +169,7 @@ class EvalContext:
 
     # ---- misc ------------------------------------------------------------------------------
     def note(self, where: str, what: str, result: str = "") -> None:
-        if self.tracing:
+        if self.mode.trace:
             self.trace.append(TraceEntry(where, what, result))
 
     def setting(self, name: str) -> Any:
@@ -155,8 +177,9 @@ class EvalContext:
         return self.policy.settings.get(name)
 
     def child(self) -> "EvalContext":
-        """A context for a nested `acl =` evaluation sharing state and trace."""
+        """A context for a nested `acl =` evaluation sharing state, trace and command slots."""
+        if self.command_slots is None:
+            self.command_slots = {}
         return EvalContext(self.conn, self.txn, self.stage, self.services, self.policy, self.rcpt,
                            self.trace, self.log_lines, dict(self.locals), self.depth + 1,
-                           self.smtp_command, None, self.dry_run, self.tracing, self.writes,
-                           self.observe_only)
+                           self.smtp_command, None, self.mode, self.observe_only, self.command_slots)

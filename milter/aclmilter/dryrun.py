@@ -72,7 +72,7 @@ def simulate(runtime: Runtime, spec: SessionSpec, *, live: bool = False) -> dict
         macros.setdefault("{client_port}", str(spec.client_port))
     if spec.client_name:
         macros.setdefault("{client_name}", spec.client_name)
-    session = Session(runtime, record_variables=True, simulate=not live)
+    session = Session(runtime, trace=True, simulate=not live)
     family = "inet6" if ":" in spec.client_ip else "inet"
     steps: list[dict] = []
     eom = None

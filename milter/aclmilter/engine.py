@@ -105,7 +105,7 @@ def evaluate_item(ctx: EvalContext, use: ItemUse, st: Statement | None = None) -
         return Result.ERROR
     if use.negated:
         rc = rc.negated()
-    if entry.kind is Kind.CONDITION and ctx.tracing:     # the label costs: build it only to trace
+    if entry.kind is Kind.CONDITION and ctx.mode.trace:     # the label costs: build it only to trace
         ctx.note(where, _label(use), rc.value)
     return rc
 
@@ -161,11 +161,11 @@ def _verb_outcome(ctx: EvalContext, st: Statement, rc: Result, message: ItemUse 
             _hit(ctx, where)
             result = Result.DROP if rc is Result.DROP else Result.FAIL
             return _decide(ctx, result, message, log_message, where, verb)
-        if ctx.tracing:
+        if ctx.mode.trace:
             ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
         return None
     if not passed:
-        if ctx.tracing:
+        if ctx.mode.trace:
             ctx.note(where, f"{verb.value}: not all conditions true, next statement", "")
         return None
     _hit(ctx, where)
@@ -228,7 +228,7 @@ def _decide(ctx: EvalContext, result: Result, message: ItemUse | None, log_messa
         reply = build_reply(user, DEFAULT_ACCEPT_CODE.get(ctx.stage, 250), "OK", add)
     if logtext is None and user:
         logtext = user.split("\n")[0]
-    if ctx.tracing:
+    if ctx.mode.trace:
         ctx.note(where, f"{verb.value} decides: {result.value}" + (f" ({reply.text()})" if reply else ""),
                  result.value)
     return Decision(result, reply, logtext, where, ctx.stage, user)

@@ -114,6 +114,9 @@ class _Tables:
     settings: dict[str, "Setting"] = field(default_factory=dict)
     lookups: dict[str, "Lookup"] = field(default_factory=dict)
     eom_hooks: dict[str, "EomHook"] = field(default_factory=dict)
+    slots: dict[str, "Slot"] = field(default_factory=dict)
+    command_hooks: dict[str, "CommandHook"] = field(default_factory=dict)
+    record_fields: dict[str, "RecordField"] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -268,3 +271,118 @@ def hooks(phase: str) -> tuple[EomHook, ...]:
                                key=lambda h: (h.order, h.name)))
         cached = _HOOKS_BY_PHASE[phase] = (count, ordered)
     return cached[1]
+
+
+# ---- feature state ---------------------------------------------------------------------------
+#: Where a slot's value lives: the Connection, the Transaction, the Recipient (state.py), or
+#: the one command being evaluated (an EvalContext and its nested `acl =` children).
+SLOT_SCOPES = ("connection", "transaction", "recipient", "command")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """State one feature keeps per scope, declared by that feature (state.py knows none).
+
+    The value is made by `factory()` on first use in each scope instance, so it is fresh for
+    every connection / message / recipient / command, and dropped with it.
+    """
+
+    name: str
+    scope: str
+    factory: Callable[[], Any]
+
+    def on(self, holder: Any) -> Any:
+        """The value in `holder` (a Connection, Transaction or Recipient, or a command's
+        dict), created on first use."""
+        slots = holder if isinstance(holder, dict) else holder.slots
+        try:
+            return slots[self.name]
+        except KeyError:
+            value = slots[self.name] = self.factory()
+            return value
+
+    def peek(self, holder: Any) -> Any:
+        """The value in `holder` if one was made, else None (reading never creates one)."""
+        if holder is None:
+            return None
+        slots = holder if isinstance(holder, dict) else holder.slots
+        return slots.get(self.name)
+
+    def put(self, holder: Any, value: Any) -> None:
+        """Replace the value in `holder` (for slots holding an immutable value)."""
+        slots = holder if isinstance(holder, dict) else holder.slots
+        slots[self.name] = value
+
+    def of(self, ctx: "EvalContext") -> Any:
+        """The value for the scope `ctx` is in. Raises ExpansionFailed outside that scope
+        (a recipient slot outside a recipient stage, a transaction slot before MAIL)."""
+        return self.on(ctx.slot_holder(self.scope))
+
+
+def slot(name: str, *, scope: str, factory: Callable[[], Any]) -> Slot:
+    """Declare a feature's per-scope state; returns the handle the feature reads it with."""
+    if scope not in SLOT_SCOPES:
+        raise RuntimeError(f"aclmilter registry: slot {name!r}: unknown scope {scope!r}")
+    entry = Slot(name, scope, factory)
+    _add(TABLES.slots, name, entry)
+    return entry
+
+
+# ---- command hooks -----------------------------------------------------------------------------
+#: The commands a hook can run before: the stage's ACL (or, for "data", the end of message).
+COMMANDS = ("connect", "helo", "mail", "rcpt", "predata", "data")
+
+
+@dataclass(frozen=True)
+class CommandHook:
+    """Feature work the session does at a command before that command's ACL runs.
+
+    `run(ctx)` returns None to go on, or a Reply: the command is refused with it (a 5xx
+    reject; `name` is logged as where the refusal came from). It must not raise for expected
+    failures; an exception is an internal error of that command. At "rcpt" it runs before
+    the recipient is added to the message.
+    """
+
+    name: str
+    commands: tuple[str, ...]
+    order: int
+    run: Callable[["EvalContext"], Any]
+    #: False when the hook can never act under a policy (policy.model.Policy); None: always
+    wanted: Callable[[Any], bool] | None = None
+
+
+def command_hook(name: str, *, commands: tuple[str, ...], order: int = 50,
+                 wanted: Callable[[Any], bool] | None = None) -> Callable[[Callable], Callable]:
+    """Register a hook run before the ACL of each command in `commands` (lower order first)."""
+    bad = [c for c in commands if c not in COMMANDS]
+    if bad:
+        raise RuntimeError(f"aclmilter registry: command hook {name!r}: unknown command(s) {bad}")
+
+    def wrap(fn: Callable) -> Callable:
+        _add(TABLES.command_hooks, name, CommandHook(name, tuple(commands), order, fn, wanted))
+        return fn
+    return wrap
+
+
+def command_hooks(command: str) -> tuple[CommandHook, ...]:
+    """The hooks of one command in execution order."""
+    return tuple(sorted((h for h in TABLES.command_hooks.values() if command in h.commands),
+                        key=lambda h: (h.order, h.name)))
+
+
+# ---- message log record fields ---------------------------------------------------------------
+@dataclass(frozen=True)
+class RecordField:
+    """A field a feature adds to the one-line-per-message record (msglog.message_record):
+    `get(conn)` returns its text ("" when the feature has nothing to say)."""
+
+    name: str
+    get: Callable[[Any], str]
+
+
+def record_field(name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+    """Register a message record field computed from the Connection."""
+    def wrap(fn: Callable[[Any], str]) -> Callable[[Any], str]:
+        _add(TABLES.record_fields, name, RecordField(name, fn))
+        return fn
+    return wrap

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PolicyErrors
+from .mode import Mode
 from .policy.loader import load_file
 from .policy.model import Policy
 from .policy.needs import Needs, analyse
@@ -37,7 +38,7 @@ class Runtime:
     """Holds the current (policy, services) pair for the service and the dry run."""
 
     def __init__(self, policy_path: str | Path, *, overrides: dict[str, Any] | None = None,
-                 dry_run: bool | None = None, metrics: Any = None, services_factory: Any = None,
+                 monitor: bool | None = None, metrics: Any = None, services_factory: Any = None,
                  simulate: bool = False, update: bool = False) -> None:
         self.policy_path = Path(policy_path)
         # A simulation (`aclmilter test`, `aclmilter bh`) leaves shared state alone: checks run
@@ -46,7 +47,8 @@ class Runtime:
         self.simulate = simulate
         self.update = update
         self.overrides = overrides or {}
-        self.dry_run_flag = dry_run
+        #: monitor mode from the command line (`serve --dry-run`); None: the policy's settings.dry_run
+        self.monitor_flag = monitor
         self.metrics = metrics
         self._services_factory = services_factory or (lambda settings: Services(settings, self.overrides))
         self._lock = threading.Lock()
@@ -73,15 +75,22 @@ class Runtime:
         return snap
 
     @property
-    def dry_run(self) -> bool:
-        """Dry run from the command line, else from the current policy's settings."""
-        return self.dry_run_for(self.current())
+    def monitor(self) -> bool:
+        """Monitor mode (mode.Mode.monitor) from the command line, else from the current
+        policy's settings.dry_run."""
+        return self.monitor_for(self.current())
 
-    def dry_run_for(self, snap: Snapshot) -> bool:
-        """Dry run from the command line, else from that snapshot's policy settings."""
-        if self.dry_run_flag is not None:
-            return self.dry_run_flag
+    def monitor_for(self, snap: Snapshot) -> bool:
+        """Monitor mode from the command line, else from that snapshot's settings.dry_run."""
+        if self.monitor_flag is not None:
+            return self.monitor_flag
         return bool(snap.policy.settings.get("dry_run"))
+
+    def mode_for(self, snap: Snapshot, *, trace: bool = False, simulate: bool | None = None) -> Mode:
+        """The Mode of a session working with `snap` (`simulate` None: this runtime's)."""
+        simulate = self.simulate if simulate is None else simulate
+        return Mode(monitor=self.monitor_for(snap), simulate=simulate, writes=not simulate or self.update,
+                    trace=trace)
 
     def reload(self) -> list[str]:
         """Re-read the policy. Returns [] on success, else the error lines (old policy kept)."""

@@ -23,10 +23,6 @@ class ClientIdentity:
     local_address: str = ""      # {daemon_addr}: where the MTA (or, proxied, the proxy) was reached
     local_port: str = ""
     daemon_name: str = ""
-    proxied: bool = False
-    proxy_address: str = ""      # the proxy's own address if configured per listener
-    proxy_port: str = ""
-    proxy_required_failed: bool = False
 
     @property
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -55,7 +51,9 @@ class Connection:
     auth_type: str = ""
     controls: set[str] = field(default_factory=set)      # connection-wide controls
     results: dict[str, Any] = field(default_factory=dict)  # connection-scope check results
-    ratelimit_cache: dict[str, Any] = field(default_factory=dict)
+    #: features' connection state (registry.slot(..., scope="connection")), by slot name
+    slots: dict[str, Any] = field(default_factory=dict)
+    listen_port: str = ""               # our listener's port (a proxy listener may be named by it)
     message_count: int = 0
     drop: bool = False                  # set once a `drop` verdict was given
 
@@ -69,11 +67,12 @@ class Recipient:
     raw: str = ""                       # as the MTA sent it (with brackets) for delrcpt
     accepted: bool = True
     discarded: bool = False             # discarded by a MAIL/RCPT ACL (delete at EOM)
-    optin: tuple[str, ...] = ()         # bmi_optin strings
     vars: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)   # recipient-scope check results
     parent: str | None = None           # address this one was derived from (verdict inheritance)
     delivered: bool | None = None       # outcome of the deliver ACL (None: not run)
+    #: features' recipient state (registry.slot(..., scope="recipient")), by slot name
+    slots: dict[str, Any] = field(default_factory=dict)
 
     @property
     def local_part(self) -> str:
@@ -165,6 +164,8 @@ class Transaction:
     rcpt_fail_count: int = 0
     rcpt_defer_count: int = 0
     size_param: int = -1
+    #: features' message state (registry.slot(..., scope="transaction")), by slot name
+    slots: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accepted_recipients(self) -> list[Recipient]:

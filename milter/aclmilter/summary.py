@@ -43,5 +43,10 @@ def result_word(value: Any) -> str:
 
 
 def check_words(results: dict[str, Any] | None) -> dict[str, str]:
-    """{check name: word} for every check that ran in a transaction, in the order they ran."""
-    return {name: result_word(value) for name, value in results.items()} if results else {}
+    """{check name: word} for every check that ran in a transaction, in the order they ran.
+
+    Results memoised per key (`ctx.check(name, key=...)`, stored under (name, key)) have no
+    single word and are left out."""
+    if not results:
+        return {}
+    return {name: result_word(value) for name, value in results.items() if type(name) is str}

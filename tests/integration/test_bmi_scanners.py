@@ -11,7 +11,7 @@ from aclmilter import registry
 from aclmilter.actions import Edits
 from aclmilter.checks.bmi import VerdictKind, parse_bmi
 from aclmilter.checks.scan import ScanStatus
-from aclmilter.conditions.bmi import verdict_headers
+from aclmilter.conditions.bmi import OPTIN, verdict_headers
 from aclmilter.context import EvalContext
 from aclmilter.errors import LookupDefer
 from aclmilter.outcome import Result
@@ -48,7 +48,9 @@ def make_txn(body: str, recipients=OPTINS, bmi_run: bool = True) -> Transaction:
     txn.body.write(raw)
     txn.edits = Edits()
     for addr, optin in recipients.items():
-        txn.recipients.append(Recipient(addr, (), f"<{addr}>", optin=optin))
+        rcpt = Recipient(addr, (), f"<{addr}>")
+        OPTIN.put(rcpt, optin)          # what `bmi_optin =` does (the bmi feature's recipient slot)
+        txn.recipients.append(rcpt)
     if bmi_run:
         txn.controls["bmi_run"] = ""
     return txn

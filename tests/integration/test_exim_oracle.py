@@ -70,7 +70,7 @@ def imported(conf: Path, case: dict, request: pytest.FixtureRequest):
 
 
 def _aclmilter_bh(policy: Path, client: str, dialogue: str, mta: Mta) -> list[str]:
-    runtime = Runtime(str(policy), dry_run=False)
+    runtime = Runtime(str(policy), monitor=False)
     runtime.load()
     return Dialogue(runtime, client, mta).run(dialogue.split("\n"))
 

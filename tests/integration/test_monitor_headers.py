@@ -24,12 +24,12 @@ acl:
 """
 
 
-@pytest.mark.parametrize("dry_run", [True, False])
-def test_x_dcc_is_added_in_monitor_mode_only_when_not_refusing(tmp_path: Path, dry_run: bool) -> None:
+@pytest.mark.parametrize("monitor", [True, False])
+def test_x_dcc_is_added_in_monitor_mode_only_when_not_refusing(tmp_path: Path, monitor: bool) -> None:
     with FakeDccifd.tcp("127.0.0.1") as fake:
         path = tmp_path / "p.yaml"
         path.write_text(POLICY.format(address=fake.address))
-        rt = Runtime(path, dry_run=dry_run)
+        rt = Runtime(path, monitor=monitor)
         rt.load()
         s = Session(rt)
         s.connect("mx.sender.example", "inet", "192.0.2.25", 4000, {})
@@ -42,7 +42,7 @@ def test_x_dcc_is_added_in_monitor_mode_only_when_not_refusing(tmp_path: Path, d
         eom = s.eom({"i": "Q1"})
         added = {a.name: a.value for a in eom.edits.header_adds}
         assert len(fake.requests) == 1
-        if dry_run:
+        if monitor:
             assert eom.response.action is Action.CONTINUE
             assert added["X-DCC-FAKE-Metrics"].startswith("mx.fake.example 1234;")
             assert added["X-ACLMilter-Dry-Run"] == f"would reject at data ({path}:7)"

@@ -126,7 +126,7 @@ def test_dcc_in_a_simulation_asks_grey_query_and_starts_no_embargo(tmp_path: Pat
         assert last_variables(report)["dcc_result"] == "A"
         # the same message through the service's path (no simulation) does start one, so the
         # fake really enforces it: without grey-query the triple is now embargoed
-        rt = Runtime(tmp_path / "policy.yaml", dry_run=False)
+        rt = Runtime(tmp_path / "policy.yaml", monitor=False)
         rt.load()
         simulate_one(Session(rt))
         assert "grey-query" not in fake.requests[-1].options
@@ -145,7 +145,7 @@ acl:
     assert last_variables(report)["dmarc_status"] == "reject"  # DMARC did run ...
     assert not history.exists()                                # ... and wrote no history line
     # the service's path writes one for the same message
-    rt = Runtime(tmp_path / "policy.yaml", dry_run=False)
+    rt = Runtime(tmp_path / "policy.yaml", monitor=False)
     rt.load()
     simulate_one(Session(rt))
     assert "job Q1" in history.read_text()

@@ -23,7 +23,7 @@ acl:
 def run(tmp_path: Path, dialogue: str, mta: Mta = Mta.POSTFIX, debug: bool = False) -> Dialogue:
     p = tmp_path / "p.yaml"
     p.write_text(POLICY)
-    rt = Runtime(str(p), dry_run=False)
+    rt = Runtime(str(p), monitor=False)
     rt.load()
     d = Dialogue(rt, "192.0.2.1", mta, debug=debug)
     d.run(dialogue.split("\n"))

@@ -49,7 +49,7 @@ def policy_text(*, failure: str = "tempfail", homogeneous: bool = True, rule_red
 def session(tmp_path: Path, scanner: StandIn, text: str) -> Session:
     path = tmp_path / "bmi.yaml"
     path.write_text(text)
-    rt = Runtime(path, dry_run=False, overrides={"scanner:bmi": scanner})
+    rt = Runtime(path, monitor=False, overrides={"scanner:bmi": scanner})
     rt.load()
     s = Session(rt)
     s.connect("mx.example.net", "inet", "192.0.2.7", 4000, {})

@@ -41,7 +41,7 @@ class Recorder(Session):
 def _session(tmp_path: Path, policy: str = POLICY) -> Recorder:
     path = tmp_path / "p.yaml"
     path.write_text(policy)
-    rt = Runtime(path, dry_run=False)
+    rt = Runtime(path, monitor=False)
     rt.load()
     s = Recorder(rt)
     s.seen = []

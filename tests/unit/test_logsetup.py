@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from pathlib import Path
 
@@ -15,12 +14,11 @@ from aclmilter.service import logsetup
 
 
 @pytest.fixture
-def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """stderr redirected to a file; the aclmilter logger set up as the daemon does."""
+def log_file(tmp_path: Path):
+    """The aclmilter logger set up as the daemon does, writing to a file instead of stderr."""
     path = tmp_path / "stderr.log"
     stream = path.open("w", encoding="utf-8")
-    monkeypatch.setattr(sys, "stderr", stream)
-    logsetup.setup("info")
+    logsetup.setup("info", stream=stream)
     yield path
     for name in ("aclmilter", logsetup.MESSAGE_LOGGER):
         logger = logging.getLogger(name)
@@ -64,8 +62,7 @@ def test_other_records_are_written_at_once_with_levels_arguments_and_tracebacks(
         raise ValueError("boom")
     except ValueError:
         log.exception("failed")
-    sys.stderr.flush()
-    text = log_file.read_text()            # no writer thread to wait for
+    text = log_file.read_text()            # no writer thread to wait for (the handler flushes)
     assert "hidden" not in text
     assert "WARNING value ['before']" in text
     assert "ERROR failed\nTraceback (most recent call last):" in text and "ValueError: boom" in text
@@ -107,7 +104,7 @@ def test_a_forked_worker_writes_its_own_lines_and_not_its_parents(log_file: Path
 
 
 def test_lines_beyond_the_limit_are_dropped_and_counted_while_the_log_is_stuck(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """A log reader that stops reading must not stop mail nor grow memory without bound."""
     release, stuck = threading.Event(), threading.Event()
     written: list[str] = []
@@ -121,10 +118,7 @@ def test_lines_beyond_the_limit_are_dropped_and_counted_while_the_log_is_stuck(
         def flush(self) -> None:
             pass
 
-    monkeypatch.setattr(logsetup, "MAX_WAITING", 5)
-    monkeypatch.setattr(logsetup, "BATCH_WINDOW", 0)
-    monkeypatch.setattr(sys, "stderr", StuckStream())
-    logsetup.setup("info")
+    logsetup.setup("info", stream=StuckStream(), limits=logsetup.QueueLimits(batch_window=0, max_waiting=5))
     msglog = logging.getLogger(logsetup.MESSAGE_LOGGER)
     try:
         logsetup.message_line(msglog, "first")

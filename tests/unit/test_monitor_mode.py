@@ -32,11 +32,11 @@ acl:
 """
 
 
-def run(tmp_path: Path, sender: str, rcpts: list[str], subject: str, dry_run: bool,
+def run(tmp_path: Path, sender: str, rcpts: list[str], subject: str, monitor: bool,
         policy: str = POLICY) -> tuple[list[Action], object]:
     path = tmp_path / "monitor.yaml"
     path.write_text(policy)
-    rt = Runtime(path, dry_run=dry_run, overrides={"dns": FakeDns()})
+    rt = Runtime(path, monitor=monitor, overrides={"dns": FakeDns()})
     rt.load()
     s = Session(rt)
     actions = [s.connect("[192.0.2.1]", "inet", "192.0.2.1", 1, {}).action,
@@ -57,7 +57,7 @@ def added(eom: object) -> dict[str, str]:
 
 def test_monitor_mode_keeps_every_header_and_names_the_first_refusal(tmp_path: Path) -> None:
     actions, eom = run(tmp_path, "a@bad.example", ["gone@x.example", "moved@x.example", "b@x.example"],
-                       "spam", dry_run=True)
+                       "spam", monitor=True)
     assert set(actions) == {Action.CONTINUE}
     headers = added(eom)
     # the policy's add_header from MAIL and DATA, our A-R (a DATA deny does not suppress it)
@@ -76,7 +76,7 @@ def test_monitor_mode_keeps_every_header_and_names_the_first_refusal(tmp_path: P
 
 
 def test_monitor_mode_discard_at_rcpt_keeps_the_recipient(tmp_path: Path) -> None:
-    actions, eom = run(tmp_path, "a@good.example", ["dropped@x.example"], "hello", dry_run=True)
+    actions, eom = run(tmp_path, "a@good.example", ["dropped@x.example"], "hello", monitor=True)
     assert set(actions) == {Action.CONTINUE}
     assert added(eom)["X-ACLMilter-Dry-Run"].startswith(
         "would discard at rcpt (" + str(tmp_path / "monitor.yaml") + ":9)")
@@ -84,22 +84,22 @@ def test_monitor_mode_discard_at_rcpt_keeps_the_recipient(tmp_path: Path) -> Non
 
 
 def test_monitor_mode_data_refusal_is_named_at_data(tmp_path: Path) -> None:
-    _actions, eom = run(tmp_path, "a@good.example", ["b@x.example"], "spam", dry_run=True)
+    _actions, eom = run(tmp_path, "a@good.example", ["b@x.example"], "spam", monitor=True)
     assert added(eom)["X-ACLMilter-Dry-Run"] == \
         "would reject at data (" + str(tmp_path / "monitor.yaml") + ":13); would quarantine"
 
 
-@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("monitor", [True, False])
 def test_an_accepted_message_gets_the_same_headers_with_and_without_monitor_mode(tmp_path: Path,
-                                                                                   dry_run: bool) -> None:
-    _actions, eom = run(tmp_path, "a@good.example", ["b@x.example"], "hello", dry_run=dry_run)
+                                                                                   monitor: bool) -> None:
+    _actions, eom = run(tmp_path, "a@good.example", ["b@x.example"], "hello", monitor=monitor)
     headers = added(eom)
-    assert headers.pop("X-ACLMilter-Dry-Run", None) == ("would accept; would quarantine" if dry_run else None)
+    assert headers.pop("X-ACLMilter-Dry-Run", None) == ("would accept; would quarantine" if monitor else None)
     assert headers == {"X-Mail-Seen": "a@good.example", "X-Data-Seen": "yes",
                        "Authentication-Results": "mx.test.example; dkim=none"}
 
 
 def test_without_monitor_mode_the_refusals_are_given(tmp_path: Path) -> None:
-    actions, eom = run(tmp_path, "a@good.example", ["gone@x.example", "b@x.example"], "spam", dry_run=False)
+    actions, eom = run(tmp_path, "a@good.example", ["gone@x.example", "b@x.example"], "spam", monitor=False)
     assert actions[-1] is Action.REJECT
     assert "Authentication-Results" not in added(eom)

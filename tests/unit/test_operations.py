@@ -70,7 +70,7 @@ def test_result_words() -> None:
 
 
 def test_proxied_session_logs_its_proxy_peer() -> None:
-    rt = Runtime(PROXY_POLICY, dry_run=False)
+    rt = Runtime(PROXY_POLICY, monitor=False)
     rt.load()
     macros = {"{daemon_name}": "proxied", "{daemon_addr}": "198.51.100.25", "{daemon_port}": "25",
               "{client_port}": "4711"}
@@ -88,17 +88,16 @@ def test_session_and_glue_give_the_same_internal_error_reply(tmp_path: Path, mod
                                                              reply: object) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(f"settings: {{on_internal_error: {mode}}}\nacl: {{}}\n")
-    rt = Runtime(path, dry_run=False)
+    rt = Runtime(path, monitor=False)
     rt.load()
     s = Session(rt)
     s.connect("[192.0.2.1]", "inet", "192.0.2.1", 1, {})
     s.txn = object()  # type: ignore[assignment]  - broken state: the session's guard answers
     from_session = s.eom({}).response
-    glue.CONFIG.runtime = rt
     try:
         raise RuntimeError("boom")
     except RuntimeError:
-        from_glue = glue.AclMilter()._internal("eom")
+        from_glue = glue.AclMilter(glue.GlueConfig(rt))._internal("eom")
     assert from_session == from_glue == internal_response(mode)
     assert (from_session.action, from_session.reply) == (action, reply)
 
@@ -129,7 +128,7 @@ def test_where_names_the_statement_that_decided_when_data_has_no_acl(tmp_path: P
     # no data ACL (as policies/default.yaml): the RCPT accept decided, not "no ACL"
     path = tmp_path / "p.yaml"
     path.write_text("acl:\n  mail:\n    - accept\n  rcpt:\n    - warn: {set: {acl_m_x: y}}\n    - accept\n")
-    rt = Runtime(path, dry_run=False)
+    rt = Runtime(path, monitor=False)
     rt.load()
     final = simulate(rt, SessionSpec(client_ip="192.0.2.1", sender="a@example.org", rcpts=["b@example.test"]))["final"]
     assert (final["decision"], final["where"]) == ("accept", f"{path}:6")

@@ -15,7 +15,7 @@ POLICY = Path(__file__).resolve().parents[2] / "policies" / "examples" / "proxy.
 @pytest.fixture
 def runtime() -> Runtime:
     # update=True: the burst test needs the simulated sessions to write their rates
-    rt = Runtime(POLICY, dry_run=False, update=True)
+    rt = Runtime(POLICY, monitor=False, update=True)
     rt.load()
     return rt
 

@@ -115,7 +115,7 @@ def _runtime(policy: Path, sc: dict, overrides: dict[str, Any]) -> Runtime:
     """The one place where scenario words meet Runtime's parameter names."""
     # dry_run: the policy's monitor mode. update: a simulation normally leaves shared state
     # (Redis, ratelimit records) alone; `update: true` lets it write, as `aclmilter test --update`.
-    return Runtime(policy, dry_run=bool(sc.get("dry_run", False)), update=bool(sc.get("update", False)),
+    return Runtime(policy, monitor=bool(sc.get("dry_run", False)), update=bool(sc.get("update", False)),
                    overrides=overrides)
 
 

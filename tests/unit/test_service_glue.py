@@ -58,13 +58,35 @@ class FakeRuntime:
         raise RuntimeError("no policy in this unit test")
 
 
+class Collect(logging.Handler):
+    """The per-message log lines as the daemon's handlers would format them (message part)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def message_log() -> tuple[logging.Logger, list[str]]:
+    """A private message logger (not the daemon's) whose lines the test reads."""
+    logger = logging.Logger("test-messages", logging.INFO)     # not registered: no global state
+    handler = Collect()
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger, handler.lines
+
+
 @pytest.fixture()
-def m(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(glue.CONFIG, "session_factory", ScriptedSession, raising=False)
-    monkeypatch.setattr(glue.CONFIG, "runtime", FakeRuntime(), raising=False)
+def m():
     ScriptedSession.answers = {}
     ctx = FakeCtx()
-    obj = MtaDriver(glue.AclMilter(), ctx)
+    logger, lines = message_log()
+    milter_obj = glue.AclMilter(glue.GlueConfig(FakeRuntime(), session_factory=ScriptedSession,  # type: ignore[arg-type]
+                                                message_log=logger))
+    milter_obj.test_lines = lines  # type: ignore[attr-defined]
+    obj = MtaDriver(milter_obj, ctx)
     opts = [milter.CURR_ACTS, 0x1FFFFF, 0, 0]
     assert obj.negotiate(opts) == milter.CONTINUE
     assert obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711)) == milter.CONTINUE
@@ -147,7 +169,7 @@ class NeedsRuntime:
 
 
 @pytest.fixture()
-def nr(monkeypatch: pytest.MonkeyPatch):
+def nr():
     created: list[dict] = []
 
     class Recording(ScriptedSession):
@@ -156,12 +178,10 @@ def nr(monkeypatch: pytest.MonkeyPatch):
             created.append(kw)
 
     runtime = NeedsRuntime()
-    monkeypatch.setattr(glue.CONFIG, "session_factory", Recording, raising=False)
-    monkeypatch.setattr(glue.CONFIG, "runtime", runtime, raising=False)
-    monkeypatch.setattr(glue.CONFIG, "unix_socket", True, raising=False)
     ScriptedSession.answers = {}
     ctx = FakeCtx()
-    obj = MtaDriver(glue.AclMilter(), ctx)
+    obj = MtaDriver(glue.AclMilter(glue.GlueConfig(runtime, session_factory=Recording,  # type: ignore[arg-type]
+                                                   unix_socket=True)), ctx)
     assert obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0]) == milter.CONTINUE
     yield obj, ctx, created, runtime
     assert ctx.violations == []
@@ -204,34 +224,19 @@ def test_failure_in_unanswered_rcpt_tempfails_that_message_only(nr) -> None:
     assert obj.eom() == milter.CONTINUE
 
 
-def test_tcp_listener_always_gets_and_answers_data(monkeypatch: pytest.MonkeyPatch, nr) -> None:
-    monkeypatch.setattr(glue.CONFIG, "unix_socket", False, raising=False)
-    obj = MtaDriver(glue.AclMilter(), FakeCtx())
+def test_tcp_listener_always_gets_and_answers_data(nr) -> None:
+    obj = MtaDriver(glue.AclMilter(glue.GlueConfig(nr[3], session_factory=ScriptedSession)),  # type: ignore[arg-type]
+                    FakeCtx())
     obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     assert not obj._protocol & (milter.P_NR_DATA | milter.P_NODATA)
     assert obj._protocol & milter.P_NR_CONN and obj._protocol & milter.P_NOHDRS
 
 
-def _collect_message_lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The per-message log lines as the daemon's handlers would format them (message part)."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    monkeypatch.setattr(glue.msglog, "isEnabledFor", lambda level: level >= logging.INFO)
-    monkeypatch.setattr(glue.msglog, "disabled", False)
-    monkeypatch.setattr(glue.msglog, "propagate", False)
-    monkeypatch.setattr(glue.msglog, "handlers", [Collect(logging.INFO)])
-    return lines
-
-
-def test_abort_is_not_registered_and_transactions_end_lazily(m, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_abort_is_not_registered_and_transactions_end_lazily(m) -> None:
     """Postfix sends ABORT after every message; no abort callback means no Python call for it.
     A transaction that never reached EOM is still logged once: at the next HELO/MAIL/close."""
     obj, ctx = m
-    lines = _collect_message_lines(monkeypatch)
+    lines = obj.test_lines
     ScriptedSession.answers = {"rcpt": Response(Action.REJECT, Reply(550, "5.7.1", ("no",)))}
     obj.envfrom("<a@example.org>")
     assert obj.envrcpt("<b@example.test>") == milter.REJECT
@@ -245,14 +250,22 @@ def test_abort_is_not_registered_and_transactions_end_lazily(m, monkeypatch: pyt
     assert len(lines) == 2                               # nothing left to log
 
 
-def test_register_leaves_abort_and_unknown_to_libmilter(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: dict[str, Any] = {}
-    for name in dir(milter):
-        if name.startswith("set_") and name.endswith("_callback"):
-            monkeypatch.setattr(milter, name, lambda cb, _n=name: calls.__setitem__(_n, cb))
-    monkeypatch.setattr(milter, "set_exception_policy", lambda p: None)
-    monkeypatch.setattr(milter, "register", lambda name, **kw: calls.__setitem__("register", kw))
-    glue.register("t")
+class RecordingLibmilter:
+    """Stands in for pymilter's `milter` module in `register`: records what is installed."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if not (name.startswith("set_") or name == "register") or not hasattr(milter, name):
+            raise AttributeError(name)      # only what the real module has
+        return lambda *a, **kw: self.calls.__setitem__(name, kw if name == "register" else a)
+
+
+def test_register_leaves_abort_and_unknown_to_libmilter() -> None:
+    lib = RecordingLibmilter()
+    glue.register("t", glue.GlueConfig(FakeRuntime()), lib)  # type: ignore[arg-type]
+    calls = lib.calls
     assert "set_abort_callback" not in calls
     assert calls["register"]["unknown"] is None
     assert "set_connect_callback" in calls and "set_eom_callback" in calls
@@ -297,23 +310,21 @@ def test_held_refusal_given_at_an_answered_rcpt_takes_that_recipient_out(nr) -> 
     assert obj.last_refusal is not None and obj.last_refusal[0] == "mail"   # logged as tempfail_at_mail
 
 
-def _tcp_milter(monkeypatch: pytest.MonkeyPatch, needs: Needs) -> glue.AclMilter:
+def _tcp_milter(needs: Needs) -> glue.AclMilter:
     runtime = NeedsRuntime()
     runtime.snap.needs = needs
-    monkeypatch.setattr(glue.CONFIG, "session_factory", ScriptedSession, raising=False)
-    monkeypatch.setattr(glue.CONFIG, "runtime", runtime, raising=False)
-    monkeypatch.setattr(glue.CONFIG, "unix_socket", False, raising=False)
     ScriptedSession.answers = {}
-    obj = MtaDriver(glue.AclMilter(), FakeCtx())
+    obj = MtaDriver(glue.AclMilter(glue.GlueConfig(runtime, session_factory=ScriptedSession)),  # type: ignore[arg-type]
+                    FakeCtx())
     obj.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     obj.connect("[203.0.113.7]", socket.AF_INET, ("203.0.113.7", 4711))
     return obj
 
 
-def test_data_over_tcp_with_nothing_to_run_is_answered_without_the_session(monkeypatch) -> None:
+def test_data_over_tcp_with_nothing_to_run_is_answered_without_the_session() -> None:
     """DATA is answered over TCP (no delayed-ACK stall); with no predata ACL the session
     is not called for it, but a refusal held from an unanswered step is still given there."""
-    obj = _tcp_milter(monkeypatch, Needs(frozenset(), (), frozenset({"mail"})))
+    obj = _tcp_milter(Needs(frozenset(), (), frozenset({"mail"})))
     ScriptedSession.answers = {"data": RuntimeError("the session must not run at DATA")}
     obj.envfrom("<a@example.org>")
     assert obj.envrcpt("<b@example.test>") == milter.NOREPLY
@@ -326,8 +337,8 @@ def test_data_over_tcp_with_nothing_to_run_is_answered_without_the_session(monke
     assert ("setreply", "451", "4.7.1", "later") in obj._ctx.calls
 
 
-def test_data_over_tcp_runs_the_session_when_the_policy_has_a_predata_acl(monkeypatch) -> None:
-    obj = _tcp_milter(monkeypatch, Needs(frozenset(), (), frozenset({"predata"})))
+def test_data_over_tcp_runs_the_session_when_the_policy_has_a_predata_acl() -> None:
+    obj = _tcp_milter(Needs(frozenset(), (), frozenset({"predata"})))
     assert not obj._protocol & (milter.P_NR_DATA | milter.P_NODATA)
     obj.envfrom("<a@example.org>")
     assert obj.data() == milter.CONTINUE

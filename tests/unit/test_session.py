@@ -22,7 +22,7 @@ def _explode(ctx: object, value: str) -> Result:
 def make_session(tmp_path: Path, policy: str, **kw: object) -> Session:
     path = tmp_path / "p.yaml"
     path.write_text(policy)
-    rt = Runtime(path, dry_run=False)
+    rt = Runtime(path, monitor=False)
     rt.load()
     return Session(rt, **kw)  # type: ignore[arg-type]
 
@@ -85,19 +85,20 @@ acl:
 
 
 def test_proxied_session_variables(tmp_path: Path) -> None:
-    s = make_session(tmp_path, PROXY, record_variables=True)
+    s = make_session(tmp_path, PROXY, trace=True)
     r = s.connect("[203.0.113.7]", "inet", "203.0.113.7", 4711,
                   {"{client_addr}": "203.0.113.7", "{client_port}": "4711", "{daemon_name}": "proxied",
                    "{daemon_addr}": "198.51.100.25", "{daemon_port}": "25"})
     assert r.action is Action.CONTINUE
-    assert s.conn.client.proxied
+    assert s.records[0].variables["proxy_session"] == "yes"
+    assert s.log_record("accept")["prx"] == "[192.0.2.2]:40000"
     logs = s.records[0].log_lines
     assert "target=198.51.100.25:25 host=192.0.2.2:40000 session=yes" in logs
     assert s.records[0].variables["sender_host_address"] == "203.0.113.7"
 
 
 def test_proxy_required_host_direct_is_refused_but_logged(tmp_path: Path) -> None:
-    s = make_session(tmp_path, PROXY, record_variables=True)
+    s = make_session(tmp_path, PROXY, trace=True)
     r = s.connect("[192.0.2.5]", "inet", "192.0.2.5", 5000,
                   {"{client_addr}": "192.0.2.5", "{daemon_name}": "mx", "{daemon_port}": "25"})
     assert r.action is Action.CONTINUE      # refused from HELO on (see Session.connect)

@@ -82,7 +82,7 @@ acl:
 def _session(tmp_path: Path, policy: str = POLICY) -> Session:
     path = tmp_path / "p.yaml"
     path.write_text(policy)
-    rt = Runtime(path, dry_run=False,
+    rt = Runtime(path, monitor=False,
                  services_factory=lambda settings: Services(settings, clock=lambda: float(EPOCH)))
     rt.load()
     s = Session(rt)

@@ -131,7 +131,7 @@ def run(ctx: "EvalContext") -> DccResult:
         env = build_envelope(ctx)
         client: DccifdClient = ctx.services.get("dccifd")
         options = client.options
-        if ctx.dry_run:
+        if ctx.mode.simulate:
             # A simulation must not count as a report of the message to the DCC network
             # (`query`) nor start a greylist embargo for its triple (`grey-query`): else the
             # real message from that sender would later pass the greylist unreported.

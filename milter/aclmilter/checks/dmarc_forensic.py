@@ -253,7 +253,7 @@ def send(host_port: str, sender: str, rcpts: list[str], data: bytes, timeout: fl
 def forensic_hook(ctx: "EvalContext", decision: Any) -> None:
     """Send a failure report when enabled by control and the record asks for one."""
     txn = ctx.txn
-    if txn is None or ctx.dry_run or not ctx.has_result("dmarc"):
+    if txn is None or ctx.mode.simulate or not ctx.has_result("dmarc"):
         return
     if "dmarc_enable_forensic" not in txn.controls and "dmarc_enable_forensic" not in ctx.conn.controls:
         return

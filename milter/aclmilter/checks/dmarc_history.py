@@ -159,7 +159,7 @@ def history_hook(ctx: "EvalContext", decision: Any) -> None:
     session turns into its internal-error outcome (tempfail by default).
     """
     path = ctx.setting("dmarc_history_file")
-    if not path or ctx.txn is None or ctx.dry_run or not ctx.has_result("dmarc"):
+    if not path or ctx.txn is None or ctx.mode.simulate or not ctx.has_result("dmarc"):
         return
     res: DmarcResult = ctx.result("dmarc")
     if not should_record(res, bool(ctx.setting("dmarc_history_all"))):

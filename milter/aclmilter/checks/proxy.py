@@ -1,4 +1,4 @@
-"""Client identity per connection, derived once from the connect callback and MTA macros.
+"""PROXY listeners: which connections came through a PROXY-protocol load balancer.
 
 With a load balancer in front, Postfix (`smtpd_upstream_proxy_protocol = haproxy`) unwraps the
 PROXY header and reports the original client in the connect callback and `{client_addr}`; a
@@ -9,11 +9,10 @@ Which sessions are proxied is configuration: a listener named by `{daemon_name}`
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from ..identity import _valid_ip
 from ..state import ClientIdentity
 
 
@@ -37,58 +36,24 @@ class ProxyListener:
         return True
 
 
-def strip_ipv6_prefix(text: str) -> str:
-    """Postfix reports IPv6 clients as `IPv6:2001:db8::1`; return the bare address."""
-    if text[:5].lower() == "ipv6:":
-        text = text[5:]
-    return text.strip().strip("[]")
+@dataclass
+class ProxyState:
+    """What one connection's PROXY situation is (a connection slot of conditions/proxy.py)."""
+
+    proxied: bool = False        # it came in through a proxy listener
+    address: str = ""            # the proxy's own address, when the listener names it
+    port: str = ""
+    required_failed: bool = False    # in proxy_required_hosts, but not through a proxy listener
 
 
-@functools.lru_cache(maxsize=4096)
-def _valid_ip(text: str) -> str:
-    """The canonical form of an IP address, or "" (pure: cached, clients repeat)."""
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return ""
-
-
-def derive_identity(hostname: str, address: str, port: str | int | None, macros: Mapping[str, str],
-                    listeners: tuple[ProxyListener, ...] = (), listen_port: str = "") -> ClientIdentity:
-    """Build the ClientIdentity of a connection.
-
-    The address is the connect callback's (the real client, after PROXY unwrapping) unless a
-    `{client_addr}` macro is present; `IPv6:` prefixes and brackets are removed and only a
-    syntactically valid IP is kept. A hostname of the form `[addr]` or `unknown` means the
-    client has no verified name.
-    """
-    addr = _valid_ip(strip_ipv6_prefix(macros.get("{client_addr}", "") or address or ""))
-    if not addr:
-        addr = _valid_ip(strip_ipv6_prefix(address or ""))
-    name = macros.get("{client_name}", hostname or "")
-    if not name or name.startswith("[") or name == "unknown":
-        name = ""
-    ptr = macros.get("{client_ptr}", "")
-    if ptr in ("unknown",) or ptr.startswith("["):
-        ptr = ""
-    daemon_name = macros.get("{daemon_name}", "")
-    daemon_port = macros.get("{daemon_port}", "")
-    ident = ClientIdentity(
-        address=addr,
-        port=str(macros.get("{client_port}", "") or (port if port not in (None, 0) else "")),
-        name=name.rstrip(".").lower(),
-        ptr=ptr.rstrip(".").lower(),
-        local_address=_valid_ip(strip_ipv6_prefix(macros.get("{daemon_addr}", ""))),
-        local_port=str(daemon_port),
-        daemon_name=daemon_name,
-    )
+def listener_for(ident: ClientIdentity, listeners: tuple[ProxyListener, ...],
+                 listen_port: str) -> ProxyListener | None:
+    """The proxy listener the connection came in through (by its `{daemon_name}`,
+    `{daemon_port}` or our listener's port), or None."""
     for listener in listeners:
-        if listener.matches(daemon_name, daemon_port, listen_port):
-            ident.proxied = True
-            ident.proxy_address = listener.proxy_address
-            ident.proxy_port = listener.proxy_port
-            break
-    return ident
+        if listener.matches(ident.daemon_name, ident.local_port, listen_port):
+            return listener
+    return None
 
 
 def parse_listeners(value: Any) -> tuple[ProxyListener, ...]:

@@ -63,6 +63,10 @@ def _bmi_run(ctx: EvalContext, options: str) -> None:
         ctx.conn.controls.add("bmi_run")
 
 
+#: a recipient's opt-in strings (`bmi_optin`); () = none given
+OPTIN = registry.slot("bmi_optin", scope="recipient", factory=tuple)
+
+
 @registry.modifier("bmi_optin", Stage.RCPT, parse=parse_optin)
 def _bmi_optin(ctx: EvalContext, optin: tuple[str, ...]) -> Result:
     """Set the current recipient's opt-in strings (comma- or colon-separated; replaces earlier ones).
@@ -71,7 +75,7 @@ def _bmi_optin(ctx: EvalContext, optin: tuple[str, ...]) -> Result:
     expansion fails."""
     if ctx.rcpt is None:
         raise ExpansionFailed("bmi_optin outside the rcpt ACL")
-    ctx.rcpt.optin = optin
+    OPTIN.put(ctx.rcpt, optin)
     return Result.OK
 
 
@@ -99,8 +103,8 @@ def _bmi_profile_differs(ctx: EvalContext, want: bool) -> Result:
     if not bmi.homogeneous:
         ctx.note("bmi", "bmi_profile_differs: settings.bmi.homogeneous is off", "fail")
     elif first is not None:
-        mine = effective_profile(ctx.rcpt.optin, bmi.profiles)
-        theirs = effective_profile(first.optin, bmi.profiles)
+        mine = effective_profile(OPTIN.on(ctx.rcpt), bmi.profiles)
+        theirs = effective_profile(OPTIN.on(first), bmi.profiles)
         differs = mine != theirs
         ctx.note("bmi", f"profile {list(mine)} vs first recipient's {list(theirs)}",
                  "differs" if differs else "same")
@@ -184,7 +188,7 @@ def verdict_check(ctx: EvalContext) -> Verdict:
     if root is not rcpt and root.parent is None:
         inherited = dataclasses.replace(ctx, rcpt=root).check("bmi_verdict")
         return dataclasses.replace(inherited, inherited_from=root.address)
-    return compute_verdict(scan, rcpt.optin, bmi.profiles)
+    return compute_verdict(scan, OPTIN.on(rcpt), bmi.profiles)
 
 
 # ---- DELIVER conditions and variables -------------------------------------------------------

@@ -295,8 +295,8 @@ def _delay(ctx: EvalContext, seconds: float) -> Result:
     or is not a time; a simulation does not wait."""
     cap = float(ctx.setting("max_delay") or 0)
     wait = min(seconds, cap)
-    ctx.note("-", f"delay {wait:g}s" + (" (dry run: not waited)" if ctx.dry_run else ""))
-    if not ctx.dry_run and wait > 0:
+    ctx.note("-", f"delay {wait:g}s" + (" (simulation: not waited)" if ctx.mode.simulate else ""))
+    if not ctx.mode.simulate and wait > 0:
         time.sleep(wait)
     return Result.OK
 

@@ -1,12 +1,35 @@
-"""PROXY settings and variables: proxy_listeners, proxy_required_hosts, $proxy_*."""
+"""PROXY settings, variables and enforcement: proxy_listeners, proxy_required_hosts, $proxy_*.
+
+The session knows nothing of PROXY: at connect, a command hook marks a connection that came
+through a proxy listener and checks proxy_required_hosts; a client that had to come through
+a proxy and did not is refused (503) at every later command, as Exim does.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .. import lists, registry
-from ..checks.proxy import parse_listeners
+from ..actions import Reply
+from ..checks.proxy import ProxyState, listener_for, parse_listeners
+from ..context import EvalContext
 from ..errors import SyntaxProblem
+from ..outcome import Result
+from ..stages import Stage
+
+log = logging.getLogger("aclmilter")
+
+PROXY_REFUSED = Reply(503, "5.7.0", ("Command refused, required Proxy negotiation failed",))
+#: the connection's PROXY situation, found at connect
+STATE = registry.slot("proxy", scope="connection", factory=ProxyState)
+
+
+def _state(ctx: EvalContext) -> ProxyState:
+    return STATE.peek(ctx.conn) or _NONE
+
+
+_NONE = ProxyState()
 
 
 def _parse_required(value: Any) -> Any:
@@ -28,11 +51,51 @@ registry.setting("proxy_required_hosts", _parse_required, None,
 _VARS = {
     # Exim: yes when the host had to use the proxy protocol; here: it came through a proxy
     # listener, or it is in proxy_required_hosts and did not (failed negotiation).
-    "proxy_session": lambda c: "yes" if (c.conn.client.proxied or c.conn.client.proxy_required_failed) else "no",
-    "proxy_host_address": lambda c: c.conn.client.proxy_address if c.conn.client.proxied else "",
-    "proxy_host_port": lambda c: c.conn.client.proxy_port if c.conn.client.proxied else "",
-    "proxy_target_address": lambda c: c.conn.client.local_address if c.conn.client.proxied else "",
-    "proxy_target_port": lambda c: c.conn.client.local_port if c.conn.client.proxied else "",
+    "proxy_session": lambda c: "yes" if (_state(c).proxied or _state(c).required_failed) else "no",
+    "proxy_host_address": lambda c: _state(c).address if _state(c).proxied else "",
+    "proxy_host_port": lambda c: _state(c).port if _state(c).proxied else "",
+    "proxy_target_address": lambda c: c.conn.client.local_address if _state(c).proxied else "",
+    "proxy_target_port": lambda c: c.conn.client.local_port if _state(c).proxied else "",
 }
 for _n, _f in _VARS.items():
     registry.add_variable(_n, _f)
+
+
+def _wanted(policy: Any) -> bool:
+    settings = policy.settings
+    return bool(settings.get("proxy_listeners")) or settings.get("proxy_required_hosts") is not None
+
+
+@registry.command_hook("proxy_required_hosts", commands=registry.COMMANDS, order=10, wanted=_wanted)
+def _enforce(ctx: EvalContext) -> Reply | None:
+    """At connect: mark a proxied connection, and check proxy_required_hosts (never refused
+    there: a refusal at connect makes Postfix send a 554 banner and still answer EHLO with
+    250, whereas Exim answers every command but QUIT with 503). At every later command: the
+    503 refusal when the required proxy negotiation failed."""
+    if ctx.stage is not Stage.CONNECT:
+        return PROXY_REFUSED if _state(ctx).required_failed else None
+    settings = ctx.policy.settings
+    client = ctx.conn.client
+    state = STATE.on(ctx.conn)
+    listener = listener_for(client, settings.get("proxy_listeners") or (), ctx.conn.listen_port)
+    if listener is not None:
+        state.proxied, state.address, state.port = True, listener.proxy_address, listener.proxy_port
+    required = settings.get("proxy_required_hosts")
+    if required is not None and not state.proxied and lists.match(ctx, required, None) is Result.OK:
+        state.required_failed = True
+        log.warning("connection from %s (port %s) is in proxy_required_hosts but did not come "
+                    "through a proxy listener: refusing every command", client.address, client.local_port)
+    return None
+
+
+@registry.record_field("prx")
+def _prx(conn: Any) -> str:
+    """The PROXY peer in the message log line, as Exim's `PRX=` shows it: `[address]:port`,
+    the address alone, `yes` when the proxy's address is not known (Postfix does not tell
+    it to a milter); "" for a connection that did not come through a proxy."""
+    state = STATE.peek(conn)
+    if state is None or not state.proxied:
+        return ""
+    if not state.address:
+        return "yes"
+    return f"[{state.address}]:{state.port}" if state.port else state.address

@@ -39,45 +39,40 @@ services.register_factory("ratelimit", _build_store)
 
 
 # ---- memoisation scopes ---------------------------------------------------------------------
-# All of it lives in ctx.conn.ratelimit_cache (a plain dict owned by this module):
-#   "conn": {key: rate}                      per_conn, kept across messages
-#   "mail": (message_count, {key: rate})     reset when a new message starts
-#   "cmd":  (token, {key: rate})             reset for each command (token identity)
-#   "vars": (message_count, {name: value})   $sender_rate*, reset at each new message
-def _tagged(ctx: EvalContext, slot: str, tag: Any, same: Any) -> dict:
-    cache = ctx.conn.ratelimit_cache
+# Slots owned by this module (registry.slot):
+#   connection "ratelimit":  {"conn": {key: rate}}                  per_conn, kept across messages
+#                            {"mail": (message_count, {key: rate})} reset when a new message starts
+#                            {"vars": (message_count, {name: value})} $sender_rate*, per message
+#   command "ratelimit_cmd": {key: rate}                             per_cmd: one command's evaluation
+# "mail" and "vars" are tagged with the message count rather than kept in a transaction slot:
+# the connect and HELO ACLs run before any transaction exists.
+_CONN = registry.slot("ratelimit", scope="connection", factory=dict)
+_CMD = registry.slot("ratelimit_cmd", scope="command", factory=dict)
+
+
+def _tagged(ctx: EvalContext, slot: str, tag: Any) -> dict:
+    cache = _CONN.on(ctx.conn)
     held = cache.get(slot)
-    if held is None or not same(held[0], tag):
+    if held is None or held[0] != tag:
         held = (tag, {})
         cache[slot] = held
     return held[1]
 
 
-def _command_token(ctx: EvalContext) -> tuple:
-    # The session builds one EvalContext per command and nested ACLs share its trace list,
-    # so the trace list's identity marks "this command". Holding it in the cache keeps the
-    # object alive, so its identity cannot be reused by a later command.
-    return (ctx.trace, ctx.stage, ctx.rcpt, ctx.conn.message_count)
-
-
-def _same_command(a: tuple, b: tuple) -> bool:
-    return a[0] is b[0] and a[1] == b[1] and a[2] is b[2] and a[3] == b[3]
-
-
 def _cache_for(ctx: EvalContext, scope: rl.Scope) -> dict:
     if scope is rl.Scope.CONNECTION:
-        return ctx.conn.ratelimit_cache.setdefault("conn", {})
+        return _CONN.on(ctx.conn).setdefault("conn", {})
     if scope is rl.Scope.MESSAGE:
-        return _tagged(ctx, "mail", ctx.conn.message_count, lambda a, b: a == b)
-    return _tagged(ctx, "cmd", _command_token(ctx), _same_command)
+        return _tagged(ctx, "mail", ctx.conn.message_count)
+    return _CMD.of(ctx)
 
 
 def _vars(ctx: EvalContext) -> dict:
-    return _tagged(ctx, "vars", ctx.conn.message_count, lambda a, b: a == b)
+    return _tagged(ctx, "vars", ctx.conn.message_count)
 
 
 def _current_vars(ctx: EvalContext) -> dict:
-    held = ctx.conn.ratelimit_cache.get("vars")
+    held = (_CONN.peek(ctx.conn) or {}).get("vars")
     return held[1] if held is not None and held[0] == ctx.conn.message_count else {}
 
 
@@ -122,7 +117,7 @@ def ratelimit(ctx: EvalContext, spec: rl.RatelimitSpec) -> Result:
             # a simulation without --update computes the rate this message would give, and
             # writes nothing to a shared store (Redis); the in-process store is the
             # simulation's own, so `bh` keeps rates across the transactions of its dialogue
-            mode = p.update if ctx.writes or not store.shared else rl.UpdateMode.READONLY
+            mode = p.update if ctx.mode.writes or not store.shared else rl.UpdateMode.READONLY
             rate = store.update(p.db_key, ctx.services.clock(), spec.period, spec.limit, p.count,
                                 mode, hashes)
         except rl.StoreUnavailable as exc:

@@ -130,7 +130,7 @@ def find(ctx: Any, _key: str | None, query: str) -> str | None:
     client = ctx.services.get("redis")
     if client is None:
         raise LookupDefer("redis lookup: no redis_servers configured")
-    if not ctx.writes and argv[0].upper() in WRITE_COMMANDS:
+    if not ctx.mode.writes and argv[0].upper() in WRITE_COMMANDS:
         # a simulation without --update: the write is shown, not sent ("not found")
         ctx.note("redis", f"{argv[0].upper()} not sent: simulation without --update", "skipped")
         return None

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from ..errors import Mark
 from ..outcome import Verb
-from ..registry import TABLES, EomHook, Item, hooks
+from ..registry import COMMANDS, TABLES, CommandHook, EomHook, Item, command_hooks, hooks
 from ..stages import ORDERED, Stage
 
 
@@ -101,6 +101,20 @@ class Policy:
     def _eom_hooks(self) -> dict[str, tuple[EomHook, ...]]:
         return {phase: tuple(h for h in hooks(phase) if h.wanted is None or h.wanted(self))
                 for phase in ("after_data", "after_deliver")}
+
+    def command_hooks(self, command: str) -> tuple[CommandHook, ...]:
+        """The command hooks (registry.command_hook) of `command` that can act under this policy."""
+        return self._command_hooks[command]
+
+    @functools.cached_property
+    def hooked_commands(self) -> frozenset[str]:
+        """The commands some command hook can act at under this policy."""
+        return frozenset(c for c in COMMANDS if self._command_hooks[c])
+
+    @functools.cached_property
+    def _command_hooks(self) -> dict[str, tuple[CommandHook, ...]]:
+        return {c: tuple(h for h in command_hooks(c) if h.wanted is None or h.wanted(self))
+                for c in COMMANDS}
 
     @functools.cached_property
     def stage_acls(self) -> dict[Stage, Acl]:

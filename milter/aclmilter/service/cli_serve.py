@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
     from ..runtime import Runtime
-    runtime = Runtime(args.policy, dry_run=True if args.dry_run else None)
+    runtime = Runtime(args.policy, monitor=True if args.dry_run else None)
     try:
         runtime.load()
     except PolicyErrors as exc:
@@ -148,11 +148,9 @@ def run(args: argparse.Namespace) -> int:
     import milter
 
     from . import glue, netopts, preflight
-    glue.CONFIG.runtime = runtime
-    glue.CONFIG.listen_port = spec.listen_port
-    glue.CONFIG.unix_socket = spec.kind == "unix"
-    glue.CONFIG.log_format = args.log_format
-    glue.register(args.name)
+    glue_config = glue.GlueConfig(runtime, listen_port=spec.listen_port, unix_socket=spec.kind == "unix",
+                                  log_format=args.log_format)
+    glue.register(args.name, glue_config)
     milter.setconn(spec.libmilter)
     milter.settimeout(args.timeout)
     milter.setbacklog(args.backlog)
@@ -177,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     nodelay = netopts.set_nodelay_on_listener(spec)
     log.info("listening on %s%s, policy %s%s", spec, " (TCP_NODELAY)" if nodelay else "",
-             args.policy, ", DRY RUN" if runtime.dry_run else "")
+             args.policy, ", DRY RUN" if runtime.monitor else "")
     log.info("policy %s", runtime.current().needs.summary())
     _warn_short_hostname(runtime.current().policy.settings)
 
@@ -195,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
         sup = workers.Supervision(live=LiveConnections(args.workers),
                                   on_reload=lambda: _master_reload(runtime))
-        glue.CONFIG.live = sup.live
+        glue_config.live = sup.live
         if metrics_addr:
             from .metrics import SupervisorMetrics
             sm = SupervisorMetrics()

@@ -3,7 +3,9 @@
 One `AclMilter` object per MTA connection (libmilter runs each connection in its own
 thread). Every callback is guarded: an exception is logged with its traceback, the message
 gets `settings.on_internal_error` (TEMPFAIL if even that cannot be determined) and the
-service keeps running. Dry-run is applied inside the session (`Session._finish`), never here.
+service keeps running. Dry-run is applied inside the session (`Session._finish`), never here. What every
+connection needs (runtime, listener, log format...) is a GlueConfig handed to `register`;
+there is no module-global configuration.
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ from __future__ import annotations
 import logging
 import socket
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import Milter
 import milter
 
 from ..runtime import Runtime
-from ..session import CONTINUE, Action, EomResult, HeldRefusal, Response, Session, internal_response
+from ..internal import internal_response
+from ..responses import CONTINUE, Action, EomResult, HeldRefusal, Response
+from ..session import Session
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
 from . import logline, logsetup
 from . import macros as mac
 from . import negotiation, undecodable
+from .held import GO_ON, HeldRefusals
 from .reply import map_response
 from .wiretext import safe_text
 
@@ -34,8 +40,9 @@ _NR_CONNECT, _NR_HELO, _NR_MAIL, _NR_RCPT, _NR_DATA = (negotiation.NO_REPLY_BIT[
 _NR_HDR, _NR_EOH, _NR_BODY = (negotiation.CONTENT_NO_REPLY_BIT[k] for k in ("header", "eoh", "body"))
 
 
+@dataclass
 class GlueConfig:
-    """What every connection object needs; set once by the daemon before milter.main()."""
+    """What every connection object needs; built once by the daemon before milter.main()."""
 
     runtime: Runtime
     listen_port: str = ""
@@ -46,9 +53,13 @@ class GlueConfig:
     log_format: str = "logfmt"
     #: open-connection counter shared with a supervising master (liveconns), else None
     live: Any = None
+    #: where the per-message log line goes (service.logsetup.MESSAGE_LOGGER)
+    message_log: logging.Logger = msglog
 
 
-CONFIG = GlueConfig()
+def _internal_where() -> str:
+    """The statement named for a refusal an internal error produced."""
+    return "internal error"
 
 
 def _family_name(family: int) -> str:
@@ -58,14 +69,13 @@ def _family_name(family: int) -> str:
 class AclMilter(Milter.Base):
     """One MTA connection: forwards every callback to a Session and maps its answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: GlueConfig) -> None:
+        self.config = config
         self.session: Any = None
         self.snapshot: Any = None                # the policy snapshot negotiated with (pinned)
         self._protocol = 0                       # the SMFIP_* bits agreed with the MTA
-        # A refusal from a step the MTA did not wait for, given at the next step it waits for:
-        self.pending: HeldRefusal | None = None          # ... from the transaction (until MAIL)
-        self.pending_connect: HeldRefusal | None = None  # ... from connect (for the connection)
-        self.pending_helo: HeldRefusal | None = None     # ... from HELO (until the next HELO)
+        # refusals from steps the MTA did not wait for, given at the next step it waits for
+        self.held = HeldRefusals()
         self.hides_own_received = True          # Postfix (macro v) unless Sendmail says otherwise
         self.in_txn = False
         self.eoh_sent = False
@@ -85,12 +95,12 @@ class AclMilter(Milter.Base):
                 except Exception:  # noqa: BLE001 - without the list the MTA sends its defaults
                     log.warning("setsymlist for stage %d failed:\n%s", stage, traceback.format_exc())
         try:
-            self.snapshot = CONFIG.runtime.current()
+            self.snapshot = self.config.runtime.current()
             needs = self.snapshot.needs
         except Exception:  # noqa: BLE001 - cannot tell what the policy needs: ask for everything
             log.error("policy needs unknown, negotiating every step:\n%s", traceback.format_exc())
             self.snapshot, needs = None, EVERYTHING
-        self._protocol = offered & negotiation.wanted(needs, over_tcp=not CONFIG.unix_socket)
+        self._protocol = offered & negotiation.wanted(needs, over_tcp=not self.config.unix_socket)
         # DATA is answered over TCP even when nothing runs there (negotiation.wanted)
         self._work_at_data = needs.work_at("predata")
         if log.isEnabledFor(logging.DEBUG):
@@ -101,15 +111,16 @@ class AclMilter(Milter.Base):
 
     # ---- helpers -----------------------------------------------------------------------------
     def _new_session(self) -> Any:
+        config = self.config
         if self.snapshot is None:
-            return CONFIG.session_factory(CONFIG.runtime, listen_port=CONFIG.listen_port)
-        return CONFIG.session_factory(CONFIG.runtime, listen_port=CONFIG.listen_port, snapshot=self.snapshot)
+            return config.session_factory(config.runtime, listen_port=config.listen_port)
+        return config.session_factory(config.runtime, listen_port=config.listen_port, snapshot=self.snapshot)
 
     def _internal(self, where: str) -> Response:
         """Answer for an exception that escaped the session (logged with traceback)."""
         log.error("internal error in the %s callback:\n%s", where, traceback.format_exc())
         try:
-            snap = CONFIG.runtime.current()
+            snap = self.config.runtime.current()
             if snap.services.metrics is not None:
                 snap.services.metrics.internal_error(where)
             mode = snap.policy.settings.get("on_internal_error", "tempfail")
@@ -135,43 +146,32 @@ class AclMilter(Milter.Base):
         services = getattr(self.session, "services", None)
         return getattr(services, "metrics", None)
 
-    def _held(self) -> HeldRefusal | None:
-        """A refusal held from a step the MTA did not wait for (connection first)."""
-        return self.pending_connect or self.pending_helo or self.pending
-
     def _reply(self, stage: str, response: Response, no_reply_bit: int, failed: bool = False) -> int:
         """The return code for one step before EOM, from the session's (or the guard's) response.
 
         When the MTA does not wait for this step's answer, a refusal (its ACL cannot refuse by
         design, so only a deferral, an expansion error or an internal error produces one) is
-        held and given at the next step it waits for, so nothing is accepted that should have
-        been refused.
+        held and given at the next step it waits for (service/held.py), so nothing is accepted
+        that should have been refused.
         """
-        if self._protocol & no_reply_bit:
-            if response.action is not Action.CONTINUE:
-                self._hold(HeldRefusal(stage, response, "internal error" if failed else self._refusal_where()))
+        if response.action is Action.CONTINUE:  # the common cases: nothing to map or remember
+            if self._protocol & no_reply_bit:
+                return milter.NOREPLY
+            if self.held.empty:
+                return milter.CONTINUE
+        answer = self.held.step(stage, response, not self._protocol & no_reply_bit,
+                                _internal_where if failed else self._refusal_where)
+        if answer is None:
             return milter.NOREPLY
-        if response.action is Action.CONTINUE:
-            held = self._held()
-            if held is None:
-                return milter.CONTINUE          # the common case: nothing to map or remember
-            if stage == "rcpt":
-                self.session.refuse_last_recipient(held.response.action)
-            stage, response = held.stage, held.response
-        return self._answer(stage, response)
+        if answer is GO_ON:
+            return milter.CONTINUE              # the common case: nothing to map or remember
+        if answer.held and stage == "rcpt":
+            self.session.refuse_last_recipient(answer.response.action)
+        return self._answer(answer.stage, answer.response)
 
     def _failed(self, stage: str, no_reply_bit: int) -> int:
         """An exception escaped a step's work: log it, answer per on_internal_error."""
         return self._reply(stage, self._internal(stage), no_reply_bit, failed=True)
-
-    def _hold(self, held: HeldRefusal) -> None:
-        """Keep a refusal the MTA did not wait for; the first one of a transaction wins."""
-        if held.stage == "connect":                # MAIL must not forget these two
-            self.pending_connect = self.pending_connect or held
-        elif held.stage == "helo":
-            self.pending_helo = held
-        elif self.pending is None:
-            self.pending = held
 
     def _refusal_where(self) -> str:
         """The statement behind the session's latest refusal (file:line), for the log line."""
@@ -188,7 +188,7 @@ class AclMilter(Milter.Base):
                 self._end_transaction()
                 self.session.close()
             self.session = self._new_session()
-            self.pending = self.pending_connect = self.pending_helo = None
+            self.held.new_connection()
             self.in_txn = False
             if isinstance(hostaddr, tuple):
                 address, port = hostaddr[0], hostaddr[1]
@@ -202,7 +202,7 @@ class AclMilter(Milter.Base):
     def hello(self, hostname: str) -> int:
         try:
             self._end_transaction()            # HELO/EHLO starts afresh (RFC 5321 4.1.4)
-            self.pending_helo = None           # ... and a new HELO is judged on its own
+            self.held.new_helo()               # ... and a new HELO is judged on its own
             response = self.session.helo(hostname, mac.collect(self._ctx.getsymval, mac.HELO))
         except Exception:  # noqa: BLE001
             return self._failed("helo", _NR_HELO)
@@ -211,7 +211,8 @@ class AclMilter(Milter.Base):
     def envfrom(self, sender: str, *params: str) -> int:
         try:
             self._end_transaction()
-            self.pending, self.in_txn, self.last_refusal, self.eoh_sent = None, True, None, False
+            self.held.new_transaction()
+            self.in_txn, self.last_refusal, self.eoh_sent = True, None, False
             response = self.session.mail(sender, params, mac.collect(self._ctx.getsymval, mac.MAIL))
         except Exception:  # noqa: BLE001
             return self._failed("mail", _NR_MAIL)
@@ -269,8 +270,8 @@ class AclMilter(Milter.Base):
         try:
             eoh = self._end_of_headers()
             if eoh.action is not Action.CONTINUE:
-                self._hold(HeldRefusal("eoh", eoh, self._refusal_where()))
-            held = self._held()
+                self.held.hold(HeldRefusal("eoh", eoh, self._refusal_where()))
+            held = self.held.current()
             result: EomResult = self.session.eom(mac.collect(self._ctx.getsymval, mac.EOM), held)
             response = result.response
             if held is None and response.action in (Action.CONTINUE, Action.ACCEPT):
@@ -278,7 +279,7 @@ class AclMilter(Milter.Base):
                 ops = edit_plan.plan(result.edits, result.header_changes, result.quarantine, headers,
                                      self.hides_own_received)
                 edit_plan.execute(self, ops)
-            logline.finish(msglog, result.summary, self._metrics(), CONFIG.log_format)
+            logline.finish(self.config.message_log, result.summary, self._metrics(), self.config.log_format)
             self.in_txn = False
             return self._answer("eom", response, at_eom=True)
         except Exception:  # noqa: BLE001
@@ -341,7 +342,7 @@ class AclMilter(Milter.Base):
             rec["decision"] = f"{'drop' if resp.drop else resp.action.value}_at_{stage}"
         else:
             rec["decision"] = "aborted"
-        logline.finish(msglog, rec, self._metrics(), CONFIG.log_format)
+        logline.finish(self.config.message_log, rec, self._metrics(), self.config.log_format)
 
     def close(self) -> int:
         try:
@@ -355,61 +356,61 @@ class AclMilter(Milter.Base):
         return milter.CONTINUE
 
 
-# ---- registration with libmilter (one module-level table, as libmilter has one) -------------
-def _negotiate(ctx: Any, opts: list[int]) -> int:
-    m = AclMilter()
-    m._setctx(ctx)
-    undecodable.bind(m)
-    if CONFIG.live is not None:
-        CONFIG.live.opened()
-    return m.negotiate(opts)
-
-
-def _connect(ctx: Any, hostname: str, family: int, hostaddr: Any) -> int:
-    m = ctx.getpriv()
-    if m is None:            # MTA without negotiation (very old): build the object here
-        m = AclMilter()
-        m._setctx(ctx)
-        undecodable.bind(m)
-    return m.connect(hostname, family, hostaddr)
-
-
+# ---- registration with libmilter (one table, as libmilter has one) --------------------------
 def _decode(values: tuple[bytes, ...]) -> list[str]:
     return [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in values]
 
 
-def _close(ctx: Any) -> int:
-    m = ctx.getpriv()
-    if m is None:
-        return milter.CONTINUE
-    try:
-        return m.close()
-    finally:
-        m._setctx(None)
-        if CONFIG.live is not None:
-            CONFIG.live.closed()
-
-
-def register(name: str = "aclmilter") -> None:
-    """Install the callbacks in libmilter (call once, before opensocket/main).
+def register(name: str, config: GlueConfig, lib: Any = milter) -> None:
+    """Install the callbacks in libmilter (`lib`: the pymilter `milter` module; call once,
+    before opensocket/main). Every connection object gets `config`.
 
     Each callback finds its connection object with `ctx.getpriv()` inline: one Python call
     fewer per callback than a helper function."""
-    milter.set_connect_callback(_connect)
-    milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
-    milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom(*_decode(b)))
-    milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt(*_decode(b)))
-    milter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header(
+    def new_connection(ctx: Any) -> AclMilter:
+        m = AclMilter(config)
+        m._setctx(ctx)
+        undecodable.bind(m)
+        return m
+
+    def negotiate(ctx: Any, opts: list[int]) -> int:
+        m = new_connection(ctx)
+        if config.live is not None:
+            config.live.opened()
+        return m.negotiate(opts)
+
+    def connect(ctx: Any, hostname: str, family: int, hostaddr: Any) -> int:
+        m = ctx.getpriv()
+        if m is None:            # MTA without negotiation (very old): build the object here
+            m = new_connection(ctx)
+        return m.connect(hostname, family, hostaddr)
+
+    def close(ctx: Any) -> int:
+        m = ctx.getpriv()
+        if m is None:
+            return milter.CONTINUE
+        try:
+            return m.close()
+        finally:
+            m._setctx(None)
+            if config.live is not None:
+                config.live.closed()
+
+    lib.set_connect_callback(connect)
+    lib.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
+    lib.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom(*_decode(b)))
+    lib.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt(*_decode(b)))
+    lib.set_header_callback(lambda ctx, f, v: ctx.getpriv().header(
         f, v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v))
-    milter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
-    milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
-    milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
+    lib.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
+    lib.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
+    lib.set_eom_callback(lambda ctx: ctx.getpriv().eom())
     # No abort callback: see AclMilter._end_transaction.
-    milter.set_close_callback(_close)
+    lib.set_close_callback(close)
     # An exception raised inside pymilter's C layer (before our guards run: e.g. a header
     # *name* that is not UTF-8, which Postfix never sends) would answer TEMPFAIL on a
     # no-reply step and desynchronise libmilter; skipping that one callback is the safe
     # choice. pymilter prints the traceback to stderr.
-    milter.set_exception_policy(milter.CONTINUE)
+    lib.set_exception_policy(milter.CONTINUE)
     undecodable.install()     # ... except an undecodable HELO/hostname: that step still runs
-    milter.register(name, data=lambda ctx: ctx.getpriv().data(), unknown=None, negotiate=_negotiate)
+    lib.register(name, data=lambda ctx: ctx.getpriv().data(), unknown=None, negotiate=negotiate)

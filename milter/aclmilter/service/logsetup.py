@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 import weakref
+from dataclasses import dataclass
+from typing import Any
 
 from .reloader import signals_blocked
 
@@ -41,14 +43,23 @@ BATCH_WINDOW = 0.05
 MAX_WAITING = 100_000
 
 
+@dataclass(frozen=True)
+class QueueLimits:
+    """How the message-line writer batches (`batch_window`, seconds) and how many lines may
+    wait (`max_waiting`) before further ones are dropped and counted."""
+
+    batch_window: float = BATCH_WINDOW
+    max_waiting: int = MAX_WAITING
+
+
 class _Writer(threading.Thread):
     """Formats and writes queued records in batches until it dequeues `STOP`."""
 
     STOP = object()
 
-    def __init__(self, records: queue.SimpleQueue, targets: list[logging.Handler]) -> None:
+    def __init__(self, records: queue.SimpleQueue, targets: list[logging.Handler], limits: QueueLimits) -> None:
         super().__init__(name="aclmilter-log-writer", daemon=True)
-        self.records, self.targets = records, targets
+        self.records, self.targets, self.limits = records, targets, limits
         self.dropped = 0             # lines not queued because too many were waiting
         self.dropped_lock = threading.Lock()
 
@@ -57,7 +68,7 @@ class _Writer(threading.Thread):
         while not stop:
             batch = [self.records.get()]
             if batch[0] is not self.STOP:
-                time.sleep(BATCH_WINDOW)
+                time.sleep(self.limits.batch_window)
             while True:
                 try:
                     batch.append(self.records.get_nowait())
@@ -70,7 +81,7 @@ class _Writer(threading.Thread):
                     dropped, self.dropped = self.dropped, 0
                 if dropped:
                     self.write([_record(logging.WARNING, f"{dropped} message log lines dropped: "
-                                                         f"more than {MAX_WAITING} were waiting")])
+                                                         f"more than {self.limits.max_waiting} were waiting")])
             except Exception:  # the writer must outlive any record
                 logging.getLogger("aclmilter").exception("log writer: a batch was lost")
 
@@ -96,9 +107,9 @@ class _Writer(threading.Thread):
 class QueuedHandler(logging.handlers.QueueHandler):
     """Hands records to this process's writer thread (started on first use in each process)."""
 
-    def __init__(self, targets: list[logging.Handler]) -> None:
+    def __init__(self, targets: list[logging.Handler], limits: QueueLimits = QueueLimits()) -> None:
         super().__init__(queue.SimpleQueue())
-        self.targets = targets
+        self.targets, self.limits = targets, limits
         self._pid = -1
         self._writer: _Writer | None = None
         self._start_lock = threading.Lock()
@@ -116,7 +127,7 @@ class QueuedHandler(logging.handlers.QueueHandler):
             self._start()
         writer = self._writer
         assert writer is not None                       # _start() made it
-        if self.queue.qsize() >= MAX_WAITING:  # type: ignore[attr-defined]  # a SimpleQueue
+        if self.queue.qsize() >= self.limits.max_waiting:  # type: ignore[attr-defined]  # a SimpleQueue
             with writer.dropped_lock:
                 writer.dropped += 1
             return
@@ -129,7 +140,7 @@ class QueuedHandler(logging.handlers.QueueHandler):
             if self._pid == os.getpid():
                 return
             self.queue = queue.SimpleQueue()
-            self._writer = _Writer(self.queue, self.targets)
+            self._writer = _Writer(self.queue, self.targets, self.limits)
             with signals_blocked():     # a stop or reload signal must reach libmilter's thread
                 self._writer.start()
             self._pid = os.getpid()
@@ -161,8 +172,11 @@ def _before_fork() -> None:
 os.register_at_fork(before=_before_fork)
 
 
-def setup(level: str = "info", use_syslog: bool = False, syslog_socket: str = "/dev/log") -> None:
-    """Configure the `aclmilter` logger tree; errors include tracebacks (logged by callers)."""
+def setup(level: str = "info", use_syslog: bool = False, syslog_socket: str = "/dev/log", *,
+          stream: Any = None, limits: QueueLimits = QueueLimits()) -> None:
+    """Configure the `aclmilter` logger tree; errors include tracebacks (logged by callers).
+
+    Lines go to `stream` (default: sys.stderr at this call) and, with `use_syslog`, to syslog."""
     logging._srcfile = None          # no stack walk per record to find the caller
     logging.logThreads = False
     logging.logMultiprocessing = False
@@ -173,7 +187,7 @@ def setup(level: str = "info", use_syslog: bool = False, syslog_socket: str = "/
         for h in list(logger.handlers):
             logger.removeHandler(h)
             h.close()
-    err = logging.StreamHandler(sys.stderr)
+    err = logging.StreamHandler(sys.stderr if stream is None else stream)
     err.setFormatter(logging.Formatter(FORMAT))
     targets: list[logging.Handler] = [err]
     missing_syslog = False
@@ -192,7 +206,7 @@ def setup(level: str = "info", use_syslog: bool = False, syslog_socket: str = "/
     # tracebacks, start and stop) is written at once, so a crash loses none of it.
     messages = logging.getLogger(MESSAGE_LOGGER)
     messages.propagate = False
-    messages.addHandler(QueuedHandler(targets))
+    messages.addHandler(QueuedHandler(targets, limits))
     if missing_syslog:
         root.warning("--syslog: %s does not exist, logging to stderr only", syslog_socket)
 

@@ -21,7 +21,7 @@ import milter
 
 from ..actions import Reply
 from ..replies import INTERNAL_TEMPFAIL
-from ..session import Action, Response
+from ..responses import Action, Response
 
 #: setreply arguments of the tempfail fallback (the internal-error reply's code and text)
 _TEMPFAIL_ARGS = (str(INTERNAL_TEMPFAIL.code), str(INTERNAL_TEMPFAIL.ecode), INTERNAL_TEMPFAIL.lines[0])

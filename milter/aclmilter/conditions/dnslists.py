@@ -1,0 +1,61 @@
+"""The `dnslists` condition (Exim's DNSBL/DNSWL test) and `$dnslist_*` variables.
+
+Built only from registry entries: a condition, one keyed check (each DNS answer is asked
+once per connection: `ctx.check("dnslist_dns", key=(name, type))`, as Exim caches list
+lookups for the SMTP session) and a connection slot for the variables. The syntax and
+matching are in checks/dnslists.py.
+"""
+
+from __future__ import annotations
+
+from .. import registry
+from ..checks import dnslists as dl
+from ..context import EvalContext
+from ..outcome import Result
+from ..stages import ALL
+
+_VARIABLES = ("dnslist_domain", "dnslist_matched", "dnslist_value", "dnslist_text")
+#: the latest match's variables; like Exim's they last for the SMTP session, and every
+#: `dnslists` evaluation clears them first
+_LAST = registry.slot("dnslists", scope="connection", factory=dict)
+
+
+@registry.check("dnslist_dns", scope="connection")
+def _dns(ctx: EvalContext, key: tuple[str, str]) -> tuple[str, ...]:
+    """The record texts of (name, type): () when there are none. Raises LookupDefer
+    (clients.dns.DnsTempError) when the DNS cannot answer now; that is not memoised."""
+    name, rdtype = key
+    return tuple(ctx.services.get("dns").lookup(name, rdtype))
+
+
+@registry.condition("dnslists", ALL, parse=dl.parse, variables=_VARIABLES)
+def dnslists(ctx: EvalContext, items: tuple[dl.Item, ...]) -> Result:
+    """The client's address (or each `/key`) is on one of the DNS lists.
+
+    Returns OK at the first list that has it (setting `$dnslist_domain`, `$dnslist_matched`,
+    `$dnslist_value`, `$dnslist_text`), FAIL when none has it or there is no client address
+    and no key. A lookup that cannot be answered now counts as not listed, unless an earlier
+    `+include_unknown` (listed) or `+defer_unknown` (DEFER) says otherwise.
+    """
+    last = _LAST.on(ctx.conn)
+    last.clear()
+    outcome = dl.evaluate(items, ctx.conn.client.address,
+                          lambda name, rdtype: ctx.check("dnslist_dns", key=(name.lower(), rdtype)))
+    if outcome is dl.Outcome.DEFER:
+        ctx.note("dnslists", "a DNS list could not be asked (+defer_unknown)", "defer")
+        return Result.DEFER
+    if outcome is dl.Outcome.NOT_LISTED:
+        ctx.note("dnslists", "not listed", "fail")
+        return Result.FAIL
+    last.update(zip(_VARIABLES, (outcome.domain, outcome.matched, outcome.value, outcome.text), strict=True))
+    ctx.note("dnslists", f"{outcome.matched} listed at {outcome.domain} ({outcome.value})", "ok")
+    return Result.OK
+
+
+def _variable(name: str) -> None:
+    registry.add_variable(name, lambda ctx: (_LAST.peek(ctx.conn) or {}).get(name, ""),
+                          f"set by a `dnslists` match ({name.split('_', 1)[1]}; Exim's ${name})")
+
+
+for _name in _VARIABLES:
+    _variable(_name)
