@@ -99,7 +99,7 @@ class Check:
     """
 
     name: str
-    compute: Callable[["EvalContext"], Any]
+    compute: Callable[..., Any]           # (ctx) -> result, or (ctx, key) for `ctx.check(name, key=)`
     scope: str = "transaction"            # "connection" | "transaction" | "recipient"
     needs: tuple[str, ...] = ()
     doc: str = ""
@@ -187,9 +187,10 @@ def add_variable(name: str, get: Callable[["EvalContext"], str | None], doc: str
 
 
 def check(name: str, *, scope: str = "transaction", needs: tuple[str, ...] = ()
-          ) -> Callable[[Callable[["EvalContext"], Any]], Callable[["EvalContext"], Any]]:
-    """Register a check (memoised fact finder)."""
-    def wrap(fn: Callable[["EvalContext"], Any]) -> Callable[["EvalContext"], Any]:
+          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a check (memoised fact finder): `fn(ctx)`, or `fn(ctx, key)` for a check read
+    with `ctx.check(name, key=...)` (memoised per key)."""
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         _add(TABLES.checks, name, Check(name, fn, scope, needs, (fn.__doc__ or "").strip()))
         return fn
     return wrap

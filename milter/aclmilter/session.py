@@ -32,7 +32,7 @@ from .msglog import message_record
 from .outcome import Result
 from .registry import TABLES
 from .replies import INTERNAL_TEMPFAIL
-from .responses import (CONTINUE, Action, EomResult, HeldRefusal, Response,  # noqa: F401 - re-exported
+from .responses import (CONTINUE, Action, EomResult, HeldRefusal, Response,
                         for_decision, outcome_word)
 from .runtime import Runtime, Snapshot
 from .stages import ORDERED, Stage

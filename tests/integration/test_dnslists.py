@@ -70,18 +70,18 @@ CASES = [
 
 
 @pytest.mark.parametrize(("condition", "client", "expected"), CASES, ids=[f"{c}@{i}" for c, i, _ in CASES])
-def test_dnslists_against_knot(knot_dns, tmp_path: Path, condition: str, client: str,  # noqa: ANN001
+def test_dnslists_against_knot(knot_dns, tmp_path: Path, condition: str, client: str,
                                expected: str) -> None:
     assert replies(tmp_path, knot_dns.nameserver, condition, client) == expected
 
 
-def test_domain_key_from_a_variable(knot_dns, tmp_path: Path) -> None:  # noqa: ANN001
+def test_domain_key_from_a_variable(knot_dns, tmp_path: Path) -> None:
     got = replies(tmp_path, knot_dns.nameserver, "dbl.dnsbl.test/$sender_address_domain", "192.0.2.7",
                   sender="a@evil.example")
     assert got == "550 dnslist: dbl.dnsbl.test [evil.example] = 127.0.1.2 / evil domain"
 
 
-def test_white_list_accepts_before_the_black_list(knot_dns, tmp_path: Path) -> None:  # noqa: ANN001
+def test_white_list_accepts_before_the_black_list(knot_dns, tmp_path: Path) -> None:
     """`accept dnslists = wl` first: a listed client is accepted although the final deny
     (any client listed at bl) would refuse it; an unlisted one is refused by that deny."""
     policy = {"settings": {"primary_hostname": "mx.test", "dns": {"nameservers": [knot_dns.nameserver]}},
@@ -103,6 +103,6 @@ def test_white_list_accepts_before_the_black_list(knot_dns, tmp_path: Path) -> N
     ("+defer_unknown : bl.dnsbl.test", "451 Temporary local problem - please try later"),
     ("+defer_unknown : bl.dnsbl.test/192.0.2.9::192.0.2.1", "451 Temporary local problem - please try later"),
 ])
-def test_dead_dns(silent_dns, tmp_path: Path, condition: str, expected: str) -> None:  # noqa: ANN001
+def test_dead_dns(silent_dns, tmp_path: Path, condition: str, expected: str) -> None:
     """A list server that never answers: not listed by default, as Exim does."""
     assert replies(tmp_path, silent_dns.nameserver, condition) == expected

@@ -33,6 +33,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("service",),                # pymilter glue, workers, logging, metrics
     ("dryrun",),                 # `aclmilter test`: drives sessions without an MTA
     ("session",),                # one SMTP connection as a sans-I/O state machine
+    ("eom",),                    # the session's end of message with the deliver stage
+    ("monitor", "internal", "msglog"),  # monitor mode; internal-error policy; the log record
     ("summary", "replies"),      # the session's log words; internal-error replies
     ("runtime",),                # current (policy, services) snapshot and reloads
     ("engine",),                 # Exim ACL semantics over one ACL
@@ -46,11 +48,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("hostname",),               # this host's name (a service plus a reader)
     ("context",),                # EvalContext handed to every registered function
     ("registry",),               # the one table of conditions, modifiers, checks, ...
+    ("identity",),               # the client's identity as the MTA reports it
     ("state",),                  # connection/transaction/recipient data
     ("services",),               # lazily built shared services
+    ("responses",),              # decision -> milter response mapping
     ("actions",),                # replies, decisions, queued edits
     ("validators", "plugs"),     # settings validators; upward calls plugged in from above
-    ("outcome", "stages", "errors", ""),
+    ("outcome", "stages", "errors", "mode", ""),
 ]
 
 RECURSIVE_UNITS = frozenset({"expand", "lists"})
