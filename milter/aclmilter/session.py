@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import engine, events, lists
+from . import early, engine, events, lists
 from .actions import (Decision, Edits, HeaderAdd, HeaderPosition, Reply, apply_header_removals,
                       clean_line)
 from .checks.proxy import derive_identity
@@ -156,6 +156,7 @@ class Session:
         # The statement (file:line) of the latest ACL that ran in this transaction: the log
         # line's `where` when the last stage had no ACL of its own.
         self.deciding = ""
+        self.early: early.MessageEarly | None = None   # this transaction's early DNS lookups
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
@@ -318,6 +319,7 @@ class Session:
         self.snapshot = self.pinned or self.runtime.current()
         if self.txn is not None:
             self.txn.close()
+        self._end_early()
         self.txn = None
         self.conn = Connection(hostname=hostname)
         self.would_conn = None
@@ -366,6 +368,7 @@ class Session:
         """MAIL FROM: a new transaction, then the mail ACL (discard there discards the message)."""
         if self.txn is not None:
             self.txn.close()
+        self._end_early()
         self.last_refusal = None
         self.would, self.deciding = None, ""
         self.txn = Transaction(sender=_strip_brackets(sender), sender_params=tuple(params))
@@ -379,6 +382,9 @@ class Session:
                     pass
         self._macros(macros)
         self.conn.message_count += 1
+        if self.snapshot.needs.early:
+            self.early = early.for_message(self.services, self.snapshot.needs.early, self.txn.sender,
+                                           self.conn.helo)
         refused = self._refused_by_proxy()
         if refused is not None:
             return self._finish(refused, "mail", "proxy_required_hosts")
@@ -454,6 +460,8 @@ class Session:
         """One header as the MTA sent it (Postfix: value without the leading space)."""
         if self.txn is not None:
             self.txn.headers.append((name, value))
+            if self.early is not None:
+                self.early.header(name, value)
         return CONTINUE
 
     def eoh(self) -> Response:
@@ -491,6 +499,7 @@ class Session:
                 summary = {"queue_id": self._qid(), "decision": _word(internal), "where": "internal error"}
             return EomResult(response, Edits(), [], None, summary)
         finally:
+            self._end_early()
             self._timed("eom", started)
 
     def _eom(self) -> EomResult:
@@ -619,7 +628,14 @@ class Session:
         """RSET or a dropped transaction: forget the transaction, keep the connection."""
         if self.txn is not None:
             self.txn.close()
+        self._end_early()
         self.txn = None
+
+    def _end_early(self) -> None:
+        """Nothing of a message outlives it: cancel its early DNS lookups still running."""
+        if self.early is not None:
+            self.early.close()
+            self.early = None
 
     def close(self) -> None:
         """End of the SMTP connection."""

@@ -209,6 +209,15 @@ class DnsTempError(LookupDefer):
         super().__init__(f"DNS {reason.value} for {qname}/{rdtype}" + (f": {detail}" if detail else ""))
 
 
+def typed_answer(ans: Any, key_name: str, rdtype: str) -> DnsAnswer:
+    """The DnsAnswer for a dnspython Answer (raise_on_no_answer=False): FOUND or NODATA."""
+    if ans.rrset is None:
+        ttl = int(ans.chaining_result.minimum_ttl) if ans.chaining_result else 0
+        return DnsAnswer(key_name, rdtype, Status.NODATA, (), ttl)
+    values = tuple(_value(rdtype, r) for r in ans.rrset)
+    return DnsAnswer(key_name, rdtype, Status.FOUND, values, int(ans.rrset.ttl))
+
+
 # ---- the client ----------------------------------------------------------------------------
 
 
@@ -275,6 +284,9 @@ class DnsClient:
         self.cache: TtlCache[DnsAnswer] = TtlCache(settings.cache_size, clock, name="dns", metrics=metrics)
         self._metrics = metrics or (lambda: None)
         self._clock = clock
+        # Lookups started before their result is needed (clients/dns_early.py), joined by
+        # `query`; None until the session starts one, so a policy without DNS pays nothing.
+        self.early: Any = None
 
     @classmethod
     def from_settings(cls, settings: DnsSettings, metrics: Callable[[], Any] | None = None) -> "DnsClient":
@@ -337,10 +349,11 @@ class DnsClient:
         if cached is not None:
             return cached
         lifetime = self._remaining(key_name, rdtype, deadline)
-        answer = self._ask(qname, key_name, rdtype, lifetime)
-        cap = self.settings.max_ttl if answer.status is Status.FOUND else self.settings.max_negative_ttl
-        self.cache.put(key, answer, min(answer.ttl, cap))
-        return answer
+        if self.early is not None:
+            joined = self.early.join(key, lifetime)
+            if joined is not None:
+                return joined
+        return self.store(key, self._ask(qname, key_name, rdtype, lifetime))
 
     def _ask(self, qname: dns.name.Name, key_name: str, rdtype: str, lifetime: float) -> DnsAnswer:
         with watched(self._metrics(), "dns", (DnsTempError,)):
@@ -350,25 +363,35 @@ class DnsClient:
         try:
             ans = self.resolver.resolve(qname, rdtype, raise_on_no_answer=False, lifetime=lifetime,
                                         search=False)
-        except dns.resolver.NXDOMAIN as exc:
+        except dns.exception.DNSException as exc:
+            return self.failed(exc, key_name, rdtype)
+        return typed_answer(ans, key_name, rdtype)
+
+    def failed(self, exc: BaseException, key_name: str, rdtype: str) -> DnsAnswer:
+        """Turn dnspython's exception into a final negative answer, or raise DnsTempError.
+
+        Shared by the blocking path and the early (asynchronous) lookups, so both classify
+        every failure the same way.
+        """
+        if isinstance(exc, dns.resolver.NXDOMAIN):
             return DnsAnswer(key_name, rdtype, Status.NXDOMAIN, (), _negative_ttl(exc.responses()))
-        except dns.resolver.YXDOMAIN:
+        if isinstance(exc, dns.resolver.YXDOMAIN):
             return DnsAnswer(key_name, rdtype, Status.BADNAME)
-        except dns.exception.Timeout as exc:
+        if isinstance(exc, dns.exception.Timeout):
             self._count_timeout()
             raise DnsTempError(key_name, rdtype, TempReason.TIMEOUT, str(exc)) from None
-        except dns.resolver.NoNameservers as exc:
+        if isinstance(exc, dns.resolver.NoNameservers):
             reason = _temp_reason(exc.kwargs.get("errors", []))
             if reason is TempReason.TIMEOUT:
                 self._count_timeout()
             raise DnsTempError(key_name, rdtype, reason) from None
-        except dns.exception.DNSException as exc:
-            raise DnsTempError(key_name, rdtype, TempReason.FAILED, type(exc).__name__) from None
-        if ans.rrset is None:
-            ttl = int(ans.chaining_result.minimum_ttl) if ans.chaining_result else 0
-            return DnsAnswer(key_name, rdtype, Status.NODATA, (), ttl)
-        values = tuple(_value(rdtype, r) for r in ans.rrset)
-        return DnsAnswer(key_name, rdtype, Status.FOUND, values, int(ans.rrset.ttl))
+        raise DnsTempError(key_name, rdtype, TempReason.FAILED, type(exc).__name__) from None
+
+    def store(self, key: tuple[str, str], answer: DnsAnswer) -> DnsAnswer:
+        """Cache `answer` for its TTL (capped per settings) and return it."""
+        cap = self.settings.max_ttl if answer.status is Status.FOUND else self.settings.max_negative_ttl
+        self.cache.put(key, answer, min(answer.ttl, cap))
+        return answer
 
     def lookup(self, name: str, rdtype: str) -> list[str]:
         """Return record texts for (name, rdtype); [] for NXDOMAIN/NODATA/invalid names.
@@ -390,5 +413,7 @@ class DnsClient:
         return records[0] if records else None
 
     def close(self) -> None:
-        """Drop cached answers (services are closed on reload and shutdown)."""
+        """Drop cached answers and stop early lookups (services are closed on reload and shutdown)."""
+        if self.early is not None:
+            self.early.stop()
         self.cache.clear()
