@@ -9,7 +9,6 @@ queries and records how many it held unanswered at once (no timing is asserted).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
@@ -31,7 +30,7 @@ settings:
   primary_hostname: mx.test.invalid
   authserv_id: mx.test.invalid
   dmarc_tld_file: {psl}
-  dns: {{nameservers: ["{ns}"], timeout: 0.4, lifetime: 0.4, budget: 2}}
+  dns: {{nameservers: ["{ns}"], timeout: 0.4, lifetime: 0.4, budget: 2, early: {early}}}
 acl:
   data:
     - warn:
@@ -65,10 +64,8 @@ def _messages() -> list[tuple[str, bytes]]:
 
 
 def _run(rt: Runtime, early: bool, n: int, domain: str, raw: bytes) -> tuple[dict, list, list]:
-    snap = rt.current()
-    if not early:        # the sequential reference: the same policy with no early lookups
-        snap = dataclasses.replace(snap, needs=dataclasses.replace(snap.needs, early=frozenset()))
-    s = Session(rt, snapshot=snap)
+    s = Session(rt)
+    assert bool(s.snapshot.needs.early) is early
     headers, body = split_message(raw)
     s.connect("mx.sender.example", "inet", "192.0.2.25", 4000, {})
     s.helo("mx.sender.example", {})
@@ -88,9 +85,9 @@ def _run(rt: Runtime, early: bool, n: int, domain: str, raw: bytes) -> tuple[dic
     return outcome, adds, [eom.response.action]
 
 
-def _policy(tmp_path: Path, dns: DelayingDns) -> Runtime:
-    path = tmp_path / "auth.yaml"
-    path.write_text(POLICY.format(psl=PSL, ns=dns.nameserver))
+def _policy(tmp_path: Path, dns: DelayingDns, early: bool = True) -> Runtime:
+    path = tmp_path / f"auth-{early}.yaml"
+    path.write_text(POLICY.format(psl=PSL, ns=dns.nameserver, early=str(early).lower()))
     rt = Runtime(path)
     rt.load()
     return rt
@@ -101,7 +98,7 @@ def test_early_lookups_give_the_sequential_results(tmp_path: Path) -> None:
         results = {}
         msgs = _messages()
         for early in (False, True):
-            rt = _policy(tmp_path, dns)          # a fresh runtime: a cold DNS cache each time
+            rt = _policy(tmp_path, dns, early)   # a fresh runtime: a cold DNS cache each time
             dns.reset()
             out = [_run(rt, early, n, *m) for n, m in enumerate(msgs)]
             runner = EarlyLookups.of(rt.current().services.get("dns"))

@@ -68,9 +68,11 @@ class DnsSettings:
     cache_size: int = 10000     # entries in the shared answer cache
     max_ttl: int = 3600         # cap on how long any answer is cached
     max_negative_ttl: int = 600  # cap for NXDOMAIN/NODATA answers
+    early: bool = True          # start lookups as soon as their names are known (dns_early.py)
 
 
-_DNS_KEYS = {"nameservers", "timeout", "lifetime", "budget", "cache_size", "max_ttl", "max_negative_ttl"}
+_DNS_KEYS = {"nameservers", "timeout", "lifetime", "budget", "cache_size", "max_ttl", "max_negative_ttl",
+             "early"}
 
 # Postfix aborts a milter command after milter_command_timeout (30 s by default); one check
 # must leave room for the others and for the reply, so no budget may come close to it.
@@ -141,11 +143,15 @@ def parse_dns_settings(raw: Any) -> DnsSettings:
         raise SyntaxProblem("dns.lifetime: must not be shorter than dns.timeout")
     if budget < lifetime:
         raise SyntaxProblem("dns.budget: must not be shorter than dns.lifetime")
+    early = raw.get("early", base.early)
+    if not isinstance(early, bool):
+        raise SyntaxProblem("dns.early: true or false is expected")
     return DnsSettings(
         nameservers=parsed, timeout=timeout, lifetime=lifetime, budget=budget,
         cache_size=_count("cache_size", raw.get("cache_size", base.cache_size), 0, 10_000_000),
         max_ttl=_count("max_ttl", raw.get("max_ttl", base.max_ttl), 0, 7 * 86400),
         max_negative_ttl=_count("max_negative_ttl", raw.get("max_negative_ttl", base.max_negative_ttl), 0, 86400),
+        early=early,
     )
 
 

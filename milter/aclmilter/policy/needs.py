@@ -150,7 +150,10 @@ EARLY_CHECKS = frozenset({"spf", "spf_guess", "dkim", "dmarc"})
 def early_checks(policy: Policy) -> frozenset[str]:
     """The checks of EARLY_CHECKS this policy runs: named by its conditions (with the checks
     they need, e.g. dmarc needs spf and dkim), or by a hook it enables (the
-    Authentication-Results header verifies DKIM)."""
+    Authentication-Results header verifies DKIM). None with `settings.dns.early: false`."""
+    dns = policy.settings.get("dns")
+    if dns is not None and getattr(dns, "early", True) is False:
+        return frozenset()
     names = {c for _st, use in policy.uses() for c in use.entry.checks}
     if policy.settings.get("authserv_id"):
         names.add("dkim")
