@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
-import dkim
-
-from .. import registry
+from .. import lazy, registry
 from ..errors import LookupDefer
 from .dkim_bodyhash import body_hash
+
+# dkimpy loads when the first message is verified, not by `aclmilter check` (lazy.py)
+dkim = lazy.module("dkim")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext

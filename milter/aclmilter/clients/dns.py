@@ -27,20 +27,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import dns.exception
-import dns.rcode
-try:
-    import dns.nameserver as _nameserver_mod
-except ImportError:      # dnspython 2.3 (Debian bookworm) has no per-server objects
-    _nameserver_mod = None
-import dns.rdatatype
-import dns.resolver
-
+from .. import lazy
 from ..validators import bounded_number
 from ..errors import LookupDefer, SyntaxProblem
 from .dns_cache import TtlCache
 from .dns_names import BadName, to_name
 from .health import watched
+
+# dnspython is imported when the first client is built, not by `aclmilter check` (lazy.py)
+dns = lazy.module("dns")
 
 # ---- settings ------------------------------------------------------------------------------
 
@@ -266,13 +261,17 @@ def _temp_reason(errors: list) -> TempReason:
     return TempReason.FAILED
 
 
-def _set_nameservers(resolver: dns.resolver.Resolver, servers: tuple["Nameserver", ...]) -> None:
+def _set_nameservers(resolver: "dns.resolver.Resolver", servers: tuple["Nameserver", ...]) -> None:
     """Point `resolver` at `servers` (address and port each), with any dnspython >= 2.3.
 
     dnspython 2.4 added per-server objects (`dns.nameserver`); Debian bookworm ships 2.3,
     whose resolver takes address strings plus a port per address (so one address can only
     be used with one port there).
     """
+    try:
+        import dns.nameserver as _nameserver_mod  # noqa: F811 - once per client, at start
+    except ImportError:      # dnspython 2.3 (Debian bookworm) has no per-server objects
+        _nameserver_mod = None
     if _nameserver_mod is None:
         resolver.nameservers = [ns.address for ns in servers]
         resolver.nameserver_ports = {ns.address: ns.port for ns in servers}

@@ -26,7 +26,6 @@ entries, which a later identical question would have created anyway.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import os
 import signal
@@ -35,11 +34,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import dns.exception
-
+from .. import lazy
 from .dns import DnsAnswer, DnsClient, DnsTempError, TempReason, typed_answer
 from .dns_names import BadName, to_name
 from .health import watched
+
+# asyncio and dnspython load with the first early lookup: `aclmilter test` of a policy
+# without DNS checks never pays for them (lazy.py)
+asyncio = lazy.module("asyncio")
+dns = lazy.module("dns")
 
 #: Lookups in flight in the whole process; beyond it a lookup is simply not started early.
 MAX_PENDING = 256
@@ -59,7 +62,7 @@ class _Entry:
     key: tuple[str, str]
     owner: "MessageLookups"
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
-    task: asyncio.Task | None = None
+    task: "asyncio.Task | None" = None
     cancelled: bool = False
     done_at: float = 0.0
 
@@ -71,7 +74,7 @@ class EarlyLookups:
         self.client = client
         self._lock = threading.Lock()
         self._table: dict[tuple[str, str], _Entry] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: "asyncio.AbstractEventLoop | None" = None
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._resolver: Any = None

@@ -9,21 +9,28 @@ name" -- never as a temporary error, because retrying later cannot make it valid
 
 from __future__ import annotations
 
-import dns.exception
-import dns.name
+import functools
 
-try:  # IDNA 2008 with UTS #46 mapping needs the `idna` package; fall back to IDNA 2003
-    import idna as _idna  # noqa: F401  (imported only to learn whether it is available)
-    _CODEC: dns.name.IDNACodec = dns.name.IDNA_2008_Practical
-except ImportError:  # pragma: no cover - depends on the installation
-    _CODEC = dns.name.IDNA_2003
+from .. import lazy
+
+dns = lazy.module("dns")      # imported at the first name, not by `aclmilter check`
+
+
+@functools.cache
+def _codec() -> "dns.name.IDNACodec":
+    """IDNA 2008 with UTS #46 mapping needs the `idna` package; without it, IDNA 2003."""
+    try:
+        import idna as _idna  # noqa: F401  (imported only to learn whether it is available)
+    except ImportError:  # pragma: no cover - depends on the installation
+        return dns.name.IDNA_2003
+    return dns.name.IDNA_2008_Practical
 
 
 class BadName(ValueError):
     """The text cannot be a DNS name (too long, empty label, not convertible to A-labels)."""
 
 
-def to_name(text: str, literal: bool = False) -> dns.name.Name:
+def to_name(text: str, literal: bool = False) -> "dns.name.Name":
     """Return the absolute A-label dns.name.Name for `text`; raise BadName when impossible.
 
     A trailing dot is optional. Upper/lower case is kept (DNS compares case-insensitively).
@@ -49,7 +56,7 @@ def to_name(text: str, literal: bool = False) -> dns.name.Name:
         if t.isascii():
             name = dns.name.from_text(t, origin=dns.name.root)
         else:
-            name = dns.name.from_unicode(t, origin=dns.name.root, idna_codec=_CODEC)
+            name = dns.name.from_unicode(t, origin=dns.name.root, idna_codec=_codec())
     except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
         raise BadName(str(exc) or "invalid domain name") from None
     if any(len(label) == 0 for label in name.labels[:-1]):
