@@ -70,7 +70,14 @@ class MessageEarly:
         self.seen_from = False
 
     def header(self, name: str, value: str) -> None:
-        """Start the lookup this header makes known, if any."""
+        """Start the lookup this header makes known, if any. Never raises: an early lookup
+        is an optimisation, and the check will ask for itself."""
+        try:
+            self._header(name, value)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _header(self, name: str, value: str) -> None:
         lname = name.lower()
         if lname == "dkim-signature" and self.dkim:
             tags = {k.lower(): re.sub(r"\s+", "", v) for k, v in _DKIM_TAG.findall(value)}

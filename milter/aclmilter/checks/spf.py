@@ -296,15 +296,15 @@ def _query_class() -> type:
                     continue
             return valid
 
-
-    @dataclass(frozen=True)
-    class _Raw:
-        result: SpfResult
-        mechanism: str = ""
-        explanation: str = ""
-        problem: str = ""
-
     return _Query
+
+
+@dataclass(frozen=True)
+class _Raw:
+    result: SpfResult
+    mechanism: str = ""
+    explanation: str = ""
+    problem: str = ""
 
 
 def _run_pyspf(client: DnsClient, deadline: float, ip: str, sender: str, helo: str, receiver: str,
