@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from .. import lazy, registry
 from ..errors import LookupDefer
 from .dkim_bodyhash import body_hash
+from .dkim_rsa import verifier_class
 
 # dkimpy loads when the first message is verified, not by `aclmilter check` (lazy.py)
 dkim = lazy.module("dkim")
@@ -146,7 +147,7 @@ def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         return records[0].encode("utf-8", "replace") if records else None
 
     try:
-        verifier = dkim.DKIM(message, minkey=min_key_bits, logger=log)
+        verifier = verifier_class()(message, minkey=min_key_bits, logger=log)
         prep = verifier.verify_headerprep(idx)
         if not prep:
             raise ValueError("signature not found")
