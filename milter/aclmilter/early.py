@@ -27,7 +27,8 @@ from .clients.dns_early import EarlyLookups, MessageLookups
 
 # the domain of the last address in a From value: "Name <a@b.example>" or "a@b.example"
 _FROM_DOMAIN = re.compile(r"@([A-Za-z0-9._-]+)\s*>?\s*(?:\([^()]*\)\s*)?$")
-_DKIM_TAG = re.compile(r"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", re.I)
+_DKIM_SD = re.compile(r"(?:^|;)\s*([sd])\s*=\s*([^;]*)")
+_WS = re.compile(r"\s+")
 _SPF_TARGET = re.compile(r"(?:^|\s)[+?~-]?(?:include:|redirect=)(\S+)", re.I)
 
 
@@ -80,8 +81,8 @@ class MessageEarly:
     def _header(self, name: str, value: str) -> None:
         lname = name.lower()
         if lname == "dkim-signature" and self.dkim:
-            tags = {k.lower(): re.sub(r"\s+", "", v) for k, v in _DKIM_TAG.findall(value)}
-            selector, domain = tags.get("s"), tags.get("d")
+            tags = dict(_DKIM_SD.findall(value))      # the last s= and d= (dkimpy refuses duplicates)
+            selector, domain = _WS.sub("", tags.get("s", "")), _WS.sub("", tags.get("d", ""))
             if selector and domain:
                 self.lookups.ask(f"{selector}._domainkey.{domain}", "TXT")
         elif lname == "from" and self.dmarc and not self.seen_from:

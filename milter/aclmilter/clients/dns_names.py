@@ -10,10 +10,15 @@ name" -- never as a temporary error, because retrying later cannot make it valid
 from __future__ import annotations
 
 import functools
+import re
 
 from .. import lazy
 
 dns = lazy.module("dns")      # imported at the first name, not by `aclmilter check`
+
+# one regex search instead of a Python loop over every character (runs for every DNS question)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
 @functools.cache
@@ -42,13 +47,13 @@ def to_name(text: str, literal: bool = False) -> "dns.name.Name":
     if not t:
         raise BadName("empty domain name")
     if literal and t.isascii():
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in t):
+        if _CONTROL.search(t):
             raise BadName("control character in domain name")
         try:
             return dns.name.Name([label.encode("ascii") for label in t.split(".")] + [b""])
         except dns.exception.DNSException as exc:
             raise BadName(str(exc) or "invalid domain name") from None
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in t):
+    if _CONTROL_OR_SPACE.search(t):
         # Control characters and spaces never belong in a host name we look up on purpose;
         # refusing them here keeps odd bytes out of our queries and our logs.
         raise BadName("control character or space in domain name")
