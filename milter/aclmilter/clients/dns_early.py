@@ -78,6 +78,7 @@ class EarlyLookups:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._resolver: Any = None
+        self._stopped = False          # the client was closed (reload): start nothing more
 
     @classmethod
     def of(cls, client: Any) -> "EarlyLookups | None":
@@ -137,6 +138,7 @@ class EarlyLookups:
     def stop(self) -> None:
         """Cancel every lookup and end the loop thread (reload, shutdown)."""
         with self._lock:
+            self._stopped = True
             loop, thread = self._loop, self._thread
             entries = list(self._table.values())
             self._table.clear()
@@ -163,7 +165,7 @@ class EarlyLookups:
         if self.client.cache.get(key) is not None:
             return False
         with self._lock:
-            if owner.closed or key in self._table or len(self._table) >= MAX_PENDING \
+            if self._stopped or owner.closed or key in self._table or len(self._table) >= MAX_PENDING \
                     or len(owner.keys) >= MAX_PER_MESSAGE:
                 return False
             loop = self._running_loop()
