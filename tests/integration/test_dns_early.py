@@ -136,3 +136,11 @@ def test_abort_mid_flight_leaves_nothing_running(tmp_path: Path) -> None:
         assert runner.pending() == 0
         assert runner.tasks() == 0
         s.close()
+        # closing the client (reload, shutdown) ends the loop thread; a later message starts none
+        assert runner.running()
+        rt.current().services.get("dns").close()
+        assert not runner.running()
+        s.connect("mx.sender.example", "inet", "192.0.2.25", 4000, {})
+        s.mail(f"<alice@m9.{ZONE}>", [], {})
+        assert runner.pending() == 0
+        s.close()

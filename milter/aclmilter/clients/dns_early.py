@@ -79,6 +79,7 @@ class EarlyLookups:
         self._pid = 0
         self._resolver: Any = None
         self._stopped = False          # the client was closed (reload): start nothing more
+        self._stopped_thread: threading.Thread | None = None
 
     @classmethod
     def of(cls, client: Any) -> "EarlyLookups | None":
@@ -143,6 +144,7 @@ class EarlyLookups:
             entries = list(self._table.values())
             self._table.clear()
             self._loop = self._thread = None
+            self._stopped_thread = thread
         if loop is None or thread is None or not thread.is_alive() or self._pid != os.getpid():
             return
         self._cancel(loop, entries)
@@ -197,6 +199,12 @@ class EarlyLookups:
         except concurrent.futures.TimeoutError:
             self.client._count_timeout()
             raise DnsTempError(key[0], key[1], TempReason.TIMEOUT, "no answer within the time left") from None
+
+    def running(self) -> bool:
+        """True while this runner's loop thread is alive (tests: stop() ends it)."""
+        with self._lock:
+            threads = (self._thread, self._stopped_thread)
+        return any(t is not None and t.is_alive() for t in threads)
 
     def pending(self) -> int:
         """Lookups started and not finished, in the whole process (tests, metrics)."""
