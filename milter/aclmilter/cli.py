@@ -168,7 +168,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands that never serve: their start-up does not import the service (issue 23: they start
+#: in well under 150 ms; `serve`'s arguments are then simply not offered).
+_NOT_SERVING = frozenset({"check", "test", "bh", "import-exim", "policy"})
+
+
+def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aclmilter", description=__doc__)
     p.add_argument("--version", action="version", version=f"aclmilter {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -217,11 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the entries with this name (a condition, modifier, control, setting, "
                         "variable, check or lookup; e.g. spf)")
     s.set_defaults(func=_cmd_show)
-    cli_serve: types.ModuleType | None
-    try:
-        from .service import cli_serve
-    except ImportError:
-        cli_serve = None
+    cli_serve: types.ModuleType | None = None
+    if serve:
+        try:
+            from .service import cli_serve
+        except ImportError:
+            cli_serve = None
     if cli_serve is not None:
         sv = sub.add_parser("serve", help="run the milter")
         cli_serve.add_arguments(sv)
@@ -231,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="aclmilter: %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(serve=first not in _NOT_SERVING).parse_args(argv)
     return int(args.func(args) or 0)
 
 

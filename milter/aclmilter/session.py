@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import engine, eom, events
+from . import early, engine, eom, events
 from .actions import Decision, Edits, Reply, apply_header_removals, clean_line
 from .context import EvalContext
 from .identity import derive_identity
@@ -108,6 +108,7 @@ class Session:
         # The statement (file:line) of the latest ACL that ran in this transaction: the log
         # line's `where` when the last stage had no ACL of its own.
         self.deciding = ""
+        self.early: early.MessageEarly | None = None   # this transaction's early DNS lookups
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
@@ -263,6 +264,7 @@ class Session:
         self.snapshot = self.pinned or self.runtime.current()
         if self.txn is not None:
             self.txn.close()
+        self._end_early()
         self.txn = None
         self.conn = Connection(hostname=hostname)
         self.monitor.new_connection()
@@ -303,6 +305,7 @@ class Session:
         """MAIL FROM: a new transaction, then the mail ACL (discard there discards the message)."""
         if self.txn is not None:
             self.txn.close()
+        self._end_early()
         self.last_refusal = None
         self.monitor.new_transaction()
         self.deciding = ""
@@ -317,6 +320,9 @@ class Session:
                     pass
         self._macros(macros)
         self.conn.message_count += 1
+        if self.snapshot.needs.early:
+            self.early = early.for_message(self.services, self.snapshot.needs.early, self.txn.sender,
+                                           self.conn.helo)
         if "mail" in self._hooked:       # a feature works before this ACL
             refused = self._command_hooks("mail", Stage.MAIL)
             if refused is not None:
@@ -395,6 +401,8 @@ class Session:
         """One header as the MTA sent it (Postfix: value without the leading space)."""
         if self.txn is not None:
             self.txn.headers.append((name, value))
+            if self.early is not None:
+                self.early.header(name, value)
         return CONTINUE
 
     def eoh(self) -> Response:
@@ -432,6 +440,7 @@ class Session:
                 summary = {"queue_id": self._qid(), "decision": outcome_word(internal), "where": "internal error"}
             return EomResult(response, Edits(), [], None, summary)
         finally:
+            self._end_early()
             self._timed("eom", started)
 
     def _flush_log(self, ctx: EvalContext, what: str) -> None:
@@ -458,7 +467,14 @@ class Session:
         """RSET or a dropped transaction: forget the transaction, keep the connection."""
         if self.txn is not None:
             self.txn.close()
+        self._end_early()
         self.txn = None
+
+    def _end_early(self) -> None:
+        """Nothing of a message outlives it: cancel its early DNS lookups still running."""
+        if self.early is not None:
+            self.early.close()
+            self.early = None
 
     def close(self) -> None:
         """End of the SMTP connection."""

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
                                  # registry: the loader imports the feature modules that fill it)
     ("conditions",),             # feature registrations: conditions, modifiers, variables
     ("checks", "events"),        # mechanisms (SPF, DKIM, DMARC, ...); event_action
+    ("early",),                  # which DNS lookups to start before their step (needs -> names)
     ("clients",),                # protocol codecs and transports (DNS, Redis, dccifd, scanners)
     ("lists",),                  # Exim address/domain/host lists
     ("expand",),                 # the ${...} expansion language
@@ -54,7 +55,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("responses",),              # decision -> milter response mapping
     ("actions",),                # replies, decisions, queued edits
     ("validators", "plugs"),     # settings validators; upward calls plugged in from above
-    ("outcome", "stages", "errors", "mode", ""),
+    ("outcome", "stages", "errors", "mode", "lazy", ""),
 ]
 
 RECURSIVE_UNITS = frozenset({"expand", "lists"})

@@ -21,12 +21,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import dkim
-from authres.arc import ARCAuthenticationResult
 
-from .. import registry
+from .. import lazy, registry
 from ..errors import LookupDefer
-from .dkim import DEFAULT_MIN_KEY_BITS, TxtLookup, build_message, dns_txt_lookup
+from .dkim import DEFAULT_MIN_KEY_BITS, TxtLookup, build_message, dkim, dns_txt_lookup
+
+# authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import authres
+else:
+    authres = lazy.module("authres")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -145,7 +149,7 @@ def authres_fragment(ctx: "EvalContext") -> Any | None:
     ip = ctx.conn.client.address
     newest = res.sets[-1] if res.sets else None
     safe = re.compile(r"^[A-Za-z0-9._-]{1,253}\Z")
-    return ARCAuthenticationResult(
+    return authres.arc.ARCAuthenticationResult(
         result=res.status.value,
         header_oldest_pass=str(res.oldest_pass) if res.status is ArcStatus.PASS else None,
         header_as_d=newest.seal_domain if newest and safe.match(newest.seal_domain) else None,

@@ -14,9 +14,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-import authres
-from authres import AuthenticationResultsHeader, DKIMAuthenticationResult
-from authres.dmarc import DMARCAuthenticationResult
 
 from .. import registry
 from ..actions import HeaderAdd, HeaderPosition, HeaderRemove, clean_line
@@ -24,7 +21,7 @@ from .arc import authres_fragment as arc_result
 from ..hostname import primary_hostname
 from .dkim import DkimResult
 from .authserv_id import normalize as normalize_authserv_id
-from .dmarc_upstream import ar_authserv_id
+from .dmarc_upstream import ar_authserv_id, authres
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -55,7 +52,7 @@ def dkim_results(res: DkimResult) -> list[Any]:
     for sig in res.signatures:
         # The reason may echo network text (dkimpy quotes tags): keep it to harmless characters.
         reason = _REASON_JUNK.sub("", clean_line(sig.reason))[:120] if sig.reason and sig.status.value != "pass" else None
-        made = DKIMAuthenticationResult(
+        made = authres.DKIMAuthenticationResult(
             result=sig.status.value, reason=reason, header_d=_domain(sig.domain),
             header_i=_token(sig.identity), header_s=_token(sig.selector))
         b = _token(sig.header_b)
@@ -63,7 +60,7 @@ def dkim_results(res: DkimResult) -> list[Any]:
             made.properties.append(authres.AuthenticationResultProperty("header", "b", b))
         out.append(made)
     if not out:
-        out.append(DKIMAuthenticationResult(result="none"))
+        out.append(authres.DKIMAuthenticationResult(result="none"))
     return out
 
 
@@ -80,7 +77,7 @@ def dmarc_result(res: "DmarcResult") -> Any | None:
     # policy.dmarc is the policy applied, the word $dmarc_status says (after pct / t=y), and
     # only for a fail; the record's own p= stays in the comment.
     applied = res.disposition.value if res.result == "fail" and res.disposition is not None else None
-    return DMARCAuthenticationResult(
+    return authres.dmarc.DMARCAuthenticationResult(
         result=res.result, result_comment=comment, header_from=_domain(res.from_domain), policy=applied)
 
 
@@ -104,7 +101,7 @@ def _spf_result(ctx: "EvalContext") -> Any | None:
 
 def build_header(ctx: "EvalContext", results: list[Any]) -> str:
     """Return the A-R value (without the field name); CR/LF can never be in it."""
-    header = AuthenticationResultsHeader(authserv_id=authserv_id(ctx), results=results)
+    header = authres.AuthenticationResultsHeader(authserv_id=authserv_id(ctx), results=results)
     return clean_line(header.header_value())
 
 

@@ -21,10 +21,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
-import dkim
-
+from .. import lazy
 from ..errors import LookupDefer
 from .dkim_bodyhash import body_hash
+from .dkim_rsa import verifier_class
+
+# dkimpy loads when the first message is verified, not by `aclmilter check` (lazy.py)
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import dkim
+else:
+    dkim = lazy.module("dkim")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -144,7 +150,7 @@ def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         return records[0].encode("utf-8", "replace") if records else None
 
     try:
-        verifier = dkim.DKIM(message, minkey=min_key_bits, logger=log)
+        verifier = verifier_class()(message, minkey=min_key_bits, logger=log)
         prep = verifier.verify_headerprep(idx)
         if not prep:
             raise ValueError("signature not found")

@@ -18,12 +18,17 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
-import authres
 
-from .. import registry
+from .. import lazy, registry
 from .. import validators as st
 from .arc import ArcResult, ArcStatus
 from .dmarc_record import Policy
+
+# authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import authres
+else:
+    authres = lazy.module("authres")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext

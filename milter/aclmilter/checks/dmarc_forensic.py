@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import logging
 import re
-import smtplib
 import threading
 import urllib.parse
 import uuid
@@ -22,14 +21,20 @@ from email.utils import format_datetime, make_msgid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .. import registry
+from .. import lazy, registry
 from ..actions import clean_line
 from ..clients.dns_names import BadName, to_alabel
 from ..hostname import primary_hostname
 from ..services import register_factory
+
 from .authresults import build_header, dmarc_result
 from .dmarc import DmarcResult
 from .dkim import DkimStatus
+
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import smtplib
+else:
+    smtplib = lazy.module("smtplib")     # only when a report is sent (lazy.py)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from publicsuffix2 import PublicSuffixList
-
+from .. import lazy
 from ..services import register_factory
+
+# publicsuffix2 (and its urllib.request) load with the first list, not by `aclmilter check`
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import publicsuffix2
+else:
+    publicsuffix2 = lazy.module("publicsuffix2")
 
 
 class PslUnavailable(Exception):
@@ -30,14 +35,14 @@ class PslCache:
         self.path = path
         self._lock = threading.Lock()
         self._key: tuple[str, float] | None = None
-        self._psl: PublicSuffixList | None = None
+        self._psl: "publicsuffix2.PublicSuffixList | None" = None
 
-    def _current(self) -> PublicSuffixList:
+    def _current(self) -> "publicsuffix2.PublicSuffixList":
         if not self.path:
             # No file configured: publicsuffix2's bundled list, parsed once.
             with self._lock:
                 if self._psl is None:
-                    self._psl = PublicSuffixList()
+                    self._psl = publicsuffix2.PublicSuffixList()
                 return self._psl
         try:
             mtime = os.stat(self.path).st_mtime
@@ -47,7 +52,7 @@ class PslCache:
         with self._lock:
             if self._key != key:
                 with open(self.path, encoding="utf-8") as fh:
-                    self._psl = PublicSuffixList(psl_file=fh)
+                    self._psl = publicsuffix2.PublicSuffixList(psl_file=fh)
                 self._key = key
             return self._psl
 

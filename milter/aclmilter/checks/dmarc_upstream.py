@@ -9,27 +9,38 @@ present, so the caller verifies locally.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import authres
 
+from .. import lazy
 from .authserv_id import authserv_id as _authserv_id
 from .authserv_id import normalize as _normalize_id
 from .dkim import DkimResult, DkimSignature, DkimStatus
+
+# authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import authres
+else:
+    authres = lazy.module("authres")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,253}\Z")   # CVE-2020-12272: reject `a.net(.b.com` style values
-_FEATURES = authres.all_features()
+
+
+@functools.cache
+def _features() -> Any:
+    return authres.all_features()
 
 
 def parse_ar(value: str) -> "authres.AuthenticationResultsHeader | None":
     """Parse one A-R value (folding removed); None if it does not parse."""
     try:
-        return _FEATURES.parse_value(_FOLD.sub("", value).strip())
+        return _features().parse_value(_FOLD.sub("", value).strip())
     except Exception:  # noqa: BLE001 - authres raises several types on hostile input
         return None
 

@@ -18,6 +18,7 @@ best-guess record was used. Every text is free of CR/LF and control characters.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import itertools
 import logging
@@ -26,10 +27,7 @@ import urllib.parse
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import authres
-import spf as pyspf
-
-from .. import registry
+from .. import lazy, registry
 from ..hostname import primary_hostname
 from ..clients.dns_cache import TtlCache
 from ..clients.dns import DnsClient, DnsTempError
@@ -37,6 +35,16 @@ from ..clients.dns_names import BadName, to_alabel
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
+
+# pyspf (which imports dnspython) and authres load when SPF first runs (lazy.py)
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import spf as pyspf
+else:
+    pyspf = lazy.module("spf")
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import authres
+else:
+    authres = lazy.module("authres")
 
 log = logging.getLogger("aclmilter.spf")
 
@@ -235,59 +243,66 @@ def plain_ip(address: str) -> str:
     return str(mapped) if mapped is not None else address
 
 
-class _Query(pyspf.query):
-    """A pyspf query whose DNS goes through our client, bounded by one deadline."""
+@functools.cache
+def _query_class() -> type:
+    """pyspf's query with our DNS, defined at first use (pyspf is imported then, not by
+    `aclmilter check`)."""
 
-    def __init__(self, client: DnsClient, deadline: float, **kw: Any) -> None:
-        self._client = client
-        self._deadline = deadline
-        super().__init__(**kw)
+    class _Query(pyspf.query):
+        """A pyspf query whose DNS goes through our client, bounded by one deadline."""
 
-    def dns(self, name: Any, qtype: str, cnames: Any = None, ignore_void: bool = False) -> list:
-        """Answer pyspf's query: a list of values in pyspf's shapes; count void lookups (RFC 7208 §4.6.4).
+        def __init__(self, client: DnsClient, deadline: float, **kw: Any) -> None:
+            self._client = client
+            self._deadline = deadline
+            super().__init__(**kw)
 
-        Raises pyspf.TempError for timeouts/SERVFAIL (-> temperror) and pyspf.PermError when the
-        void-lookup limit is exceeded (-> permerror).
-        """
-        raw = str(name or "")
-        text = raw.rstrip(".")
-        if not text:
-            if raw == ".":
-                return []   # the target of a null MX (RFC 7505): no address, not a lookup
-            raise pyspf.PermError("empty domain name in a DNS query")
-        if any(not 0 < len(label) < 64 for label in text.split(".")):
-            return []   # cannot be a DNS name: no answer, and not a lookup at all
-        if not text.isascii():
-            # Our domains reach pyspf as A-labels, so non-ASCII here came from a UTF-8 local
-            # part (%{l}, %{s}): RFC 8616 §4, such terms "do not match anything" -- no query.
-            return []
-        try:
-            # literal: a macro may expand to spaces or `%` (RFC 7208 §7.3); the name is asked as is
-            answer = self._client.query(text, qtype, self._deadline, literal=True)
-        except DnsTempError as exc:
-            raise pyspf.TempError(f"DNS {exc.reason.value} looking up {exc.qname} {qtype}") from None
-        values = list(answer.values)
-        if not values and not ignore_void:
-            self.void_lookups += 1
-            if self.void_lookups > pyspf.MAX_VOID_LOOKUPS:
-                raise pyspf.PermError(f"void lookup limit of {pyspf.MAX_VOID_LOOKUPS} exceeded")
-        return values
+        def dns(self, name: Any, qtype: str, cnames: Any = None, ignore_void: bool = False) -> list:
+            """Answer pyspf's query: a list of values in pyspf's shapes; count void lookups (RFC 7208 §4.6.4).
 
-    def validated_ptrs(self) -> list:
-        """The PTR names of the client that resolve back to it (RFC 7208 §5.5), at most 10.
-
-        A DNS error while looking up one name's addresses skips that name (§5.5: "the domain
-        name is skipped and the search continues"); pyspf itself turned it into temperror.
-        """
-        names = self.dns_ptr(self.i)[:pyspf.MAX_PTR]
-        valid = []
-        for ptr in names:
+            Raises pyspf.TempError for timeouts/SERVFAIL (-> temperror) and pyspf.PermError when the
+            void-lookup limit is exceeded (-> permerror).
+            """
+            raw = str(name or "")
+            text = raw.rstrip(".")
+            if not text:
+                if raw == ".":
+                    return []   # the target of a null MX (RFC 7505): no address, not a lookup
+                raise pyspf.PermError("empty domain name in a DNS query")
+            if any(not 0 < len(label) < 64 for label in text.split(".")):
+                return []   # cannot be a DNS name: no answer, and not a lookup at all
+            if not text.isascii():
+                # Our domains reach pyspf as A-labels, so non-ASCII here came from a UTF-8 local
+                # part (%{l}, %{s}): RFC 8616 §4, such terms "do not match anything" -- no query.
+                return []
             try:
-                if self.cidrmatch(self.dns_a(ptr, self.A), self.cidrmax):
-                    valid.append(ptr)
-            except pyspf.TempError:
-                continue
-        return valid
+                # literal: a macro may expand to spaces or `%` (RFC 7208 §7.3); the name is asked as is
+                answer = self._client.query(text, qtype, self._deadline, literal=True)
+            except DnsTempError as exc:
+                raise pyspf.TempError(f"DNS {exc.reason.value} looking up {exc.qname} {qtype}") from None
+            values = list(answer.values)
+            if not values and not ignore_void:
+                self.void_lookups += 1
+                if self.void_lookups > pyspf.MAX_VOID_LOOKUPS:
+                    raise pyspf.PermError(f"void lookup limit of {pyspf.MAX_VOID_LOOKUPS} exceeded")
+            return values
+
+        def validated_ptrs(self) -> list:
+            """The PTR names of the client that resolve back to it (RFC 7208 §5.5), at most 10.
+
+            A DNS error while looking up one name's addresses skips that name (§5.5: "the domain
+            name is skipped and the search continues"); pyspf itself turned it into temperror.
+            """
+            names = self.dns_ptr(self.i)[:pyspf.MAX_PTR]
+            valid = []
+            for ptr in names:
+                try:
+                    if self.cidrmatch(self.dns_a(ptr, self.A), self.cidrmax):
+                        valid.append(ptr)
+                except pyspf.TempError:
+                    continue
+            return valid
+
+    return _Query
 
 
 @dataclass(frozen=True)
@@ -302,7 +317,7 @@ def _run_pyspf(client: DnsClient, deadline: float, ip: str, sender: str, helo: s
                record: str | None) -> _Raw:
     """Run pyspf once; every failure of pyspf itself becomes permerror (malformed data never raises)."""
     try:
-        q = _Query(client, deadline, i=ip, s=sender, h=helo, receiver=receiver, strict=True)
+        q = _query_class()(client, deadline, i=ip, s=sender, h=helo, receiver=receiver, strict=True)
         # An empty default explanation lets us tell the domain's own exp= text from pyspf's.
         q.set_default_explanation("")
         code, _smtp, expl = q.check(spf=record)

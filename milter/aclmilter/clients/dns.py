@@ -25,24 +25,24 @@ import enum
 import ipaddress
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import dns.exception
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
-
+from .. import lazy
 from ..validators import bounded_number
 from ..errors import LookupDefer, SyntaxProblem
 from .dns_cache import TtlCache
 from .dns_names import BadName, to_name
 from .health import watched
 
-_nameserver_mod: Any
-try:
-    import dns.nameserver as _nameserver_mod
-except ImportError:      # dnspython 2.3 (Debian bookworm) has no per-server objects
-    _nameserver_mod = None
+# dnspython is imported when the first client is built, not by `aclmilter check` (lazy.py)
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import dns.exception
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+else:
+    dns = lazy.module("dns")
 
 # ---- settings ------------------------------------------------------------------------------
 
@@ -70,9 +70,11 @@ class DnsSettings:
     cache_size: int = 10000     # entries in the shared answer cache
     max_ttl: int = 3600         # cap on how long any answer is cached
     max_negative_ttl: int = 600  # cap for NXDOMAIN/NODATA answers
+    early: bool = True          # start lookups as soon as their names are known (dns_early.py)
 
 
-_DNS_KEYS = {"nameservers", "timeout", "lifetime", "budget", "cache_size", "max_ttl", "max_negative_ttl"}
+_DNS_KEYS = {"nameservers", "timeout", "lifetime", "budget", "cache_size", "max_ttl", "max_negative_ttl",
+             "early"}
 
 # Postfix aborts a milter command after milter_command_timeout (30 s by default); one check
 # must leave room for the others and for the reply, so no budget may come close to it.
@@ -143,11 +145,15 @@ def parse_dns_settings(raw: Any) -> DnsSettings:
         raise SyntaxProblem("dns.lifetime: must not be shorter than dns.timeout")
     if budget < lifetime:
         raise SyntaxProblem("dns.budget: must not be shorter than dns.lifetime")
+    early = raw.get("early", base.early)
+    if not isinstance(early, bool):
+        raise SyntaxProblem("dns.early: true or false is expected")
     return DnsSettings(
         nameservers=parsed, timeout=timeout, lifetime=lifetime, budget=budget,
         cache_size=_count("cache_size", raw.get("cache_size", base.cache_size), 0, 10_000_000),
         max_ttl=_count("max_ttl", raw.get("max_ttl", base.max_ttl), 0, 7 * 86400),
         max_negative_ttl=_count("max_negative_ttl", raw.get("max_negative_ttl", base.max_negative_ttl), 0, 86400),
+        early=early,
     )
 
 
@@ -211,6 +217,15 @@ class DnsTempError(LookupDefer):
         super().__init__(f"DNS {reason.value} for {qname}/{rdtype}" + (f": {detail}" if detail else ""))
 
 
+def typed_answer(ans: Any, key_name: str, rdtype: str) -> DnsAnswer:
+    """The DnsAnswer for a dnspython Answer (raise_on_no_answer=False): FOUND or NODATA."""
+    if ans.rrset is None:
+        ttl = int(ans.chaining_result.minimum_ttl) if ans.chaining_result else 0
+        return DnsAnswer(key_name, rdtype, Status.NODATA, (), ttl)
+    values = tuple(_value(rdtype, r) for r in ans.rrset)
+    return DnsAnswer(key_name, rdtype, Status.FOUND, values, int(ans.rrset.ttl))
+
+
 # ---- the client ----------------------------------------------------------------------------
 
 
@@ -253,13 +268,18 @@ def _temp_reason(errors: list) -> TempReason:
     return TempReason.FAILED
 
 
-def _set_nameservers(resolver: dns.resolver.Resolver, servers: tuple["Nameserver", ...]) -> None:
+def _set_nameservers(resolver: "dns.resolver.Resolver", servers: tuple["Nameserver", ...]) -> None:
     """Point `resolver` at `servers` (address and port each), with any dnspython >= 2.3.
 
     dnspython 2.4 added per-server objects (`dns.nameserver`); Debian bookworm ships 2.3,
     whose resolver takes address strings plus a port per address (so one address can only
     be used with one port there).
     """
+    _nameserver_mod: Any
+    try:
+        import dns.nameserver as _nameserver_mod
+    except ImportError:      # dnspython 2.3 (Debian bookworm) has no per-server objects
+        _nameserver_mod = None
     if _nameserver_mod is None:
         resolver.nameservers = [ns.address for ns in servers]
         resolver.nameserver_ports = {ns.address: ns.port for ns in servers}
@@ -277,6 +297,9 @@ class DnsClient:
         self.cache: TtlCache[DnsAnswer] = TtlCache(settings.cache_size, clock, name="dns", metrics=metrics)
         self._metrics = metrics or (lambda: None)
         self._clock = clock
+        # Lookups started before their result is needed (clients/dns_early.py), joined by
+        # `query`; None until the session starts one, so a policy without DNS pays nothing.
+        self.early: Any = None
 
     @classmethod
     def from_settings(cls, settings: DnsSettings, metrics: Callable[[], Any] | None = None) -> "DnsClient":
@@ -339,10 +362,11 @@ class DnsClient:
         if cached is not None:
             return cached
         lifetime = self._remaining(key_name, rdtype, deadline)
-        answer = self._ask(qname, key_name, rdtype, lifetime)
-        cap = self.settings.max_ttl if answer.status is Status.FOUND else self.settings.max_negative_ttl
-        self.cache.put(key, answer, min(answer.ttl, cap))
-        return answer
+        if self.early is not None:
+            joined = self.early.join(key, lifetime)
+            if joined is not None:
+                return joined
+        return self.store(key, self._ask(qname, key_name, rdtype, lifetime))
 
     def _ask(self, qname: dns.name.Name, key_name: str, rdtype: str, lifetime: float) -> DnsAnswer:
         with watched(self._metrics(), "dns", (DnsTempError,)):
@@ -352,25 +376,35 @@ class DnsClient:
         try:
             ans = self.resolver.resolve(qname, rdtype, raise_on_no_answer=False, lifetime=lifetime,
                                         search=False)
-        except dns.resolver.NXDOMAIN as exc:
+        except dns.exception.DNSException as exc:
+            return self.failed(exc, key_name, rdtype)
+        return typed_answer(ans, key_name, rdtype)
+
+    def failed(self, exc: BaseException, key_name: str, rdtype: str) -> DnsAnswer:
+        """Turn dnspython's exception into a final negative answer, or raise DnsTempError.
+
+        Shared by the blocking path and the early (asynchronous) lookups, so both classify
+        every failure the same way.
+        """
+        if isinstance(exc, dns.resolver.NXDOMAIN):
             return DnsAnswer(key_name, rdtype, Status.NXDOMAIN, (), _negative_ttl(exc.responses()))
-        except dns.resolver.YXDOMAIN:
+        if isinstance(exc, dns.resolver.YXDOMAIN):
             return DnsAnswer(key_name, rdtype, Status.BADNAME)
-        except dns.exception.Timeout as exc:
+        if isinstance(exc, dns.exception.Timeout):
             self._count_timeout()
             raise DnsTempError(key_name, rdtype, TempReason.TIMEOUT, str(exc)) from None
-        except dns.resolver.NoNameservers as exc:
+        if isinstance(exc, dns.resolver.NoNameservers):
             reason = _temp_reason(exc.kwargs.get("errors", []))
             if reason is TempReason.TIMEOUT:
                 self._count_timeout()
             raise DnsTempError(key_name, rdtype, reason) from None
-        except dns.exception.DNSException as exc:
-            raise DnsTempError(key_name, rdtype, TempReason.FAILED, type(exc).__name__) from None
-        if ans.rrset is None:
-            ttl = int(ans.chaining_result.minimum_ttl) if ans.chaining_result else 0
-            return DnsAnswer(key_name, rdtype, Status.NODATA, (), ttl)
-        values = tuple(_value(rdtype, r) for r in ans.rrset)
-        return DnsAnswer(key_name, rdtype, Status.FOUND, values, int(ans.rrset.ttl))
+        raise DnsTempError(key_name, rdtype, TempReason.FAILED, type(exc).__name__) from None
+
+    def store(self, key: tuple[str, str], answer: DnsAnswer) -> DnsAnswer:
+        """Cache `answer` for its TTL (capped per settings) and return it."""
+        cap = self.settings.max_ttl if answer.status is Status.FOUND else self.settings.max_negative_ttl
+        self.cache.put(key, answer, min(answer.ttl, cap))
+        return answer
 
     def lookup(self, name: str, rdtype: str) -> list[str]:
         """Return record texts for (name, rdtype); [] for NXDOMAIN/NODATA/invalid names.
@@ -392,5 +426,7 @@ class DnsClient:
         return records[0] if records else None
 
     def close(self) -> None:
-        """Drop cached answers (services are closed on reload and shutdown)."""
+        """Drop cached answers and stop early lookups (services are closed on reload and shutdown)."""
+        if self.early is not None:
+            self.early.stop()
         self.cache.clear()

@@ -9,21 +9,39 @@ name" -- never as a temporary error, because retrying later cannot make it valid
 
 from __future__ import annotations
 
-import dns.exception
-import dns.name
+from typing import TYPE_CHECKING
 
-try:  # IDNA 2008 with UTS #46 mapping needs the `idna` package; fall back to IDNA 2003
-    import idna as _idna  # noqa: F401  (imported only to learn whether it is available)
-    _CODEC: dns.name.IDNACodec = dns.name.IDNA_2008_Practical
-except ImportError:  # pragma: no cover - depends on the installation
-    _CODEC = dns.name.IDNA_2003
+import functools
+import re
+
+from .. import lazy
+
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import dns.exception
+    import dns.name
+else:
+    dns = lazy.module("dns")      # imported at the first name, not by `aclmilter check`
+
+# one regex search instead of a Python loop over every character (runs for every DNS question)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+@functools.cache
+def _codec() -> "dns.name.IDNACodec":
+    """IDNA 2008 with UTS #46 mapping needs the `idna` package; without it, IDNA 2003."""
+    try:
+        import idna as _idna  # noqa: F401  (imported only to learn whether it is available)
+    except ImportError:  # pragma: no cover - depends on the installation
+        return dns.name.IDNA_2003
+    return dns.name.IDNA_2008_Practical
 
 
 class BadName(ValueError):
     """The text cannot be a DNS name (too long, empty label, not convertible to A-labels)."""
 
 
-def to_name(text: str, literal: bool = False) -> dns.name.Name:
+def to_name(text: str, literal: bool = False) -> "dns.name.Name":
     """Return the absolute A-label dns.name.Name for `text`; raise BadName when impossible.
 
     A trailing dot is optional. Upper/lower case is kept (DNS compares case-insensitively).
@@ -35,13 +53,13 @@ def to_name(text: str, literal: bool = False) -> dns.name.Name:
     if not t:
         raise BadName("empty domain name")
     if literal and t.isascii():
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in t):
+        if _CONTROL.search(t):
             raise BadName("control character in domain name")
         try:
             return dns.name.Name([label.encode("ascii") for label in t.split(".")] + [b""])
         except dns.exception.DNSException as exc:
             raise BadName(str(exc) or "invalid domain name") from None
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in t):
+    if _CONTROL_OR_SPACE.search(t):
         # Control characters and spaces never belong in a host name we look up on purpose;
         # refusing them here keeps odd bytes out of our queries and our logs.
         raise BadName("control character or space in domain name")
@@ -49,7 +67,7 @@ def to_name(text: str, literal: bool = False) -> dns.name.Name:
         if t.isascii():
             name = dns.name.from_text(t, origin=dns.name.root)
         else:
-            name = dns.name.from_unicode(t, origin=dns.name.root, idna_codec=_CODEC)
+            name = dns.name.from_unicode(t, origin=dns.name.root, idna_codec=_codec())
     except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
         raise BadName(str(exc) or "invalid domain name") from None
     if any(len(label) == 0 for label in name.labels[:-1]):

@@ -17,15 +17,13 @@ none answers the caller gets `RedisUnavailable`.
 from __future__ import annotations
 
 import hashlib
+import functools
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import redis as redis_py
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
+from .. import lazy
 from ..errors import SyntaxProblem
 from .health import watched
 
@@ -227,8 +225,16 @@ class Script:
 
 #: redis-py >= 5 speaks RESP3 when asked and takes `protocol`; 4.3 (Debian bookworm) speaks
 #: only RESP2 and refuses the keyword. Replies must be RESP2's either way.
-_RESP2: dict[str, Any] = ({"protocol": 2} if "protocol" in inspect.signature(redis_py.Redis.__init__).parameters
-                          else {})
+@functools.cache
+def _resp2() -> dict[str, Any]:
+    return {"protocol": 2} if "protocol" in inspect.signature(redis_py.Redis.__init__).parameters else {}
+
+
+# redis-py loads when the first connection is made, not by `aclmilter check` (lazy.py)
+if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+    import redis as redis_py
+else:
+    redis_py = lazy.module("redis")
 
 
 def to_wire(value: Any) -> Any:
@@ -261,10 +267,10 @@ class RedisClient:
     def _build(self, spec: ServerSpec) -> redis_py.Redis:
         common: dict[str, Any] = dict(
             db=spec.db, password=spec.password, socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout, **_RESP2,
+            socket_connect_timeout=self.timeout, **_resp2(),
             # No automatic retries: a retried write (INCR, the ratelimit script) after a
             # timeout could be applied twice. The pool reconnects on the next call anyway.
-            retry=Retry(NoBackoff(), 0), health_check_interval=0,
+            retry=redis_py.retry.Retry(redis_py.backoff.NoBackoff(), 0), health_check_interval=0,
         )
         if spec.unix_path:
             client = redis_py.Redis(unix_socket_path=spec.unix_path, **common)

@@ -19,14 +19,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import dkim
-from dkim.crypto import parse_pem_private_key
 
 from .. import registry
 from ..actions import HeaderAdd, HeaderPosition
 from ..checks.arc import ArcResult, ArcStatus
 from ..checks.authresults import HEADER, authserv_id
-from ..checks.dkim import build_message
+from ..checks.dkim import build_message, dkim
 from ..context import EvalContext
 from ..errors import SyntaxProblem
 from ..stages import Stage
@@ -106,7 +104,7 @@ def _sign_settings(value: Any) -> SignSettings | None:
     try:
         if b"PRIVATE KEY" not in key:
             raise ValueError("no PEM block")
-        parse_pem_private_key(key)
+        dkim.crypto.parse_pem_private_key(key)
     except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for a bad key
         raise SyntaxProblem(f"arc_sign: {path} holds no usable PEM private key ({exc})") from None
     return SignSettings(domain.lower(), selector, key, os.path.abspath(path))

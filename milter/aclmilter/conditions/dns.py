@@ -11,7 +11,8 @@ from ..clients.dns import DnsClient, DnsSettings, parse_dns_settings
 registry.setting(
     "dns", parse_dns_settings, DnsSettings(),
     "resolver for every DNS lookup: {nameservers: [\"127.0.0.1:53\", \"[::1]:53\"], timeout: 2, "
-    "lifetime: 5, budget: 12, cache_size: 10000}; absent: the servers of /etc/resolv.conf")
+    "lifetime: 5, budget: 12, cache_size: 10000, early: true}; `early: false` asks each question only "
+    "when its check needs the answer (no early, parallel lookups); absent: the servers of /etc/resolv.conf")
 
 
 def _build(settings: dict, svc: services.Services) -> DnsClient:

@@ -47,6 +47,8 @@ class Needs:
     replies: frozenset[str]
     content_reasons: tuple[str, ...]
     acl_steps: frozenset[str] = frozenset(REPLY_STEPS)
+    #: DNS-based checks the policy will run, whose lookups may start early (early.py)
+    early: frozenset[str] = frozenset()
 
     def work_at(self, step: str) -> bool:
         """The session has something to do at this step (an ACL to run, or a refusal to make)."""
@@ -138,4 +140,28 @@ def analyse(policy: Policy) -> Needs:
     if policy.settings.get("event_action") is not None:
         replies.add("connect")       # a non-empty result at tcp:/smtp:connect refuses (events.py)
     acl_steps = frozenset(step for step in REPLY_STEPS if policy.acl_for(step) is not None)
-    return Needs(frozenset(replies), tuple(_content_reasons(policy)), acl_steps)
+    return Needs(frozenset(replies), tuple(_content_reasons(policy)), acl_steps, early_checks(policy))
+
+
+#: Checks whose DNS questions early.py knows how to start before the check runs.
+EARLY_CHECKS = frozenset({"spf", "spf_guess", "dkim", "dmarc"})
+
+
+def early_checks(policy: Policy) -> frozenset[str]:
+    """The checks of EARLY_CHECKS this policy runs: named by its conditions (with the checks
+    they need, e.g. dmarc needs spf and dkim), or by a hook it enables (the
+    Authentication-Results header verifies DKIM). None with `settings.dns.early: false`."""
+    dns = policy.settings.get("dns")
+    if dns is not None and getattr(dns, "early", True) is False:
+        return frozenset()
+    names = {c for _st, use in policy.uses() for c in use.entry.checks}
+    if policy.settings.get("authserv_id"):
+        names.add("dkim")
+    todo = list(names)
+    while todo:
+        entry = TABLES.checks.get(todo.pop())
+        for dep in entry.needs if entry is not None else ():
+            if dep not in names:
+                names.add(dep)
+                todo.append(dep)
+    return frozenset(names & EARLY_CHECKS)
