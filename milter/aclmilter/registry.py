@@ -60,6 +60,7 @@ class Item:
     variables: tuple[str, ...] = ()       # variables this item sets, for docs and `test --json`
     checks: tuple[str, ...] = ()          # checks this item needs
     doc: str = ""
+    requires_setting: str | None = None   # a policy using it without this setting is refused at load
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,12 @@ def _add(table: dict, name: str, entry: object) -> None:
 
 def condition(name: str, stages: Stage, *, arg: ArgMode = ArgMode.EXPANDED, parse: ArgParser = _text,
               list_kind: str | None = None, variables: tuple[str, ...] = (), checks: tuple[str, ...] = (),
-              ) -> Callable[[ItemRunner], ItemRunner]:
-    """Register a condition; the decorated function returns Result.OK/FAIL/DEFER/ERROR."""
+              requires_setting: str | None = None) -> Callable[[ItemRunner], ItemRunner]:
+    """Register a condition; the decorated function returns Result.OK/FAIL/DEFER/ERROR.
+    With `requires_setting`, a policy that uses it without that setting is refused at load."""
     def wrap(fn: ItemRunner) -> ItemRunner:
         _add(TABLES.items, name, Item(name, Kind.CONDITION, stages, fn, arg, parse, list_kind,
-                                      variables, checks, (fn.__doc__ or "").strip()))
+                                      variables, checks, (fn.__doc__ or "").strip(), requires_setting))
         return fn
     return wrap
 

@@ -141,3 +141,11 @@ def test_srs_controls_without_secrets_are_load_errors(tmp_path: Path) -> None:
     with pytest.raises(PolicyErrors) as exc:
         Runtime(bad).load()
     assert "bad.yaml:4" in str(exc.value.errors[0]) and "needs settings.srs_secrets" in str(exc.value.errors[0])
+
+
+def test_inbound_srs_without_secrets_is_a_load_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("acl:\n  rcpt:\n    - accept:\n        inbound_srs: $local_part\n")
+    with pytest.raises(PolicyErrors) as exc:
+        Runtime(bad).load()
+    assert "bad.yaml:4" in str(exc.value.errors[0]) and "inbound_srs needs settings.srs_secrets" in str(exc.value.errors[0])

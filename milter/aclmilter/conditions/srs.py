@@ -79,12 +79,12 @@ def _inbound_srs_expansion(ctx: EvalContext, args: list[str]) -> tuple[bool, dic
 functions.register_condition("inbound_srs", 2, _inbound_srs_expansion)
 
 
-@registry.condition("inbound_srs", _RCPT_STAGES, variables=("srs_recipient",))
+@registry.condition("inbound_srs", _RCPT_STAGES, variables=("srs_recipient",), requires_setting="srs_secrets")
 def _inbound_srs(ctx: EvalContext, local_part: str) -> Result:
     """OK when the argument (normally `$local_part`) is an SRS0 local part signed by one of
     `srs_secrets` and not older than `srs_max_age` days; `$srs_recipient` is then the original
     sender. FAIL otherwise (not SRS, forged hash, expired). Never DEFERs (no lookup is made);
-    ERROR without `srs_secrets`."""
+    a policy using it without `srs_secrets` is refused at load."""
     secrets = ctx.setting("srs_secrets") or ()
     if not secrets:
         raise ExpansionFailed("inbound_srs needs settings.srs_secrets")

@@ -297,6 +297,8 @@ class _Loader:
         use = ItemUse(entry, negated, text, vmark(0), expansion, static, has_static)
         if entry.arg is ArgMode.LIST:
             self._list_uses.append((use, entry.list_kind or "string"))
+        if entry.requires_setting and not self.settings.get(entry.requires_setting):
+            self.err(use.mark, f"{entry.name} needs settings.{entry.requires_setting}")
         if entry.name == "control" and has_static:
             self.check_control(use, stage)
         if entry.name == "acl" and has_static:
