@@ -135,17 +135,13 @@ def test_srs_encode_expansion_and_load_errors(tmp_path: Path) -> None:
     assert "bad.yaml:3" in str(exc.value) or "bad.yaml:3" in "".join(map(str, getattr(exc.value, "errors", [])))
 
 
-def test_srs_controls_without_secrets_are_load_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("item, says", [
+    ("control: srs_forward/fwd.example", "control 'srs_forward' needs settings.srs_secrets"),
+    ("inbound_srs: $local_part", "inbound_srs needs settings.srs_secrets"),
+])
+def test_srs_items_without_secrets_are_load_errors(tmp_path: Path, item: str, says: str) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("acl:\n  rcpt:\n    - accept:\n        control: srs_forward/fwd.example\n")
+    bad.write_text(f"acl:\n  rcpt:\n    - accept:\n        {item}\n")
     with pytest.raises(PolicyErrors) as exc:
         Runtime(bad).load()
-    assert "bad.yaml:4" in str(exc.value.errors[0]) and "needs settings.srs_secrets" in str(exc.value.errors[0])
-
-
-def test_inbound_srs_without_secrets_is_a_load_error(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("acl:\n  rcpt:\n    - accept:\n        inbound_srs: $local_part\n")
-    with pytest.raises(PolicyErrors) as exc:
-        Runtime(bad).load()
-    assert "bad.yaml:4" in str(exc.value.errors[0]) and "inbound_srs needs settings.srs_secrets" in str(exc.value.errors[0])
+    assert "bad.yaml:4" in str(exc.value.errors[0]) and says in str(exc.value.errors[0])

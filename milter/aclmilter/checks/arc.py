@@ -27,13 +27,11 @@ from ..errors import LookupDefer
 from .dkim import DEFAULT_MIN_KEY_BITS, TxtLookup, build_message, dkim, dns_txt_lookup
 
 # authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
     import authres
+    from ..context import EvalContext
 else:
     authres = lazy.module("authres")
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..context import EvalContext
 
 log = logging.getLogger("aclmilter.arc")
 

@@ -27,13 +27,11 @@ from .dkim_bodyhash import body_hash
 from .dkim_rsa import verifier_class
 
 # dkimpy loads when the first message is verified, not by `aclmilter check` (lazy.py)
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
     import dkim
+    from ..context import EvalContext
 else:
     dkim = lazy.module("dkim")
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..context import EvalContext
 
 log = logging.getLogger("aclmilter.dkim")
 

@@ -25,14 +25,12 @@ from .arc import ArcResult, ArcStatus
 from .dmarc_record import Policy
 
 # authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
     import authres
-else:
-    authres = lazy.module("authres")
-
-if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
     from .dmarc import DmarcResult, DmarcStatus
+else:
+    authres = lazy.module("authres")
 
 OVERRIDE = "trusted_forwarder"     # RFC 7489 PolicyOverrideType
 

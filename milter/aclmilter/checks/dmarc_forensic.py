@@ -31,13 +31,11 @@ from .authresults import build_header, dmarc_result
 from .dmarc import DmarcResult
 from .dkim import DkimStatus
 
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
     import smtplib
+    from ..context import EvalContext
 else:
     smtplib = lazy.module("smtplib")     # only when a report is sent (lazy.py)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..context import EvalContext
 
 log = logging.getLogger("aclmilter.dmarc.forensic")
 

@@ -20,13 +20,11 @@ from .authserv_id import normalize as _normalize_id
 from .dkim import DkimResult, DkimSignature, DkimStatus
 
 # authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
     import authres
+    from ..context import EvalContext
 else:
     authres = lazy.module("authres")
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..context import EvalContext
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,253}\Z")   # CVE-2020-12272: reject `a.net(.b.com` style values

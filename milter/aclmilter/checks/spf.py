@@ -33,17 +33,13 @@ from ..clients.dns_cache import TtlCache
 from ..clients.dns import DnsClient, DnsTempError
 from ..clients.dns_names import BadName, to_alabel
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..context import EvalContext
-
 # pyspf (which imports dnspython) and authres load when SPF first runs (lazy.py)
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+if TYPE_CHECKING:  # pragma: no cover  (the real modules for the type checker)
+    import authres
     import spf as pyspf
+    from ..context import EvalContext
 else:
     pyspf = lazy.module("spf")
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
-    import authres
-else:
     authres = lazy.module("authres")
 
 log = logging.getLogger("aclmilter.spf")

@@ -41,15 +41,13 @@ from .health import watched
 
 # asyncio and dnspython load with the first early lookup: `aclmilter test` of a policy
 # without DNS checks never pays for them (lazy.py)
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
+if TYPE_CHECKING:     # the real modules for the type checker; at run time they load on first use
     import asyncio
-else:
-    asyncio = lazy.module("asyncio")
-if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
     import dns.asyncresolver
     import dns.exception
     import dns.resolver
 else:
+    asyncio = lazy.module("asyncio")
     dns = lazy.module("dns")
 
 #: Lookups in flight in the whole process; beyond it a lookup is simply not started early.
