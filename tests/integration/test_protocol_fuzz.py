@@ -135,6 +135,10 @@ def test_postfix_mail_flows_after_a_crash(workdir: Path) -> None:
             d.wait_log(r"SIGSEGV after")
             settled(d, 2)
             r = pf.send("alice@example.org", ["bob@example.test"], simple_message(subject="after"))
+            if not r.accepted and r.banner and 400 <= r.banner[0] < 500:
+                # On a loaded CI host Postfix has once answered this first connection with a
+                # 4xx (a temporary failure, which a client retries): mail must flow on retry.
+                r = pf.send("alice@example.org", ["bob@example.test"], simple_message(subject="after"))
             assert r.accepted, r
             got = sink.wait_for_rcpt("bob@example.test")
             assert "ip=127.0.0.1" in (got.header("X-Seen") or "")
