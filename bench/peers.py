@@ -76,8 +76,10 @@ class _Daemon:
 class PeerChain:
     """OpenDKIM (verify only) -> OpenDMARC -> pyspf-milter, in Postfix's smtpd_milters order."""
 
-    def __init__(self, workdir: Path, dns_port: int, libc_dns: str, kind: str = "inet") -> None:
+    def __init__(self, workdir: Path, dns_port: int, libc_dns: str, kind: str = "inet",
+                 dns_host: str = "127.0.0.1") -> None:
         self.dir = workdir
+        self.dns_host = dns_host
         workdir.mkdir(parents=True, exist_ok=True)
         self.dns_port = dns_port
         self.resolv = workdir / "resolv.conf"
@@ -120,7 +122,7 @@ PidFile {d.dir / 'opendkim.pid'}
 UMask 000
 AuthservID {AUTHSERV_ID}
 InternalHosts {d.dir / 'internal.hosts'}
-Nameservers 127.0.0.1@{self.dns_port}
+Nameservers {self.dns_host}@{self.dns_port}
 Syslog no
 SoftwareHeader no
 RequireSafeKeys false
@@ -185,9 +187,9 @@ class Rspamd:
     """rspamd's proxy worker in milter mode (self_scan), private config, log, db and run dirs."""
 
     def __init__(self, workdir: Path, dns_port: int, kind: str = "inet",
-                 modules: tuple[str, ...] = DEFAULT_MODULES) -> None:
+                 modules: tuple[str, ...] = DEFAULT_MODULES, dns_host: str = "127.0.0.1") -> None:
         self.d = _Daemon("rspamd", workdir, kind)
-        self.dns_port, self.modules = dns_port, modules
+        self.dns_port, self.modules, self.dns_host = dns_port, modules, dns_host
 
     @property
     def postfix_spec(self) -> str:
@@ -207,7 +209,7 @@ class Rspamd:
         bind = f"127.0.0.1:{self.d.port}" if self.d.port else f"{self.d.sock} mode=0666"
         # local_addrs: none, so SPF/DKIM/DMARC are checked for mail from loopback too
         (etc / "local.d" / "options.inc").write_text(
-            f'dns {{\n  nameserver = ["127.0.0.1:{self.dns_port}"];\n  timeout = 2s;\n  retransmits = 2;\n}}\n'
+            f'dns {{\n  nameserver = ["{self.dns_host}:{self.dns_port}"];\n  timeout = 2s;\n  retransmits = 2;\n}}\n'
             'local_addrs = ["240.0.0.1/32"];\n')
         (etc / "override.d" / "worker-proxy.inc").write_text(
             f'bind_socket = "{bind}";\nmilter = yes;\ntimeout = 120s;\n'
