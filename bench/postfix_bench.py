@@ -3,11 +3,14 @@
 
     .venv/bin/python bench/postfix_bench.py [-n 2000] [-c 20] [--policy FILE] [--workers N]
                                             [--trials 1] [--cases none,unix,inet]
+    .venv/bin/python bench/postfix_bench.py --signed --cases none,auth,auth-inet,chain,chain-inet,rspamd,rspamd-inet
 
 Starts its own private Postfix (tests/harness/postfix.py), `smtp-sink` as the delivery target
 and `aclmilter serve` per case; every process is stopped by PID. For each case it reports
 accepted msg/s (smtp-source wall time), delivered msg/s (until the maillog shows all
-`status=sent`) and the ratio to the no-milter baseline of the same run.
+`status=sent`) and the ratio to the no-milter baseline of the same run. With --signed the mail
+is DKIM-signed (bench/signed_source.py) and the peers of issue 23 can run in the same run
+(bench/peers.py: OpenDKIM -> OpenDMARC -> pyspf-milter, rspamd), started and stopped here.
 Traffic stays on 127.0.0.1. Timing belongs here, never in tests.
 """
 
