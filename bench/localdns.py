@@ -25,20 +25,35 @@ BENCH_ZONES = Path(__file__).resolve().parent / "zones"
 
 
 @contextlib.contextmanager
-def with_local_dns(policy: Path, workdir: Path) -> Iterator[Path]:
-    """Yield a copy of `policy` that resolves through a private loopback knotd."""
+def with_local_dns(policy: Path, workdir: Path, libc_addr: str | None = None) -> Iterator[Path]:
+    """Yield a copy of `policy` that resolves through a private loopback knotd.
+
+    `libc_addr` (a 127/8 address) makes knotd also answer on that address's port 53, for
+    peers that only read /etc/resolv.conf (bench/peers.py gives them a private one)."""
     rundir = workdir / "knot"
     (rundir / "db").mkdir(parents=True)
     port = free_port()
     zones = zone_files(ZONES_DIR) + zone_files(BENCH_ZONES)
     conf = rundir / "knot.conf"
-    conf.write_text(knot_config(rundir, port, zones))
+    text = knot_config(rundir, port, zones)
+    if libc_addr:
+        text = text.replace(f"::1@{port} ]", f"::1@{port}, {libc_addr}@53 ]")
+    conf.write_text(text)
     log = rundir / "knotd.log"
     with running([require_binary("knotd"), "-c", str(conf)], log) as proc:
         wait_zones(port, zones, proc, log)
         data = yaml.safe_load(policy.read_text()) or {}
-        data.setdefault("settings", {})["dns"] = {"nameservers": [f"127.0.0.1:{port}"], "timeout": 2}
+        settings = data.setdefault("settings", {})
+        settings["dns"] = {"nameservers": [f"127.0.0.1:{port}"], "timeout": 2}
+        if "dmarc_history_file" in settings:         # a private history file per run
+            settings["dmarc_history_file"] = str(workdir / f"{policy.stem}-history")
         copy = workdir / f"{policy.stem}-localdns.yaml"
         copy.write_text(f"# {policy} with settings.dns -> loopback knotd (bench/localdns.py)\n"
                         + yaml.safe_dump(data, sort_keys=False))
         yield copy
+
+
+def dns_port(policy_copy: Path) -> int:
+    """The loopback knotd port a with_local_dns() policy copy resolves through."""
+    data = yaml.safe_load(policy_copy.read_text())
+    return int(data["settings"]["dns"]["nameservers"][0].rsplit(":", 1)[1])

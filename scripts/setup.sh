@@ -6,7 +6,8 @@
 #   scripts/setup.sh test   install everything the test suite needs (Postfix, Knot, Redis,
 #                           MariaDB, OpenDMARC tools, SpamAssassin, rspamd, ...), run ruff
 #                           and mypy, then the tests
-#   scripts/setup.sh deps [run|test]   only install
+#   scripts/setup.sh deps [run|test|bench]   only install (bench: test + the peers of
+#                           bench/peers.py: opendkim, opendmarc, pyspf-milter, rspamd)
 #   scripts/setup.sh deb [VERSION]     build dist/aclmilter_<version>_all.deb (scripts/build-deb.sh)
 #
 # `run` puts the socket where Debian's chrooted smtpd finds it: $ACLMILTER_SPOOL (default
@@ -29,6 +30,8 @@ TEST_PKGS="$RUN_PKGS postfix swaks bind9-dnsutils knot knot-dnsutils redis-serve
  spamassassin spamc spamd rspamd miltertest systemd opendkim-tools procps iproute2 ca-certificates \
  lintian man-db python3-pytest python3-hypothesis python3-milter python3-spf python3-dnspython python3-dkim \
  python3-authres python3-redis python3-publicsuffix2 python3-prometheus-client python3-idna python3-yaml"
+# the peers of issue 23's benchmark (bench/peers.py), started privately by the bench
+BENCH_PKGS="opendkim opendmarc pyspf-milter rspamd util-linux"
 
 need_root() {
     if [ "$(id -u)" != 0 ]; then
@@ -145,10 +148,11 @@ test)
     exit $rc
     ;;
 deps)
-    if [ "${2:-run}" = test ]; then apt_install $TEST_PKGS; exim_unpack; python_env "[test]"; else apt_install $RUN_PKGS; python_env ""; fi
+    if [ "${2:-run}" = bench ]; then apt_install $TEST_PKGS $BENCH_PKGS; exim_unpack; python_env "[test]"
+    elif [ "${2:-run}" = test ]; then apt_install $TEST_PKGS; exim_unpack; python_env "[test]"; else apt_install $RUN_PKGS; python_env ""; fi
     ;;
 *)
-    echo "usage: scripts/setup.sh run|test|deb [VERSION]|deps [run|test]" >&2
+    echo "usage: scripts/setup.sh run|test|deb [VERSION]|deps [run|test|bench]" >&2
     exit 2
     ;;
 esac
