@@ -36,6 +36,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from tests.harness.loopserver import LoopbackServer
+
 ZONE = "cold.test"
 KEY_B64 = (Path(__file__).resolve().parent.parent / "fixtures" / "dmarc" / "dkim-sel1.pub.b64").read_text().strip()
 
@@ -66,7 +68,7 @@ def records_for(name: str) -> list[str] | None:
     return [f"v=spf1 include:_spf.{name} -all"]
 
 
-class DelayingDns:
+class DelayingDns(LoopbackServer):
     """Start with `with DelayingDns(delay) as dns:`; `queries` lists (name, type) received."""
 
     def __init__(self, delay: float = 0.05) -> None:
@@ -74,28 +76,15 @@ class DelayingDns:
         self.queries: list[tuple[str, str]] = []
         self.arrivals: list[float] = []      # time.monotonic() of each query, as `queries`
         self.max_outstanding = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
+        super().__init__(socket.SOCK_DGRAM, "delaying-dns")
         self._due: list[tuple[float, int, bytes, tuple]] = []
         self._held = 0                 # queries received, never to be answered (silent)
         self._seq = 0
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, name="delaying-dns", daemon=True)
 
     @property
     def nameserver(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> "DelayingDns":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._sock.close()
 
     def reset(self) -> None:
         """Forget the queries seen so far (between two runs of one test)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 from dataclasses import dataclass, field
+
+from tests.harness.loopserver import LoopbackServer
 
 _REQUEST = re.compile(rb"^(SYMBOLS|REPORT) SPAMC/1\.\d$")
 
@@ -37,30 +38,16 @@ def answer(request: bytes, verdict: SpamdVerdict) -> bytes:
             f"Spam: {spam} ; {verdict.score} / {verdict.threshold}\r\n\r\n").encode() + text
 
 
-class FakeSpamd:
+class FakeSpamd(LoopbackServer):
     """Serve `verdict` on 127.0.0.1:<free port>; `requests` keeps every request received."""
 
     def __init__(self, verdict: SpamdVerdict) -> None:
         self.verdict = verdict
         self.requests: list[bytes] = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
-        self._sock.settimeout(0.1)
-        self.address = f"127.0.0.1:{self._sock.getsockname()[1]}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fake-spamd", daemon=True)
+        super().__init__(socket.SOCK_STREAM, "fake-spamd", timeout=0.1, backlog=8)
+        self.address = f"127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "FakeSpamd":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._sock.close()
-
-    def _loop(self) -> None:
+    def _serve(self) -> None:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()

@@ -15,37 +15,22 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from tests.harness.loopserver import LoopbackServer
 
-class RecordingDns:
+
+class RecordingDns(LoopbackServer):
     """`queries` lists (name without final dot, type) in arrival order."""
 
     def __init__(self, records: dict[tuple[str, str], list[str]] | None = None) -> None:
         self.records = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in (records or {}).items()}
         self.queries: list[tuple[str, str]] = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.settimeout(0.1)
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
+        super().__init__(socket.SOCK_DGRAM, "recording-dns", timeout=0.1)
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, name="recording-dns", daemon=True)
 
     @property
     def nameserver(self) -> str:
         """The value for settings.dns.nameservers."""
         return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> "RecordingDns":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._sock.close()
 
     def names(self) -> list[str]:
         with self._lock:
