@@ -34,10 +34,8 @@ def run(s: "Session") -> EomResult:
     if txn is None:
         txn = s.txn = Transaction()
         txn.edits = Edits()
-    refused = s._command_hooks("data", Stage.DATA) if "data" in s._hooked else None
-    if refused is not None:
-        return s._eom_result(s._finish(refused[0], "data", refused[1]), Edits(), None,
-                             outcome_word(refused[0]), where=refused[1])
+    if (refused := s._refused_by_hooks("data", Stage.DATA)) is not None:
+        return s._eom_result(refused[0], Edits(), None, outcome_word(refused[0]), where=refused[1])
     edits: Edits = txn.edits
     kept = [r for r in txn.recipients if r.accepted and not r.discarded]
     for r in txn.recipients:

@@ -256,6 +256,18 @@ class Session:
             if ctx.log_lines:
                 self._flush_log(ctx, f"{command} hooks")
 
+    def _refused_by_hooks(self, command: str, stage: Stage) -> tuple[Response, str] | None:
+        """A feature hook's refusal of `command` as given to the MTA, with the hook's name; None
+        to go on (no hook refused, or monitor mode, which only notes the refusal: the step then
+        runs as usual)."""
+        if command not in self._hooked:
+            return None
+        refused = self._command_hooks(command, stage)
+        if refused is None:
+            return None
+        response = self._finish(refused[0], command, refused[1])
+        return None if response is CONTINUE else (response, refused[1])
+
     # ---- callbacks -------------------------------------------------------------------------
     @_callback("connect")
     def connect(self, hostname: str, family: str, address: str, port: Any,
@@ -272,10 +284,8 @@ class Session:
         self.conn.client = derive_identity(hostname, address if family != "unix" else "", port, macros or {})
         self.conn.listen_port = self.listen_port
         self._macros(macros)
-        if "connect" in self._hooked:       # a feature works before this ACL
-            refused = self._command_hooks("connect", Stage.CONNECT)
-            if refused is not None:
-                return self._finish(refused[0], "connect", refused[1])
+        if (refused := self._refused_by_hooks("connect", Stage.CONNECT)) is not None:
+            return refused[0]
         events_on = settings.get("event_action") is not None      # no call per connection otherwise
         if events_on and self._event("tcp:connect"):
             return self._finish(EVENT_REFUSED, "connect")
@@ -289,10 +299,8 @@ class Session:
     def helo(self, name: str, macros: Mapping[str, str] | None = None) -> Response:
         """HELO/EHLO: the helo ACL; a deny clears $sender_helo_name (Exim)."""
         self._macros(macros)
-        if "helo" in self._hooked:       # a feature works before this ACL
-            refused = self._command_hooks("helo", Stage.HELO)
-            if refused is not None:
-                return self._finish(refused[0], "helo", refused[1])
+        if (refused := self._refused_by_hooks("helo", Stage.HELO)) is not None:
+            return refused[0]
         self.conn.helo = clean_line(name or "").strip()
         decision = self._run(Stage.HELO, command="helo")
         if decision.result is not Result.OK:
@@ -323,10 +331,8 @@ class Session:
         if self.snapshot.needs.early:
             self.early = early.for_message(self.services, self.snapshot.needs.early, self.txn.sender,
                                            self.conn.helo)
-        if "mail" in self._hooked:       # a feature works before this ACL
-            refused = self._command_hooks("mail", Stage.MAIL)
-            if refused is not None:
-                return self._finish(refused[0], "mail", refused[1])
+        if (refused := self._refused_by_hooks("mail", Stage.MAIL)) is not None:
+            return refused[0]
         decision = self._run(Stage.MAIL, command="mail")
         if decision.result is Result.DISCARD:
             if self.mode.monitor:
@@ -343,10 +349,8 @@ class Session:
         if self.txn is None:   # defensive: an MTA always sends MAIL first
             self.txn = Transaction()
             self.txn.edits = Edits()
-        if "rcpt" in self._hooked:       # a feature works before this ACL
-            refused = self._command_hooks("rcpt", Stage.RCPT)
-            if refused is not None:
-                return self._finish(refused[0], "rcpt", refused[1])
+        if (refused := self._refused_by_hooks("rcpt", Stage.RCPT)) is not None:
+            return refused[0]
         r = Recipient(_strip_brackets(rcpt), tuple(params), rcpt if rcpt.startswith("<") else f"<{rcpt}>")
         self.txn.recipients.append(r)
         if self.txn.discard_all:
@@ -387,10 +391,8 @@ class Session:
     def data(self, macros: Mapping[str, str] | None = None) -> Response:
         """DATA command: the predata ACL (discard is not allowed there -> ERROR, as Exim)."""
         self._macros(macros)
-        if "predata" in self._hooked:       # a feature works before this ACL
-            refused = self._command_hooks("predata", Stage.PREDATA)
-            if refused is not None:
-                return self._finish(refused[0], "predata", refused[1])
+        if (refused := self._refused_by_hooks("predata", Stage.PREDATA)) is not None:
+            return refused[0]
         decision = self._run(Stage.PREDATA, command="data")
         if decision.result is Result.DISCARD:
             decision = Decision(Result.ERROR, INTERNAL_TEMPFAIL,
@@ -458,10 +460,6 @@ class Session:
         if self.policy.settings.get("event_action") is not None:
             self._event("msg:complete", "accept" if response is CONTINUE else response.action.value, Stage.DATA)
         return EomResult(response, edits, changes, None if self.mode.monitor else edits.quarantine, summary)
-
-    def would_text(self, edits: Edits) -> str:
-        """What monitor mode did not do (monitor.Monitor.text)."""
-        return self.monitor.text(edits)
 
     def abort(self) -> None:
         """RSET or a dropped transaction: forget the transaction, keep the connection."""

@@ -21,11 +21,15 @@ def watched(metrics: Any, name: str, failures: tuple[type[BaseException], ...]) 
         yield
         return
     started = time.monotonic()
-    ok = True
+    ok, report = True, True
     try:
         yield
     except failures:
         ok = False
         raise
+    except BaseException:
+        report = False       # cancelled (an early lookup its message no longer needs): no answer
+        raise
     finally:
-        metrics.dependency(name, ok, time.monotonic() - started)
+        if report:
+            metrics.dependency(name, ok, time.monotonic() - started)

@@ -21,7 +21,7 @@ import milter
 
 from ..runtime import Runtime
 from ..internal import internal_response
-from ..responses import CONTINUE, Action, EomResult, HeldRefusal, Response
+from ..responses import CONTINUE, Action, EomResult, HeldRefusal, Response, outcome_word
 from ..session import Session
 from ..policy.needs import EVERYTHING
 from . import edits as edit_plan
@@ -339,7 +339,7 @@ class AclMilter(Milter.Base):
         rec = dict(self.session.log_record("", getattr(self.session, "last_refusal", None)))
         if self.last_refusal is not None:
             stage, resp = self.last_refusal
-            rec["decision"] = f"{'drop' if resp.drop else resp.action.value}_at_{stage}"
+            rec["decision"] = f"{outcome_word(resp)}_at_{stage}"
         else:
             rec["decision"] = "aborted"
         logline.finish(self.config.message_log, rec, self._metrics(), self.config.log_format)
