@@ -204,7 +204,7 @@ def dmarc_check(ctx: "EvalContext") -> DmarcResult:
     orgs = OrgDomains(ctx.setting("dmarc_discovery") or "rfc7489", lambda n: list(dns.lookup(n, "TXT")),
                       ctx.services.get("dmarc_psl"))
     try:
-        return trusted_override(ctx, evaluate(ctx, spf, dkim_res, frm, orgs), DmarcStatus.NONE)
+        return trusted_override(ctx, evaluate(ctx, spf, dkim_res, frm, orgs), DmarcStatus.NONE, orgs)
     except PslUnavailable as exc:
         # The PSL file vanished after the policy was loaded: no verdict rather than a wrong one.
         return DmarcResult(DmarcStatus.TEMPERROR, "temperror", str(exc), spf=spf, dkim=dkim_res)

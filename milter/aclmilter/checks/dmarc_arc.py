@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 
 from .. import lazy, registry
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first us
     import authres
     from ..context import EvalContext
     from .dmarc import DmarcResult, DmarcStatus
+    from .dmarc_discovery import OrgDomains
 else:
     authres = lazy.module("authres")
 
@@ -45,13 +46,9 @@ registry.setting("arc_trusted_sealers", _sealers, (),
                  "overridden (override=trusted_forwarder)")
 
 
-def _aligned(domain: str, author: str) -> bool:
-    domain, author = domain.lower().rstrip("."), author.lower().rstrip(".")
-    return bool(domain) and (author == domain or author.endswith("." + domain) or domain.endswith("." + author))
-
-
-def _vouches(aar: str, author: str) -> bool:
-    """True when an AAR value says DMARC passed for `author`, or DKIM passed aligned with it."""
+def _vouches(aar: str, author: str, aligned: Callable[[str], bool]) -> bool:
+    """True when an AAR value says DMARC passed for `author`, or DKIM passed for a domain
+    `aligned` with it (the record's adkim, Organizational Domains as DMARC itself uses)."""
     try:
         parsed = authres.AuthenticationResultsHeader.parse(f"Authentication-Results: {aar}")
     except Exception:  # noqa: BLE001 - an AAR we cannot read vouches for nothing
@@ -62,12 +59,13 @@ def _vouches(aar: str, author: str) -> bool:
             continue
         if r.method == "dmarc" and props.get("header.from", "").lower() == author.lower():
             return True
-        if r.method == "dkim" and _aligned(props.get("header.d", ""), author):
+        if r.method == "dkim" and aligned(props.get("header.d", "")):
             return True
     return False
 
 
-def trusted_override(ctx: "EvalContext", res: "DmarcResult", none: "DmarcStatus") -> "DmarcResult":
+def trusted_override(ctx: "EvalContext", res: "DmarcResult", none: "DmarcStatus",
+                     orgs: "OrgDomains") -> "DmarcResult":
     """`res`, or its overridden form (status `none`, passed in by dmarc.py, which imports
     this module) when a trusted sealer vouches for a failing message."""
     sealers = ctx.setting("arc_trusted_sealers") or ()
@@ -76,8 +74,13 @@ def trusted_override(ctx: "EvalContext", res: "DmarcResult", none: "DmarcStatus"
     arc: ArcResult = ctx.check("arc")
     if arc.status is not ArcStatus.PASS:
         return res
+    strict = res.record is not None and res.record.adkim.value == "s"
+
+    def aligned(domain: str) -> bool:
+        return bool(domain) and orgs.aligned(domain, res.from_domain, strict)
+
     for s in reversed(arc.sets):
-        if s.seal_domain in sealers and _vouches(s.aar, res.from_domain):
+        if s.seal_domain in sealers and _vouches(s.aar, res.from_domain, aligned):
             return dataclasses.replace(
                 res, status=none, disposition=Policy.NONE, override=OVERRIDE,
                 text=f"{res.text}; overridden: arc=pass as[{s.instance}].d={s.seal_domain} is a trusted sealer")
