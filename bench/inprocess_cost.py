@@ -33,14 +33,13 @@ import milter  # noqa: E402
 from aclmilter.runtime import Runtime  # noqa: E402
 from aclmilter.service import glue  # noqa: E402
 from localdns import with_local_dns  # noqa: E402
-from tests.unit.test_service_glue import FakeCtx  # noqa: E402
+from tests.harness.milterctx import FakeCtx, MtaDriver  # noqa: E402
 
 CONNECT_MACROS = {"{client_addr}": "127.0.0.1", "j": "mx.test", "{daemon_name}": "smtpd"}
 
 
-def open_connection(config: glue.GlueConfig) -> glue.AclMilter:
-    m = glue.AclMilter(config)
-    m._setctx(FakeCtx(dict(CONNECT_MACROS)))
+def open_connection(config: glue.GlueConfig) -> MtaDriver:
+    m = MtaDriver(glue.AclMilter(config), FakeCtx(dict(CONNECT_MACROS)))
     m.negotiate([milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     m.connect("mail.bench.example", socket.AF_INET, ("127.0.0.1", 4000))
     return m
