@@ -19,7 +19,7 @@ import enum
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .. import lazy
 from ..errors import LookupDefer
@@ -102,9 +102,12 @@ TxtLookup = Callable[[str], list[str]]   # name -> TXT strings; raises LookupDef
 _TAG = re.compile(rb"(?:^|;)\s*([a-zA-Z][a-zA-Z0-9_]*)\s*=\s*([^;]*)")
 
 
+_WSP = re.compile(rb"\s+")
+
+
 def _tags(raw: bytes) -> dict[bytes, bytes]:
     """Lenient tag parse used only to label a signature that dkimpy refused."""
-    return {m.group(1).lower(): re.sub(rb"\s+", b"", m.group(2)) for m in _TAG.finditer(raw)}
+    return {m.group(1).lower(): _WSP.sub(b"", m.group(2)) for m in _TAG.finditer(raw)}
 
 
 def _text(value: bytes | None) -> str:
@@ -124,7 +127,7 @@ def _body_params(sig: dict[bytes, bytes]) -> tuple[str, str, int | None]:
     return (c[1] if len(c) == 2 else b"simple").decode(), algorithm, length
 
 
-def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup, min_key_bits: int,
+def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
                 body: BodyChunks, body_hashes: dict[tuple[str, str, int | None], bytes]) -> DkimSignature:
     tags = _tags(raw_sig)
     domain = _text(tags.get(b"d")).lower()
@@ -148,13 +151,12 @@ def _verify_one(message: bytes, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         return records[0].encode("utf-8", "replace") if records else None
 
     try:
-        verifier = verifier_class()(message, minkey=min_key_bits, logger=log)
         prep = verifier.verify_headerprep(idx)
         if not prep:
             raise ValueError("signature not found")
         sig, include_headers, sigheaders = prep
         params = _body_params(sig)
-        expected_bh = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))   # as dkimpy decodes it
+        expected_bh = base64.b64decode(_WSP.sub(b"", sig[b"bh"]))   # as dkimpy decodes it
     except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for malformed input
         # Missing or contradictory tags, expired signature, bad syntax: permanent.
         return made(DkimStatus.PERMERROR, f"signature syntax: {exc}")
@@ -223,17 +225,18 @@ def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int
         message, whole_body = split_message(message)
         body = lambda: (whole_body,)  # noqa: E731 - one chunk: the caller holds it anyway
     try:
-        probe = dkim.DKIM(message)
+        # one parse of the header block for every signature (dkimpy's verify(idx) works so)
+        verifier = verifier_class()(message, minkey=min_key_bits, logger=log)
     except Exception as exc:  # noqa: BLE001 - a header block dkimpy cannot split has no usable signature
         log.info("message not parseable for DKIM: %s", type(exc).__name__)
         return DkimResult()
-    raw_sigs = [v for n, v in probe.headers if n.lower() == b"dkim-signature"]
+    raw_sigs = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"]
     checked = raw_sigs[:max_signatures]
     sigs: list[DkimSignature] = []
     body_hashes: dict[tuple[str, str, int | None], bytes] = {}
     for i, raw in enumerate(checked):
         try:
-            sigs.append(_verify_one(message, i, raw, txt_lookup, min_key_bits, body, body_hashes))
+            sigs.append(_verify_one(verifier, i, raw, txt_lookup, body, body_hashes))
         except Exception as exc:  # noqa: BLE001 - hostile input: an unverifiable signature, never a crash
             log.warning("DKIM signature %d unverifiable: %s", i, type(exc).__name__)
             sigs.append(DkimSignature("", "", "", "", DkimStatus.PERMERROR,

@@ -31,7 +31,7 @@ from .. import lazy
 from ..validators import bounded_number
 from ..errors import LookupDefer, SyntaxProblem
 from .dns_cache import TtlCache
-from .dns_names import BadName, to_name
+from .dns_names import BadName, cache_key, to_name
 from .health import watched
 
 # dnspython is imported when the first client is built, not by `aclmilter check` (lazy.py)
@@ -72,6 +72,9 @@ class DnsSettings:
     max_negative_ttl: int = 600  # cap for NXDOMAIN/NODATA answers
     early: bool = True          # start lookups as soon as their names are known (dns_early.py)
 
+
+#: record types already checked against dnspython (the check is for typos in our own code)
+_CHECKED_TYPES: set[str] = set()
 
 _DNS_KEYS = {"nameservers", "timeout", "lifetime", "budget", "cache_size", "max_ttl", "max_negative_ttl",
              "early"}
@@ -351,16 +354,18 @@ class DnsClient:
         `literal`: see dns_names.to_name (SPF macro output may hold spaces).
         """
         rdtype = rdtype.upper()
-        dns.rdatatype.from_text(rdtype)   # a typo in *our* code must fail loudly
+        if rdtype not in _CHECKED_TYPES:
+            dns.rdatatype.from_text(rdtype)   # a typo in *our* code must fail loudly
+            _CHECKED_TYPES.add(rdtype)
         try:
-            qname = to_name(name, literal)
+            key_name = cache_key(name, literal)
         except BadName:
             return DnsAnswer(str(name), rdtype, Status.BADNAME)
-        key_name = qname.to_text(omit_final_dot=True).lower()
         key = (key_name, rdtype)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        qname = to_name(name, literal)    # valid: cache_key accepted it
         lifetime = self._remaining(key_name, rdtype, deadline)
         if self.early is not None:
             joined = self.early.join(key, lifetime)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import lazy
 from .dns import DnsAnswer, DnsClient, DnsTempError, TempReason, typed_answer
-from .dns_names import BadName, to_name
+from .dns_names import BadName, cache_key, to_name
 from .health import watched
 
 # asyncio and dnspython load with the first early lookup: `aclmilter test` of a policy
@@ -167,12 +167,12 @@ class EarlyLookups:
         Returns True when a lookup was started. Never raises for the name: one that cannot be
         a DNS name is simply not asked (the check will give it its BADNAME answer)."""
         try:
-            qname = to_name(name, False)
+            key = (cache_key(name), rdtype)
         except BadName:
             return False
-        key = (qname.to_text(omit_final_dot=True).lower(), rdtype)
         if self.client.cache.get(key) is not None:
             return False
+        qname = to_name(name, False)
         with self._lock:
             if self._stopped or owner.closed or key in self._table or len(self._table) >= MAX_PENDING \
                     or len(owner.keys) >= MAX_PER_MESSAGE:

@@ -78,3 +78,16 @@ def to_name(text: str, literal: bool = False) -> "dns.name.Name":
 def to_alabel(text: str) -> str:
     """Return `text` as lower-case A-label text without the trailing dot; raise BadName."""
     return to_name(text).to_text(omit_final_dot=True).lower()
+
+
+#: Distinct names remembered by cache_key: a message asks 5-10 names, mostly the same ones
+#: as the last message; the bound keeps hostile traffic from growing it.
+KEY_MEMO_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=KEY_MEMO_SIZE)
+def cache_key(text: str, literal: bool = False) -> str:
+    """The DNS cache's key for `text`: `to_name(text, literal)` as lower-case text without the
+    final dot. Remembered per text, so an answer found in the cache costs no dnspython name
+    conversion. Raises BadName (never remembered) as to_name does."""
+    return to_name(text, literal).to_text(omit_final_dot=True).lower()
