@@ -7,8 +7,9 @@ CPU of an authenticated message (bench/RESULTS.md). `cryptography` (Debian's
 python3-cryptography) does the same operation in OpenSSL in a few microseconds.
 
 `verifier_class()` returns a dkimpy `DKIM` subclass that keeps everything of dkimpy's
-verification (tag checks, key retrieval and its errors, header canonicalisation and
-hashing, the key-size rule) and replaces only the final RSASSA-PKCS1-v1_5 check. It falls
+verification (tag checks, key retrieval and its errors, header canonicalisation, the
+key-size rule) and replaces the final RSASSA-PKCS1-v1_5 check, and feeds the header hash
+through `dkim_headerhash` (the same bytes, fewer of them canonicalised). It falls
 back to dkimpy's own path whenever the two could differ: no `cryptography`, a key type
 other than RSA, a signature whose length is not the modulus length or whose value is not
 below the modulus, a body hash left to dkimpy, an unknown hash, or any error inside OpenSSL.
@@ -24,6 +25,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import lazy
+from .dkim_headerhash import hash_signed_headers
 
 if TYPE_CHECKING:     # the real module for the type checker; at run time it loads on first use
     import dkim
@@ -116,8 +118,7 @@ def verifier_class() -> type:
             if b"from" in headers:
                 headers.append(b"from")
             digest = dkim.HASH_ALGORITHMS[sig[b"a"]]()
-            signed = dkim.hash_headers(digest, policy, policy.canonicalize_headers(self.headers), headers,
-                                       sig_header, sig)
+            signed = hash_signed_headers(digest, policy, self.headers, headers, sig_header)
             signature = base64.b64decode(_WS.sub(b"", sig[b"b"]))
             ok = rsa_verify(self.pk, signature, digest)
             if ok is None:
