@@ -114,6 +114,17 @@ def _text(value: bytes | None) -> str:
     return (value or b"").decode("ascii", "replace")
 
 
+_LABEL_TAGS = (b"d", b"s", b"i", b"a", b"b")
+
+
+def _labels(tags: dict[bytes, bytes]) -> list[str]:
+    """[domain, selector, identity, algorithm, first 8 characters of b=] of a signature's tags
+    (whitespace already removed from the values)."""
+    domain = _text(tags.get(b"d")).lower()
+    return [domain, _text(tags.get(b"s")), _text(tags.get(b"i")) or (f"@{domain}" if domain else ""),
+            _text(tags.get(b"a")), _text(tags.get(b"b"))[:8]]
+
+
 BodyChunks = Callable[[], Iterable[bytes]]   # returns a fresh iterator over the body each call
 
 
@@ -129,14 +140,12 @@ def _body_params(sig: dict[bytes, bytes]) -> tuple[str, str, int | None]:
 
 def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
                 body: BodyChunks, body_hashes: dict[tuple[str, str, int | None], bytes]) -> DkimSignature:
-    tags = _tags(raw_sig)
-    domain = _text(tags.get(b"d")).lower()
-    selector = _text(tags.get(b"s"))
-    identity = _text(tags.get(b"i")) or (f"@{domain}" if domain else "")
-    algorithm = _text(tags.get(b"a"))
-    header_b = _text(tags.get(b"b"))[:8]
+    # The labels (d=, s=, i=, a=, b=) come from dkimpy's parse once it accepted the
+    # signature, else from our lenient one.
+    labels: list[str] = []
 
     def made(status: DkimStatus, reason: str) -> DkimSignature:
+        domain, selector, identity, algorithm, header_b = labels or _labels(_tags(raw_sig))
         return DkimSignature(domain, selector, identity, algorithm, status, reason, header_b)
 
     seen: dict[str, str | None] = {}
@@ -155,6 +164,7 @@ def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         if not prep:
             raise ValueError("signature not found")
         sig, include_headers, sigheaders = prep
+        labels = _labels({k: _WSP.sub(b"", sig[k]) for k in _LABEL_TAGS if k in sig})
         params = _body_params(sig)
         expected_bh = base64.b64decode(_WSP.sub(b"", sig[b"bh"]))   # as dkimpy decodes it
     except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for malformed input
@@ -166,7 +176,7 @@ def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         if params not in body_hashes:
             body_hashes[params] = body_hash(body(), *params)
     except KeyError:
-        return made(DkimStatus.PERMERROR, f"signature syntax: unsupported algorithm {algorithm!r}")
+        return made(DkimStatus.PERMERROR, f"signature syntax: unsupported algorithm {labels[3]!r}")
     except OSError as exc:   # the spool file could not be read back: not the sender's fault
         return made(DkimStatus.TEMPERROR, f"body not readable: {exc}")
     body_ok = body_hashes[params] == expected_bh
