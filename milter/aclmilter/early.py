@@ -27,7 +27,6 @@ from .clients.dns_early import EarlyLookups, MessageLookups
 
 # the domain of the last address in a From value: "Name <a@b.example>" or "a@b.example"
 _FROM_DOMAIN = re.compile(r"@([A-Za-z0-9._-]+)\s*>?\s*(?:\([^()]*\)\s*)?$")
-_DKIM_SD = re.compile(r"(?:^|;)\s*([sd])\s*=\s*([^;]*)")
 _WS = re.compile(r"\s+")
 _SPF_TARGET = re.compile(r"(?:^|\s)[+?~-]?(?:include:|redirect=)(\S+)", re.I)
 
@@ -59,6 +58,19 @@ def _follow_spf(lookups: MessageLookups, answer: Any) -> None:
                 lookups.ask(target, "TXT", _follow_spf)
 
 
+def _selector_and_domain(value: str) -> dict[str, str]:
+    """The s= and d= values of a DKIM-Signature field, the last of each (dkimpy refuses
+    duplicates anyway). A split at `;`, not a pattern: the field is ~500 characters of
+    which only these two tags matter."""
+    tags = {}
+    for part in value.split(";"):
+        key, eq, tag_value = part.partition("=")
+        key = key.strip()
+        if eq and key in ("s", "d"):
+            tags[key] = tag_value
+    return tags
+
+
 class MessageEarly:
     """What one transaction asked early; the session calls `header` and `close`."""
 
@@ -81,7 +93,7 @@ class MessageEarly:
     def _header(self, name: str, value: str) -> None:
         lname = name.lower()
         if lname == "dkim-signature" and self.dkim:
-            tags = dict(_DKIM_SD.findall(value))      # the last s= and d= (dkimpy refuses duplicates)
+            tags = _selector_and_domain(value)
             selector, domain = _WS.sub("", tags.get("s", "")), _WS.sub("", tags.get("d", ""))
             if selector and domain:
                 self.lookups.ask(f"{selector}._domainkey.{domain}", "TXT")

@@ -101,7 +101,9 @@ class BodyHasher:
         # Line by line with rstrip, not one `[ \t]+\r\n` pattern: that pattern backtracks
         # over a long run of WSP not followed by CRLF (quadratic in the run the sender chose).
         lines = head.split(b"\r\n")
-        head = _WSP_RUN.sub(b" ", b"\r\n".join([line.rstrip(b" \t") for line in lines[:-1]] + lines[-1:]))
+        head = b"\r\n".join([line.rstrip(b" \t") for line in lines[:-1]] + lines[-1:])
+        if b"\t" in head or b"  " in head:      # (a memchr each: cheaper than the pattern's scan)
+            head = _WSP_RUN.sub(b" ", head)
         # A run of WSP held back becomes one SP either way (or vanishes before CRLF), so
         # keeping it compressed bounds what is held to two bytes.
         self._held = (b" " if held[:1] in (b" ", b"\t") else b"") + (b"\r" if held.endswith(b"\r") else b"")
@@ -116,7 +118,9 @@ class BodyHasher:
         self._cr = b"\r" if data.endswith(b"\r") else b""
         if self._cr:
             data = data[:-1]
-        self._canon(_BARE_LF.sub(b"\r\n", data))
+        if data.count(b"\n") != data.count(b"\r\n"):
+            data = _BARE_LF.sub(b"\r\n", data)
+        self._canon(data)
 
     def digest(self) -> bytes:
         """Finish: flush what was held and return the raw digest."""
