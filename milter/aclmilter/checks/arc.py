@@ -31,7 +31,7 @@ from .. import lazy, registry
 from ..errors import LookupDefer
 from .dkim import (DEFAULT_MIN_KEY_BITS, TxtLookup, build_message, dkim, dns_txt_lookup,
                    header_block_and_body)
-from .dkim_bodyhash import BodyChunks, BodyHashes, body_params
+from .dkim_bodyhash import BodyChunks, BodyHashes, body_params, expected_body_hash
 
 # authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
 if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
@@ -112,9 +112,6 @@ def _aar_text(raw: object) -> str:
     return re.sub(r"^i\s*=\s*\d+\s*;\s*", "", text)
 
 
-_WSP = re.compile(rb"\s+")
-
-
 @functools.cache
 def _verifier_class() -> type:
     """dkimpy's ARC verifier, with each ARC-Message-Signature's body hash taken from the
@@ -128,7 +125,7 @@ def _verifier_class() -> type:
                 return super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
             try:
                 params = body_params(sig)
-                expected = base64.b64decode(_WSP.sub(b"", sig[b"bh"]))   # as dkimpy decodes it
+                expected = expected_body_hash(sig)
             except (ValueError, KeyError):
                 # dkimpy's own path raises its error for these before it reads the body
                 return super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import lazy
 from ..errors import LookupDefer
-from .dkim_bodyhash import BodyChunks, BodyHashes, body_params
+from .dkim_bodyhash import BodyChunks, BodyHashes, body_params, expected_body_hash
 from .dkim_fields import field_bytes, header_fields
 from .dkim_rsa import verifier_class
 
@@ -154,7 +154,7 @@ def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         sig, include_headers, sigheaders = prep
         labels = _labels({k: _WSP.sub(b"", sig[k]) for k in _LABEL_TAGS if k in sig})
         params = body_params(sig)
-        expected_bh = base64.b64decode(_WSP.sub(b"", sig[b"bh"]))   # as dkimpy decodes it
+        expected_bh = expected_body_hash(sig)
     except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for malformed input
         # Missing or contradictory tags, expired signature, bad syntax: permanent.
         return made(DkimStatus.PERMERROR, f"signature syntax: {exc}")

@@ -22,6 +22,7 @@ signatures and ARC-Message-Signatures with the same parameters read the body onc
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from typing import Callable, Iterable
@@ -38,6 +39,7 @@ HASHES: dict[str, Callable[[], "hashlib._Hash"]] = {"sha256": hashlib.sha256, "s
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
 _CRLF_RUN = 64 * 1024
+_WSP = re.compile(rb"\s+")
 
 
 class BodyHasher:
@@ -165,6 +167,12 @@ def body_params(sig: dict[bytes, bytes]) -> BodyParams:
     algorithm = sig[b"a"].partition(b"-")[2].decode("ascii", "replace")
     length = int(sig[b"l"]) if b"l" in sig else None
     return (c[1] if len(c) == 2 else b"simple").decode(), algorithm, length
+
+
+def expected_body_hash(sig: dict[bytes, bytes]) -> bytes:
+    """The digest a signature's bh= names, decoded as dkimpy decodes it (white space
+    removed); binascii.Error (a ValueError) when it is not base64."""
+    return base64.b64decode(_WSP.sub(b"", sig[b"bh"]))
 
 
 class BodyHashes:
