@@ -5,7 +5,6 @@ once per distinct c=/a=/l=, and each set's ARC-Authentication-Results are parsed
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import dkim
@@ -15,45 +14,26 @@ from aclmilter.checks.arc import ArcSet, ArcStatus, verify_chain
 from aclmilter.checks.dkim import split_message
 from aclmilter.checks.dmarc_arc import history_lines
 from aclmilter.errors import LookupDefer
-from tests.fixtures.dmarc.ctxhelp import KEY_SEL1, KEY_THIRD, message, sign
-
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "dmarc"
-RECORDS = {"sel1._domainkey.list.arcx": (FIX / "dkim-sel1.pub.b64").read_text().strip(),
-           "sel1._domainkey.fwd.arcx": (FIX / "dkim-third.pub.b64").read_text().strip()}
-
-
-def _txt(name: str) -> list[str]:
-    key = RECORDS.get(name)
-    return [f"v=DKIM1; k=rsa; p={key}"] if key else []
+from tests.fixtures.dmarc.ctxhelp import arc_seal, arc_txt, message, sign
 
 
 def _dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
-    found = _txt(name.decode().rstrip("."))
+    found = arc_txt(name.decode().rstrip("."))
     return found[0].encode() if found else None
 
 
-def _seal(raw: bytes, domain: str, key: bytes) -> bytes:
-    cv = "pass" if b"ARC-Seal:" in raw else "none"      # what this hop found (dkimpy seals with it)
-    ar = f"Authentication-Results: {domain}; arc={cv} smtp.remote-ip=192.0.2.1; dkim=pass header.d=pass.dmarcx\r\n"
-    noted = ar.encode() + raw
-    arc_set = dkim.arc_sign(noted, b"sel1", domain.encode(), key, domain.encode(),
-                            include_headers=[b"from", b"to", b"subject", b"message-id"])
-    assert arc_set, "dkimpy refused to seal"
-    return b"".join(arc_set) + noted
-
-
 BODY = b"Hi  there.\t \r\nsecond line \r\n\r\n\r\n"
-ONE_HOP = _seal(sign(message(body=BODY)), "list.arcx", KEY_SEL1)
-TWO_HOPS = _seal(ONE_HOP, "fwd.arcx", KEY_THIRD)
+ONE_HOP = arc_seal(sign(message(body=BODY)), "list.arcx")
+TWO_HOPS = arc_seal(ONE_HOP, "fwd.arcx")
 CASES = {
     "one hop": ONE_HOP,
     "two hops": TWO_HOPS,
     "body changed after the seal": TWO_HOPS + b"footer\r\n",
-    "body changed before the second seal": _seal(ONE_HOP + b"list footer\r\n", "fwd.arcx", KEY_THIRD),
+    "body changed before the second seal": arc_seal(ONE_HOP + b"list footer\r\n", "fwd.arcx"),
     "trailing blank lines added": TWO_HOPS + b"\r\n\r\n",
     "whitespace changed (relaxed keeps it)": TWO_HOPS.replace(b"Hi  there.", b"Hi \t there."),
     "bare LF line ends": TWO_HOPS.replace(b"second line \r\n", b"second line \n"),
-    "empty body": _seal(sign(message(body=b"")), "list.arcx", KEY_SEL1),
+    "empty body": arc_seal(sign(message(body=b"")), "list.arcx"),
     "spaces added at line ends": TWO_HOPS.replace(b"second line \r\n", b"second line \t  \r\n"),
     "text inserted": TWO_HOPS.replace(b"second line", b"second  line!"),
     "AMS tampered": TWO_HOPS.replace(b"bh=", b"bh=A", 1),
@@ -74,10 +54,10 @@ def _dkimpy(raw: bytes) -> tuple[str, list[tuple[int, bool, bool]]]:
 
 def _ours(raw: bytes, size: int | None) -> tuple[str, list[tuple[int, bool, bool]]]:
     if size is None:
-        res = verify_chain(raw, _txt)
+        res = verify_chain(raw, arc_txt)
     else:
         head, body = split_message(raw)
-        res = verify_chain(head, _txt, body=lambda: _chunks(body, size))
+        res = verify_chain(head, arc_txt, body=lambda: _chunks(body, size))
     return res.status.value, [(s.instance, s.ams_valid, s.seal_valid) for s in res.sets]
 
 
@@ -102,7 +82,7 @@ def test_the_body_is_read_once_for_sets_of_equal_parameters() -> None:
         reads.append(1)
         return _chunks(body, 5)
 
-    res = verify_chain(head, _txt, body=chunks)
+    res = verify_chain(head, arc_txt, body=chunks)
     assert res.status is ArcStatus.PASS and len(res.sets) == 2
     assert len(reads) == 1
 
@@ -126,11 +106,11 @@ def test_an_unreadable_body_is_the_checks_error_not_a_failed_chain() -> None:
         raise OSError("spool gone")
 
     with pytest.raises(OSError):
-        verify_chain(head, _txt, body=broken)
+        verify_chain(head, arc_txt, body=broken)
 
 
 def test_aar_is_parsed_once_per_set() -> None:
-    res = verify_chain(TWO_HOPS, _txt)
+    res = verify_chain(TWO_HOPS, arc_txt)
     newest = res.sets[-1]
     assert newest.aar_results is newest.aar_results
     assert [r.method for r in newest.aar_results] == ["arc", "dkim"]
