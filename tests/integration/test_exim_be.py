@@ -20,6 +20,7 @@ from aclmilter.clients.dns import DnsClient, parse_dns_settings
 from aclmilter.expand import parse
 from aclmilter.outcome import Result
 from aclmilter.policy.loader import load_text
+from tests.builders import loader_settings
 from tests.harness.exim import expand_batch, run_exim
 from tests.unit.test_expand_items_i22 import ACL_POLICY
 from tests.unit.fakes_ctx import make_ctx
@@ -136,14 +137,14 @@ def test_items_match_real_exim(tmp_path: Path) -> None:
 def test_mx_items_through_knot(knot_dns) -> None:
     client = DnsClient.from_settings(parse_dns_settings(knot_dns.settings()))
     # mx.spf.test has "MX 10 mail.mx.spf.test", which is 192.0.2.25 (tests/fixtures/dns/zones)
-    ctx = make_ctx(dns=client, settings={"local_interfaces": ("192.0.2.0/24",)})
+    ctx = make_ctx(dns=client, settings=loader_settings({"local_interfaces": ["192.0.2.0/24"]}))
     spec = lambda text: lists.parse_list(text, "domain")  # noqa: E731
     assert lists.match(ctx, spec("@mx_any"), "mx.spf.test") is Result.OK
     assert lists.match(ctx, spec("@mx_primary"), "mx.spf.test") is Result.OK
     assert lists.match(ctx, spec("@mx_secondary"), "mx.spf.test") is Result.FAIL
     assert lists.match(ctx, spec("@mx_any/ignore=192.0.2.25"), "mx.spf.test") is Result.FAIL
     assert lists.match(ctx, spec("@mx_any"), "nothing.spf.test") is Result.FAIL
-    other = make_ctx(dns=client, settings={"local_interfaces": ("203.0.113.1",)})
+    other = make_ctx(dns=client, settings=loader_settings({"local_interfaces": ["203.0.113.1"]}))
     assert lists.match(other, spec("@mx_any"), "mx.spf.test") is Result.FAIL
 
 

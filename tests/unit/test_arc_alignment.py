@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from aclmilter.checks.arc import ArcSet
 from aclmilter.checks.dmarc_arc import _vouches
 from aclmilter.checks.dmarc_discovery import OrgDomains
 from aclmilter.checks.dmarc_psl import PslCache
@@ -23,4 +24,5 @@ ORGS = OrgDomains("rfc7489", lambda name: [], PslCache(None))
 ])
 def test_dkim_pass_vouches_only_when_aligned(d: str, author: str, strict: bool, vouches: bool) -> None:
     aar = f"sealer.example; dkim=pass header.d={d} header.s=s1"     # ArcSet.aar: after i=
-    assert _vouches(aar, author, lambda dom: ORGS.aligned(dom, author, strict)) is vouches
+    arc_set = ArcSet(1, "sealer.example", "s1", True, True, "none", aar)
+    assert _vouches(arc_set, author, lambda dom: ORGS.aligned(dom, author, strict)) is vouches

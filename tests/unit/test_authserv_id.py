@@ -6,6 +6,7 @@ import pytest
 
 from aclmilter.checks.authresults import forged_indexes
 from aclmilter.checks.authserv_id import authserv_id, raw_authserv_id
+from aclmilter.policy import header_guard
 
 OURS = "mx.test.example"
 
@@ -29,6 +30,8 @@ def test_every_spelling_of_our_id_is_ours(value: str) -> None:
     assert authserv_id(value) == OURS
     assert forged_indexes([("Authentication-Results", value)], OURS) == [1]
     assert forged_indexes([("authentication-results", value)], OURS + ".") == [1]
+    # the load-time refusal of `add_header` agrees with the removal
+    assert header_guard.problems(f"Authentication-Results: {value}", {"authserv_id": OURS})
 
 
 @pytest.mark.parametrize("value", [
@@ -43,6 +46,7 @@ def test_every_spelling_of_our_id_is_ours(value: str) -> None:
 def test_other_ids_are_kept(value: str) -> None:
     assert authserv_id(value) != OURS
     assert forged_indexes([("Authentication-Results", value)], OURS) == []
+    assert not header_guard.problems(f"Authentication-Results: {value}", {"authserv_id": OURS})
 
 
 def test_raw_id_resolves_quoted_pairs_and_stops_at_separators() -> None:

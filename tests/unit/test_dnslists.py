@@ -46,6 +46,27 @@ def test_reversed_keys() -> None:
     assert dl.reversed_key("::ffff:192.0.2.1") == "1.2.0.192"
     assert dl.reversed_key("2001:db8::1") == "1." + "0." * 23 + "8.b.d.0.1.0.0.2"
     assert dl.reversed_key("Evil.Example.") == "evil.example"
+    # a key is an address only as written (the host-list form with `IPv6:` is a name here)
+    assert dl.reversed_key(" 192.0.2.1") == " 192.0.2.1"
+    assert dl.reversed_key("IPv6:2001:db8::1") == "ipv6:2001:db8::1"
+
+
+@pytest.mark.parametrize("text,plain", [
+    ("192.0.2.1", "192.0.2.1"), ("::ffff:192.0.2.1", "192.0.2.1"), ("::ffff:c000:201", "192.0.2.1"),
+    ("::ffff:192.0.2.1%eth0", "192.0.2.1"), ("2001:db8::1", "2001:db8::1"), ("fe80::1%eth0", "fe80::1%eth0"),
+    ("2001:DB8::1", "2001:DB8::1"), ("", ""), ("not an address", "not an address"),
+    ("IPv6:::ffff:192.0.2.1", "IPv6:::ffff:192.0.2.1"), (" 192.0.2.1", " 192.0.2.1"),
+])
+def test_one_reading_of_addresses(text: str, plain: str) -> None:
+    """spf.plain_ip, dnslists.reversed_key and lists.hosts.client_ip share lists.hosts.parse_ip."""
+    from aclmilter.checks.spf import plain_ip
+    from aclmilter.lists.hosts import client_ip, parse_ip
+    assert plain_ip(text) == plain
+    parsed = parse_ip(text)
+    if "%" not in text:         # a scoped address has no reverse name (ipaddress raises, as before)
+        assert (parsed is None) == (dl.reversed_key(text) == text.strip(".").lower())
+    if text.strip() and not text.lower().startswith("ipv6:"):
+        assert client_ip(text) == parse_ip(text.strip())
 
 
 @pytest.mark.parametrize(("op", "listed", "expected"), [

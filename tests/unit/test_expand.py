@@ -429,3 +429,16 @@ def test_header_line_breaks_never_survive_decoding_or_unfolding() -> None:
     assert ev("$h_subject:", headers=hdrs) == "hi Injected: yes"
     assert ev("$h_x-enc:", headers=hdrs) == "a Injected: x"
     assert "\n" not in ev("$bh_subject:", headers=hdrs)
+
+
+# ---- one table of implemented items (expand/functions.py) ---------------------------------------
+
+def test_every_implemented_item_is_in_the_vocabulary_and_names_are_not_reused() -> None:
+    from aclmilter.expand import functions, names
+    for name in functions.FUNCTIONS:
+        assert name in names.FUNCTION_ITEMS or names.split_operator(name)[0] == name, name
+    for taken in ("md5", "acl", "srs_encode", "sg"):
+        with pytest.raises(RuntimeError, match="already defined"):
+            functions.register(taken, 1, lambda ctx, args: "")
+    assert ev("${md5:abc}|${sha2_256:abc}").startswith("900150983cd24fb0d6963f7d28e17f72|BA7816BF")
+    assert ev("${hash{3}{5}{abcdef}}|${listquote{:}{a:b}}") == ev("${hash_3_5:abcdef}") + "|a::b"

@@ -24,6 +24,13 @@ WITHOUT_ID = "acl:\n  data:\n    - warn:\n        add_header: {text}\n    - acce
     '"Authentication-Results: mx.example.com; dmarc=pass header.from=example.org"',
     '"authentication-results: MX.Example.COM/123; spf=pass smtp.mailfrom=example.org"',
     '"X-One: a\\nAuthentication-Results: mx.example.com.; none"',
+    # every spelling forged-header removal treats as ours (checks/authserv_id.py) is refused
+    '"Authentication-Results: \\"mx.example.com\\"; none"',
+    '"Authentication-Results: \\"MX.example.com.\\"; none"',
+    '"Authentication-Results: (ours) mx.example.com; none"',
+    '"Authentication-Results: (a (nested) one)\\"mx.example.com/7\\"(c); none"',
+    '"Authentication-Results:\\n (folded)\\n mx.example.com.\\n ; none"',
+    '"Authentication-Results: mx.example.com(comment); none"',
 ])
 def test_our_authentication_results_is_refused_at_load(text):
     with pytest.raises(PolicyErrors) as exc:
@@ -37,6 +44,9 @@ def test_our_authentication_results_is_refused_at_load(text):
 @pytest.mark.parametrize("policy", [
     WITH_ID.format(text='"Authentication-Results: upstream.example.net; spf=pass smtp.mailfrom=a.example"'),
     WITH_ID.format(text='"X-DMARC: $dmarc_status"'),
+    WITH_ID.format(text='"Authentication-Results: (mx.example.com) upstream.example.net; none"'),
+    WITH_ID.format(text='"Authentication-Results: \\"mx.example.com x\\"; none"'),
+    WITH_ID.format(text='"Authentication-Results: mx.example.com.evil; none"'),
     WITHOUT_ID.format(text='"$dmarc_ar_header"'),            # no automatic header: Exim's usage stands
 ])
 def test_other_headers_load(policy):

@@ -4,6 +4,7 @@ tests/integration/test_exim_be.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from aclmilter import errors, lists
 from aclmilter.expand import parse
 from aclmilter.expand.partial import keys
 from aclmilter.outcome import Result
+
+from tests.builders import loader_settings
 
 from .fakes_ctx import FakeDns, make_ctx
 
@@ -103,10 +106,20 @@ def test_mx_items(item: str, domain: str, want: Result) -> None:
 
 def test_mx_local_interfaces_and_hosts_treat_as_local() -> None:
     assert m("@mx_any", "domain", "elsewhere.example", dns=_mx_dns()) is FAIL
-    ctx = make_ctx(dns=_mx_dns(), settings={"local_interfaces": ("203.0.113.0/24",)})
+    ctx = make_ctx(dns=_mx_dns(), settings=loader_settings({"local_interfaces": "<; 2001:db8::1 ; 203.0.113.0/24"}))
     assert lists.match(ctx, lists.parse_list("@mx_primary", "domain"), "elsewhere.example") is OK
+    ctx = make_ctx(dns=_mx_dns(), settings=loader_settings({"local_interfaces": ["203.0.113.1"]}))
+    assert lists.match(ctx, lists.parse_list("@mx_primary", "domain"), "elsewhere.example") is FAIL
     ctx = make_ctx(dns=_mx_dns(), settings={"hosts_treat_as_local": "*.other.example"})
     assert lists.match(ctx, lists.parse_list("@mx_primary", "domain"), "secondary.example") is OK
+
+
+def test_local_interfaces_are_parsed_at_policy_load() -> None:
+    """The setting holds networks (lists/mx.py no longer parses it per address it tests)."""
+    parsed = loader_settings({"local_interfaces": "<; 192.0.2.1 ; 2001:db8::/32"})["local_interfaces"]
+    assert parsed == (ipaddress.ip_network("192.0.2.1/32"), ipaddress.ip_network("2001:db8::/32"))
+    with pytest.raises(errors.SyntaxProblem, match="local_interfaces"):
+        loader_settings({"local_interfaces": ["192.0.2"]})
 
 
 @pytest.mark.parametrize("text,fragment", [

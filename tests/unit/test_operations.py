@@ -38,6 +38,16 @@ def test_logfmt_quotes_what_needs_it_and_keeps_a_fixed_order() -> None:
     assert logline.quote("line\nnext\x01") == '"line\\nnext\\u0001"'
 
 
+def test_feature_fields_come_from_the_registry() -> None:
+    """Every registry.record_field is on the line, in registration order, "-" when empty;
+    a record key no feature registered is not."""
+    from aclmilter.registry import TABLES
+    names = list(TABLES.record_fields)
+    assert "prx" in names
+    out = logline.fields({**REC, "prx": "", "dry_run": False, "not_a_field": "x"})
+    assert list(out)[-len(names):] == names and out["prx"] == "-" and "not_a_field" not in out
+
+
 def test_json_log_line_carries_the_same_fields() -> None:
     out = json.loads(logline.format_json(REC))
     assert out["qid"] == "4F1A2C3B1" and out["to"] == ["b@example.test", "c@example.test"]

@@ -138,10 +138,13 @@ def test_srs_encode_expansion_and_load_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("item, says", [
     ("control: srs_forward/fwd.example", "control 'srs_forward' needs settings.srs_secrets"),
     ("inbound_srs: $local_part", "inbound_srs needs settings.srs_secrets"),
+    ("inbound_srs: ${if eq{$domain}{x}{$local_part}{}}", "inbound_srs needs settings.srs_secrets"),
 ])
-def test_srs_items_without_secrets_are_load_errors(tmp_path: Path, item: str, says: str) -> None:
+@pytest.mark.parametrize("settings", ["", "settings:\n  srs_secrets: []\n"])
+def test_srs_items_without_secrets_are_load_errors(tmp_path: Path, item: str, says: str, settings: str) -> None:
+    """The condition itself relies on this: it never runs without a secret."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"acl:\n  rcpt:\n    - accept:\n        {item}\n")
+    bad.write_text(f"acl:\n  rcpt:\n    - accept:\n        {item}\n" + settings)
     with pytest.raises(PolicyErrors) as exc:
         Runtime(bad).load()
     assert "bad.yaml:4" in str(exc.value.errors[0]) and says in str(exc.value.errors[0])

@@ -20,8 +20,8 @@ from ..actions import HeaderAdd, HeaderPosition, HeaderRemove, clean_line
 from .arc import authres_fragment as arc_result
 from ..hostname import primary_hostname
 from .dkim import DkimResult
-from .authserv_id import normalize as normalize_authserv_id
-from .dmarc_upstream import ar_authserv_id, authres
+from .authserv_id import claims as claims_authserv_id
+from .dmarc_upstream import authres
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -117,15 +117,13 @@ def forged_indexes(headers: list[tuple[str, str]], our_id: str) -> list[int]:
     An id written as `<ours>/<jobid>` (OpenDMARC's AuthservIDWithJobID) is ours too; so are
     the quoted, trailing-dot, other-case, folded and comment-first spellings of it.
     """
-    ours = normalize_authserv_id(our_id)
     found = []
     n = 0
     for name, value in headers:
         if name.strip().lower() != HEADER.lower():
             continue
         n += 1
-        got = ar_authserv_id(value)
-        if got is not None and (got == ours or got.startswith(ours + "/")):
+        if claims_authserv_id(value, our_id):
             found.append(n)
     return sorted(found, reverse=True)
 

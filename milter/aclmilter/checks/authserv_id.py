@@ -69,3 +69,14 @@ def authserv_id(value: str) -> str | None:
     if raw is None:
         return None
     return normalize(raw) or None
+
+
+def claims(value: str, our_id: str) -> bool:
+    """True if an A-R value's authserv-id is our_id in any spelling the grammar allows.
+
+    An id written as `<ours>/<jobid>` (OpenDMARC's AuthservIDWithJobID) is ours too. Forged-
+    header removal and the load-time refusal of `add_header` both ask this, so they agree.
+    """
+    ours = normalize(our_id)
+    got = authserv_id(value)
+    return got is not None and (got == ours or got.startswith(ours + "/"))

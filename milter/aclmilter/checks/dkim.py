@@ -19,11 +19,11 @@ import enum
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import lazy
 from ..errors import LookupDefer
-from .dkim_bodyhash import body_hash
+from .dkim_bodyhash import BodyChunks, BodyHashes, body_params, expected_body_hash
 from .dkim_fields import field_bytes, header_fields
 from .dkim_rsa import verifier_class
 
@@ -126,21 +126,8 @@ def _labels(tags: dict[bytes, bytes]) -> list[str]:
             _text(tags.get(b"a")), _text(tags.get(b"b"))[:8]]
 
 
-BodyChunks = Callable[[], Iterable[bytes]]   # returns a fresh iterator over the body each call
-
-
-def _body_params(sig: dict[bytes, bytes]) -> tuple[str, str, int | None]:
-    """(canonicalization, hash, l=) of a signature dkimpy accepted; ValueError if unusable."""
-    c = sig.get(b"c", b"simple/simple").split(b"/")
-    if len(c) not in (1, 2) or any(x not in (b"simple", b"relaxed") for x in c):
-        raise ValueError(f"invalid c= value {b'/'.join(c)!r}")
-    algorithm = sig[b"a"].partition(b"-")[2].decode("ascii", "replace")
-    length = int(sig[b"l"]) if b"l" in sig else None
-    return (c[1] if len(c) == 2 else b"simple").decode(), algorithm, length
-
-
 def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
-                body: BodyChunks, body_hashes: dict[tuple[str, str, int | None], bytes]) -> DkimSignature:
+                body_hashes: BodyHashes) -> DkimSignature:
     # The labels (d=, s=, i=, a=, b=) come from dkimpy's parse once it accepted the
     # signature, else from our lenient one.
     labels: list[str] = []
@@ -166,21 +153,20 @@ def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
             raise ValueError("signature not found")
         sig, include_headers, sigheaders = prep
         labels = _labels({k: _WSP.sub(b"", sig[k]) for k in _LABEL_TAGS if k in sig})
-        params = _body_params(sig)
-        expected_bh = base64.b64decode(_WSP.sub(b"", sig[b"bh"]))   # as dkimpy decodes it
+        params = body_params(sig)
+        expected_bh = expected_body_hash(sig)
     except Exception as exc:  # noqa: BLE001 - dkimpy raises several types for malformed input
         # Missing or contradictory tags, expired signature, bad syntax: permanent.
         return made(DkimStatus.PERMERROR, f"signature syntax: {exc}")
     # The body hash is ours (streamed from the spool, shared by signatures with the same
     # c=/a=/l=); dkimpy skips its own body check for a signature without bh=.
     try:
-        if params not in body_hashes:
-            body_hashes[params] = body_hash(body(), *params)
+        got_bh = body_hashes(params)
     except KeyError:
         return made(DkimStatus.PERMERROR, f"signature syntax: unsupported algorithm {labels[3]!r}")
     except OSError as exc:   # the spool file could not be read back: not the sender's fault
         return made(DkimStatus.TEMPERROR, f"body not readable: {exc}")
-    body_ok = body_hashes[params] == expected_bh
+    body_ok = got_bh == expected_bh
     header_sig = {k: v for k, v in sig.items() if k != b"bh"}
     try:
         ok = verifier.verify_sig(header_sig, include_headers, sigheaders[idx], dnsfunc)
@@ -196,7 +182,7 @@ def _verify_one(verifier: Any, idx: int, raw_sig: bytes, txt_lookup: TxtLookup,
         log.warning("dkimpy raised %s verifying signature %d", type(exc).__name__, idx)
         return made(DkimStatus.PERMERROR, f"unverifiable signature ({type(exc).__name__})")
     mismatch = "" if body_ok else "body hash mismatch (got %s, expected %s)" % (
-        base64.b64encode(body_hashes[params]).decode(), _text(sig[b"bh"]))
+        base64.b64encode(got_bh).decode(), _text(sig[b"bh"]))
     if ok:
         return made(DkimStatus.FAIL, mismatch) if mismatch else made(DkimStatus.PASS, "")
     if seen and all(v is None for v in seen.values()):
@@ -220,6 +206,15 @@ def split_message(message: bytes) -> tuple[bytes, bytes]:
     return message[:m.start() + 1] + b"\r\n", message[m.end():]
 
 
+def header_block_and_body(message: bytes, body: BodyChunks | None) -> tuple[bytes, BodyChunks]:
+    """(header block, body chunks): `message` and `body` as given when there is a `body`,
+    else `message` (a whole one) split as dkimpy splits it."""
+    if body is not None:
+        return message, body
+    head, whole_body = split_message(message)
+    return head, lambda: (whole_body,)     # one chunk: the caller holds it anyway
+
+
 def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int = DEFAULT_MAX_SIGNATURES,
                    min_key_bits: int = DEFAULT_MIN_KEY_BITS, body: BodyChunks | None = None,
                    fields: list[list[bytes]] | None = None) -> DkimResult:
@@ -234,9 +229,7 @@ def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int
     `max_signatures` of them (the rest counted in `skipped`, never verified: a cap against
     the DNS/crypto amplification of many signatures).
     """
-    if body is None:
-        message, whole_body = split_message(message)
-        body = lambda: (whole_body,)  # noqa: E731 - one chunk: the caller holds it anyway
+    message, body = header_block_and_body(message, body)
     try:
         # one parse of the header block for every signature (dkimpy's verify(idx) works so)
         verifier = verifier_class()(None if fields is not None else message, minkey=min_key_bits, logger=log)
@@ -248,10 +241,10 @@ def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int
     raw_sigs = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"]
     checked = raw_sigs[:max_signatures]
     sigs: list[DkimSignature] = []
-    body_hashes: dict[tuple[str, str, int | None], bytes] = {}
+    body_hashes = BodyHashes(body)
     for i, raw in enumerate(checked):
         try:
-            sigs.append(_verify_one(verifier, i, raw, txt_lookup, body, body_hashes))
+            sigs.append(_verify_one(verifier, i, raw, txt_lookup, body_hashes))
         except Exception as exc:  # noqa: BLE001 - hostile input: an unverifiable signature, never a crash
             log.warning("DKIM signature %d unverifiable: %s", i, type(exc).__name__)
             sigs.append(DkimSignature("", "", "", "", DkimStatus.PERMERROR,

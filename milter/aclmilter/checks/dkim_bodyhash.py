@@ -13,15 +13,22 @@ The stages follow dkimpy exactly, because the digests must match what it would c
   3. empty lines at the end are dropped and the body ends with exactly one CRLF (simple: an
      empty body is CRLF; relaxed: an empty body stays empty);
   4. `l=`: only the first `length` canonical bytes are hashed.
+
+`BodyHashes` keeps the digests of one message by (canonicalization, hash, l=), so DKIM
+signatures and ARC-Message-Signatures with the same parameters read the body once.
 """
 
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from typing import Callable, Iterable
+
+BodyChunks = Callable[[], Iterable[bytes]]   # returns a fresh iterator over the body each call
+BodyParams = tuple[str, str, "int | None"]     # (body canonicalization, hash, l=)
 
 #: Hash functions by the `a=` tag's hash part.
 HASHES: dict[str, Callable[[], "hashlib._Hash"]] = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
@@ -32,6 +39,7 @@ HASHES: dict[str, Callable[[], "hashlib._Hash"]] = {"sha256": hashlib.sha256, "s
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
 _CRLF_RUN = 64 * 1024
+_WSP = re.compile(rb"\s+")
 
 
 class BodyHasher:
@@ -149,3 +157,35 @@ def body_hash(chunks: Iterable[bytes], canon: str, algorithm: str = "sha256",
         if hasher.done:
             break
     return hasher.digest()
+
+
+def body_params(sig: dict[bytes, bytes]) -> BodyParams:
+    """(canonicalization, hash, l=) of a signature dkimpy accepted; ValueError if unusable."""
+    c = sig.get(b"c", b"simple/simple").split(b"/")
+    if len(c) not in (1, 2) or any(x not in (b"simple", b"relaxed") for x in c):
+        raise ValueError(f"invalid c= value {b'/'.join(c)!r}")
+    algorithm = sig[b"a"].partition(b"-")[2].decode("ascii", "replace")
+    length = int(sig[b"l"]) if b"l" in sig else None
+    return (c[1] if len(c) == 2 else b"simple").decode(), algorithm, length
+
+
+def expected_body_hash(sig: dict[bytes, bytes]) -> bytes:
+    """The digest a signature's bh= names, decoded as dkimpy decodes it (white space
+    removed); binascii.Error (a ValueError) when it is not base64."""
+    return base64.b64decode(_WSP.sub(b"", sig[b"bh"]))
+
+
+class BodyHashes:
+    """The body hashes of one message: each distinct (canonicalization, hash, l=) is computed
+    once, from a fresh pass over `body`'s chunks."""
+
+    def __init__(self, body: BodyChunks) -> None:
+        self._body = body
+        self._digests: dict[BodyParams, bytes] = {}
+
+    def __call__(self, params: BodyParams) -> bytes:
+        """The raw digest for `params`. Raises KeyError for an unknown hash, OSError when the
+        body cannot be read back."""
+        if params not in self._digests:
+            self._digests[params] = body_hash(self._body(), *params)
+        return self._digests[params]

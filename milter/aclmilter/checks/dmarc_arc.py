@@ -19,19 +19,15 @@ import json
 from typing import TYPE_CHECKING, Any, Callable
 
 
-from .. import lazy, registry
+from .. import registry
 from .. import validators as st
-from .arc import ArcResult, ArcStatus
+from .arc import ArcResult, ArcSet, ArcStatus
 from .dmarc_record import Policy
 
-# authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
-if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
-    import authres
+if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
     from .dmarc import DmarcResult, DmarcStatus
     from .dmarc_discovery import OrgDomains
-else:
-    authres = lazy.module("authres")
 
 OVERRIDE = "trusted_forwarder"     # RFC 7489 PolicyOverrideType
 
@@ -46,14 +42,11 @@ registry.setting("arc_trusted_sealers", _sealers, (),
                  "overridden (override=trusted_forwarder)")
 
 
-def _vouches(aar: str, author: str, aligned: Callable[[str], bool]) -> bool:
-    """True when an AAR value says DMARC passed for `author`, or DKIM passed for a domain
-    `aligned` with it (the record's adkim, Organizational Domains as DMARC itself uses)."""
-    try:
-        parsed = authres.AuthenticationResultsHeader.parse(f"Authentication-Results: {aar}")
-    except Exception:  # noqa: BLE001 - an AAR we cannot read vouches for nothing
-        return False
-    for r in parsed.results:
+def _vouches(arc_set: ArcSet, author: str, aligned: Callable[[str], bool]) -> bool:
+    """True when a set's AAR says DMARC passed for `author`, or DKIM passed for a domain
+    `aligned` with it (the record's adkim, Organizational Domains as DMARC itself uses).
+    An AAR that does not parse vouches for nothing."""
+    for r in arc_set.aar_results:
         props = {f"{p.type}.{p.name}".lower(): str(p.value) for p in r.properties}
         if r.result.lower() != "pass":
             continue
@@ -80,19 +73,16 @@ def trusted_override(ctx: "EvalContext", res: "DmarcResult", none: "DmarcStatus"
         return bool(domain) and orgs.aligned(domain, res.from_domain, strict)
 
     for s in reversed(arc.sets):
-        if s.seal_domain in sealers and _vouches(s.aar, res.from_domain, aligned):
+        if s.seal_domain in sealers and _vouches(s, res.from_domain, aligned):
             return dataclasses.replace(
                 res, status=none, disposition=Policy.NONE, override=OVERRIDE,
                 text=f"{res.text}; overridden: arc=pass as[{s.instance}].d={s.seal_domain} is a trusted sealer")
     return res
 
 
-def _remote_ip(aar: str) -> str:
-    try:
-        parsed = authres.AuthenticationResultsHeader.parse(f"Authentication-Results: {aar}")
-    except Exception:  # noqa: BLE001
-        return ""
-    for r in parsed.results:
+def _remote_ip(arc_set: ArcSet) -> str:
+    """The smtp.remote-ip (or client-ip) a set's AAR names, "" if none or not an address."""
+    for r in arc_set.aar_results:
         for p in r.properties:
             if p.type == "smtp" and p.name in ("remote-ip", "client-ip"):
                 value = str(p.value)
@@ -109,7 +99,7 @@ def history_lines(res: "DmarcResult", arc: ArcResult | None) -> list[str]:
     if arc is None:
         return ["arc 7", "arc_policy 2 json:[]"]
     seals = ", ".join('{ "i": %d, "d":%s, "s":%s, "ip":%s }' % (
-        s.instance, json.dumps(s.seal_domain), json.dumps(s.seal_selector), json.dumps(_remote_ip(s.aar)))
+        s.instance, json.dumps(s.seal_domain), json.dumps(s.seal_selector), json.dumps(_remote_ip(s)))
         for s in arc.sets if s.seal_domain and s.seal_selector)
     arc_code = 0 if arc.status is ArcStatus.PASS else 7
     policy_code = 0 if getattr(res, "override", "") == OVERRIDE else 2

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from .. import lazy
-from .authserv_id import authserv_id as _authserv_id
-from .authserv_id import normalize as _normalize_id
+from .authserv_id import authserv_id, normalize
 from .dkim import DkimResult, DkimSignature, DkimStatus
 
 # authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
@@ -43,22 +42,14 @@ def parse_ar(value: str) -> "authres.AuthenticationResultsHeader | None":
         return None
 
 
-def ar_authserv_id(value: str) -> str | None:
-    """Return the authserv-id of an A-R value in compare form, or None if it has none.
-
-    Unquoted, one trailing dot removed, lower case (see `authserv_id`); read from the raw
-    value, so a field too broken for authres still names its id.
-    """
-    return _authserv_id(value)
-
-
 def trusted_upstream_dkim(ctx: "EvalContext") -> DkimResult | None:
     """Return the DKIM results of the first trusted A-R field that has any, else None."""
-    trusted = {_normalize_id(t) for t in (ctx.setting("trusted_authserv_ids") or ())}
+    trusted = {normalize(t) for t in (ctx.setting("trusted_authserv_ids") or ())}
     if not trusted or ctx.txn is None:
         return None
     for value in ctx.txn.header_values("Authentication-Results"):
-        if ar_authserv_id(value) not in trusted:
+        # read from the raw value, so a field too broken for authres still names its id
+        if authserv_id(value) not in trusted:
             continue
         parsed = parse_ar(value)
         if parsed is None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import LookupDefer, SyntaxProblem
+from ..lists.hosts import parse_ip
 from ..lists.spec import split_text
 
 _LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")
@@ -71,20 +72,12 @@ class Item:
     unknown: Unknown
 
 
-def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
 def reversed_key(key: str) -> str:
-    """The label sequence looked up for `key`: an IP address reversed (IPv6 nibbles), a name as is."""
-    ip = _ip_or_none(key)
+    """The label sequence looked up for `key`: an IP address reversed (IPv6 nibbles, an
+    IPv4-mapped one as IPv4), a name as is."""
+    ip = parse_ip(key)
     if ip is None:
         return key.strip(".").lower()
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
     return ip.reverse_pointer.rsplit(".", 2)[0]
 
 
@@ -171,7 +164,7 @@ class Outcome(enum.Enum):
 def _addresses(resolve: Resolve, name: str) -> tuple[str, ...]:
     """The A records of `name` inside 127.0.0.0/8 (others are ignored)."""
     return tuple(a for a in resolve(name, "A")
-                 if (ip := _ip_or_none(a)) is not None and ip in _LOOPBACK_NET)
+                 if (ip := parse_ip(a)) is not None and ip in _LOOPBACK_NET)
 
 
 def _txt(resolve: Resolve, name: str) -> str:

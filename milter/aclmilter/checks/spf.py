@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import lazy, registry
 from ..hostname import primary_hostname
+from ..lists.hosts import parse_ip
 from ..clients.dns_cache import TtlCache
 from ..clients.dns import DnsClient, DnsTempError
 from ..clients.dns_names import BadName, to_alabel
@@ -230,13 +231,8 @@ _MATCHABLE = (SpfResult.PASS, SpfResult.FAIL, SpfResult.SOFTFAIL, SpfResult.NEUT
 def plain_ip(address: str) -> str:
     """The client address SPF evaluates and shows: an IPv4-mapped IPv6 address as IPv4
     (`::ffff:192.0.2.1` -> `192.0.2.1`, RFC 7208 §5), anything else unchanged."""
-    if ":" not in address:
-        return address
-    try:
-        mapped = ipaddress.IPv6Address(address.split("%", 1)[0]).ipv4_mapped
-    except ValueError:
-        return address
-    return str(mapped) if mapped is not None else address
+    ip = parse_ip(address)
+    return str(ip) if isinstance(ip, ipaddress.IPv4Address) else address
 
 
 @functools.cache

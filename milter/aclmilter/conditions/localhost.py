@@ -8,17 +8,20 @@ from typing import Any
 from .. import lists, registry
 from .. import validators as st
 from ..errors import SyntaxProblem
-from ..lists.hosts import BadAddress, parse_network
+from ..lists.hosts import BadAddress, IPNetwork, parse_network
 
 
-def _interfaces(value: Any) -> tuple[str, ...]:
+def _interfaces(value: Any) -> tuple[IPNetwork, ...]:
+    """The networks of the list, parsed here, once per policy load: lists/mx.py tests every
+    address of every MX target against them."""
     items = st.string_list(value) if not isinstance(value, str) else tuple(lists.split_text(value))
+    networks = []
     for item in items:
         try:
-            parse_network(item)
+            networks.append(parse_network(item))
         except BadAddress as exc:
             raise SyntaxProblem(f"local_interfaces: {exc}") from None
-    return items
+    return tuple(networks)
 
 
 def _domain_list(value: Any) -> str | None:

@@ -85,10 +85,9 @@ def _inbound_srs(ctx: EvalContext, local_part: str) -> Result:
     `srs_secrets` and not older than `srs_max_age` days; `$srs_recipient` is then the original
     sender. FAIL otherwise (not SRS, forged hash, expired). Never DEFERs (no lookup is made);
     a policy using it without `srs_secrets` is refused at load."""
-    secrets = ctx.setting("srs_secrets") or ()
-    if not secrets:
-        raise ExpansionFailed("inbound_srs needs settings.srs_secrets")
-    found = codec.decode(local_part.strip(), tuple(secrets), ctx.services.clock(),
+    # settings.srs_secrets is a non-empty tuple here: the loader refuses every use of
+    # inbound_srs (a condition name is never an expansion) in a policy without it.
+    found = codec.decode(local_part.strip(), ctx.setting("srs_secrets"), ctx.services.clock(),
                          int(ctx.setting("srs_max_age")))
     ctx.note("inbound_srs", local_part, found.status.value)
     if found.status is not codec.Status.OK:
@@ -109,6 +108,7 @@ def _srs_forward(ctx: EvalContext, options: str) -> None:
     """Send the message on with the SRS0 form of its sender (chgfrom at end of message)."""
     if ctx.txn is None:
         return
+    # reachable: the loader checks a control's setting only when the control text is static
     if not (ctx.setting("srs_secrets") or ()):
         raise ExpansionFailed("control = srs_forward needs settings.srs_secrets")
     domain = options.strip() or ctx.setting("srs_domain") or ctx.setting("primary_hostname")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .. import plugs
 from ..errors import ExpansionFailed
-from . import aclcall, arith, digests, intl
+from . import arith
 from .ast import Op
 from .names import lookup_entry
 from .regexes import MAX_SUBJECT, dynamic
@@ -30,9 +30,9 @@ def apply(ctx: "EvalContext", node: Op) -> str:
     evaluate_seq = _evaluate.evaluate_seq
     args = [evaluate_seq(ctx, a) for a in node.args]
     name = node.name
-    extra = _ITEMS.get(name)
-    if extra is not None:
-        return extra(ctx, node, args)
+    implemented = _functions.FUNCTIONS.get(name)
+    if implemented is not None:
+        return implemented(ctx, node, args)
     if name == "sg":
         return sg(node, args[0], args[1], args[2])
     if name == "substr":
@@ -44,9 +44,6 @@ def apply(ctx: "EvalContext", node: Op) -> str:
             n = _int(args[0], "length")
             return args[1][:max(n, 0)]
         return args[0][:node.params[0]]
-    contributed = _functions.FUNCTIONS.get(name)
-    if contributed is not None:
-        return contributed(ctx, args)
     text = args[0]
     simple = _SIMPLE.get(name)
     if simple is not None:
@@ -170,23 +167,6 @@ _SIMPLE: dict[str, Callable[[str], str]] = {
     "quote": _quote,
     "quote_local_part": _quote_local_part,
     "strlen": lambda s: str(len(s)),
-}
-
-
-#: Items and operators implemented in their own modules: (ctx, node, expanded args) -> text.
-_ITEMS = {
-    "acl": lambda ctx, node, a: aclcall.call(ctx, a),
-    "imapfolder": lambda ctx, node, a: intl.imapfolder(*a),
-    "utf8_domain_to_alabel": lambda ctx, node, a: intl.domain_to_alabel(a[0]),
-    "utf8_domain_from_alabel": lambda ctx, node, a: intl.domain_from_alabel(a[0]),
-    "utf8_localpart_to_alabel": lambda ctx, node, a: intl.localpart_to_alabel(a[0]),
-    "utf8_localpart_from_alabel": lambda ctx, node, a: intl.localpart_from_alabel(a[0]),
-    "hash": lambda ctx, node, a: digests.hash_item(a, node.params),
-    "md5": lambda ctx, node, a: digests.md5(a[0]),
-    "sha1": lambda ctx, node, a: digests.sha1(a[0]),
-    "sha256": lambda ctx, node, a: digests.sha2(a[0]),
-    "sha2": lambda ctx, node, a: digests.sha2(a[0], node.params[0] if node.params else 256),
-    "listquote": lambda ctx, node, a: digests.listquote(a[0], a[1]),
 }
 
 

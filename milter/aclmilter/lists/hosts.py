@@ -28,17 +28,24 @@ class BadAddress(ValueError):
     """An item that looks like an IP address or network but is not one."""
 
 
-def client_ip(text: str) -> IPAddress | None:
-    """Parse an address ("IPv6:" prefix allowed), reducing IPv4-mapped IPv6 to IPv4."""
-    if text[:5].lower() == "ipv6:":
-        text = text[5:]
+def parse_ip(text: str) -> IPAddress | None:
+    """The address `text` is exactly (no prefix, no white space), an IPv4-mapped IPv6 address
+    reduced to IPv4; None if it is not an address."""
     try:
-        ip = ipaddress.ip_address(text.strip())
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+def client_ip(text: str) -> IPAddress | None:
+    """Parse an address ("IPv6:" prefix and surrounding white space allowed), reducing
+    IPv4-mapped IPv6 to IPv4."""
+    if text[:5].lower() == "ipv6:":
+        text = text[5:]
+    return parse_ip(text.strip())
 
 
 def looks_like_ip(item: str) -> bool:

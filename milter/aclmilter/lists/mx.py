@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LookupDefer
 from ..outcome import Result
-from .hosts import client_ip, parse_network
+from .hosts import client_ip
 from .kinds import Outcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,9 +46,9 @@ def _is_local_address(ctx: "EvalContext", text: str, ignore: str | None) -> bool
         return False
     if ignore is not None and _matching.match_text(ctx, ignore, str(ip), "ip") is Result.OK:
         return False
-    configured = ctx.setting("local_interfaces")
+    configured = ctx.setting("local_interfaces")       # networks, parsed at policy load
     if configured:
-        return any(ip.version == net.version and ip in net for net in (parse_network(n) for n in configured))
+        return any(ip.version == net.version and ip in net for net in configured)
     return ip == client_ip(ctx.conn.client.local_address or "")
 
 

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from ..actions import HeaderPosition
+from ..checks.authserv_id import claims as claims_authserv_id
 
 _PREFIXES = tuple(sorted((p.value for p in HeaderPosition), key=len, reverse=True))
 _NEW_LINE = re.compile(r"\n(?![ \t])")
@@ -44,12 +45,6 @@ def _blocks(text: str) -> list[tuple[int, str, str]]:
     return out
 
 
-def _claims_id(value: str, our_id: str) -> bool:
-    """True if an A-R value starts with our authserv-id (also `<id>/<jobid>`), case-insensitively."""
-    head = re.split(r"[;\s/]", value.lstrip(), maxsplit=1)[0].rstrip(".").lower()
-    return head == our_id.rstrip(".").lower()
-
-
 def problems(text: str, settings: dict[str, Any]) -> list[tuple[int, str]]:
     """The reasons an add_header text must be refused at load (see module doc); [] if none."""
     found: list[tuple[int, str]] = []
@@ -63,7 +58,7 @@ def problems(text: str, settings: dict[str, Any]) -> list[tuple[int, str]]:
         if m:
             found.append((m.start(), f"add_header: $dmarc_ar_header: {automatic}"))
     for offset, name, value in _blocks(text):
-        if our_id and name.lower() == "authentication-results" and _claims_id(value, our_id) \
+        if our_id and name.lower() == "authentication-results" and claims_authserv_id(value, our_id) \
                 and not _AR_VARIABLE.search(value):
             found.append((offset, f"add_header: {automatic}"))
         if _SPF_RECEIVED_START.match(value):

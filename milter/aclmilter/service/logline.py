@@ -14,6 +14,8 @@ import logging
 import re
 from typing import Any
 
+from .. import conditions  # noqa: F401 - the features' record fields (registry.record_field)
+from ..registry import TABLES
 from . import logsetup
 
 FORMATS = ("logfmt", "json")
@@ -42,7 +44,8 @@ def split_decision(decision: str) -> tuple[str, str]:
 
 
 def fields(rec: dict) -> dict[str, Any]:
-    """The line's fields in order, from a session's log record."""
+    """The line's fields in order, from a session's log record: the core's, the checks', the
+    fields features register (registry.record_field, "-" when empty), then dry_run."""
     rcpts = rec.get("recipients") or []
     checks = rec.get("checks") or {}
     out: dict[str, Any] = {
@@ -56,7 +59,8 @@ def fields(rec: dict) -> dict[str, Any]:
     }
     for name in CHECK_FIELDS:
         out[name] = checks.get(name, "-")
-    out["prx"] = rec.get("prx") or "-"
+    for name in TABLES.record_fields:       # features' own fields (msglog), e.g. prx
+        out[name] = rec.get(name) or "-"
     if rec.get("dry_run"):
         out["dry_run"] = "yes"
     return out
