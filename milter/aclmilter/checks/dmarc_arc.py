@@ -15,7 +15,6 @@ signature) never overrides anything.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import TYPE_CHECKING, Any, Callable
 
 
@@ -23,6 +22,8 @@ from .. import lazy, registry
 from .. import validators as st
 from .arc import ArcResult, ArcStatus
 from .dmarc_record import Policy
+
+json = lazy.module("json")     # for history lines of ARC-sealed messages only (lazy.py)
 
 # authres loads when a header is built or parsed, not by `aclmilter check` (lazy.py)
 if TYPE_CHECKING:  # pragma: no cover  (at run time the module loads on first use: lazy.py)
