@@ -81,6 +81,11 @@ class _Record:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
         return f"{type(self).__qualname__}({fields})"
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # copy/pickle rebuild through __init__ (every subclass takes its fields in slot order),
+        # since setting a slot afterwards is refused like a frozen dataclass's field
+        return (self.__class__, self._values())
+
 
 class Item(_Record):
     """A condition or modifier usable as a statement key."""
