@@ -30,7 +30,8 @@ HEAVY = ("dns", "redis", "dkim", "spf", "authres", "asyncio", "publicsuffix2", "
          # when a policy uses them (their registry entries are always there)
          "aclmilter.clients.dccifd", "aclmilter.checks.dcc", "aclmilter.checks.dnslists",
          "aclmilter.checks.ratelimit", "aclmilter.clients.redis", "aclmilter.clients.rspamd",
-         "aclmilter.clients.spamd", "aclmilter.clients.dns_early", "aclmilter.checks.proxy")
+         "aclmilter.clients.spamd", "aclmilter.clients.dns_early", "aclmilter.checks.proxy",
+         "aclmilter.checks.scan", "aclmilter.clients.scan")
 #: what only a dry run needs: `check` validates without building a runtime or a session
 DRY_RUN = ("aclmilter.runtime", "aclmilter.session", "aclmilter.engine", "aclmilter.dryrun",
            "aclmilter.eom", "aclmilter.early")
