@@ -44,7 +44,8 @@ def with_local_dns(policy: Path, workdir: Path, libc_addr: str | None = None) ->
         wait_zones(port, zones, proc, log)
         data = yaml.safe_load(policy.read_text()) or {}
         settings = data.setdefault("settings", {})
-        settings["dns"] = {"nameservers": [f"127.0.0.1:{port}"], "timeout": 2}
+        # the policy's other DNS settings (early, budget, ...) stay: benches compare them
+        settings["dns"] = {**(settings.get("dns") or {}), "nameservers": [f"127.0.0.1:{port}"], "timeout": 2}
         if "dmarc_history_file" in settings:         # a private history file per run
             settings["dmarc_history_file"] = str(workdir / f"{policy.stem}-history")
         copy = workdir / f"{policy.stem}-localdns.yaml"

@@ -45,6 +45,38 @@ CONNECT_MACROS = {"j": "mx.bench.example", "v": "Postfix 3.7", "{daemon_name}": 
                   "{client_addr}": "203.0.113.7", "{client_port}": "4711"}
 
 
+class Mail:
+    """What the load sends: the client address, the envelope sender and the messages (headers,
+    body), used in turn."""
+
+    def __init__(self, client_addr: str, sender: str, messages: list[tuple[list[tuple[str, str]], bytes]]) -> None:
+        self.client_addr, self.sender, self.messages = client_addr, sender, messages
+        self.macros = {**CONNECT_MACROS, "{client_addr}": client_addr}
+
+    @classmethod
+    def plain(cls) -> "Mail":
+        return cls("203.0.113.7", "<alice@example.org>", [(HEADERS, BODY)])
+
+    @classmethod
+    def signed(cls, count: int = 200, size: int = 1000) -> "Mail":
+        """DKIM-signed mail from bench.example sent from 127.0.0.1 (SPF, DKIM and DMARC pass
+        against bench/zones), as bench/signed_source.py sends it through Postfix."""
+        import signed_source
+        out = []
+        for raw in signed_source.signed_messages(count, size):
+            text = raw[:-3]                               # the SMTP end-of-data dot
+            head, _, body = text.partition(b"\r\n\r\n")
+            fields: list[tuple[str, str]] = []
+            for line in head.decode().split("\r\n"):
+                if line[:1] in (" ", "\t"):
+                    fields[-1] = (fields[-1][0], fields[-1][1] + "\n" + line)   # folding as Postfix passes it
+                else:
+                    name, _, value = line.partition(":")
+                    fields.append((name, value[1:] if value.startswith(" ") else value))
+            out.append((fields, body))
+        return cls("127.0.0.1", f"<{signed_source.SENDER}>", out)
+
+
 class QuickAckClient(MilterClient):
     """Sets TCP_QUICKACK after each read (Linux resets it), like a client that never delays ACKs."""
 
@@ -55,7 +87,7 @@ class QuickAckClient(MilterClient):
 
 
 def worker(spec: str, todo: list[int], lock: threading.Lock, per_conn: int, quickack: bool,
-           lat: list[float], answers: collections.Counter, errors: list[str]) -> None:
+           lat: list[float], answers: collections.Counter, errors: list[str], mail: Mail) -> None:
     cls = QuickAckClient if quickack else MilterClient
     while True:
         with lock:
@@ -65,11 +97,12 @@ def worker(spec: str, todo: list[int], lock: threading.Lock, per_conn: int, quic
             del todo[:batch]
         try:
             mc = cls(spec, timeout=60).open()
-            mc.connect("[203.0.113.7]", "4", 4711, "203.0.113.7", CONNECT_MACROS)
+            mc.connect(f"[{mail.client_addr}]", "4", 4711, mail.client_addr, mail.macros)
             mc.helo("client.example.org")
             for i in range(batch):
+                headers, body = mail.messages[(len(todo) + i) % len(mail.messages)]
                 t0 = time.monotonic()
-                ans = mc.message("<alice@example.org>", ["<bob@example.test>"], HEADERS, BODY,
+                ans = mc.message(mail.sender, ["<bob@example.test>"], headers, body,
                                  {"rcpt": {"i": f"Q{i}"}, "eom": {"i": f"Q{i}"}})
                 lat.append(time.monotonic() - t0)
                 answers[ans.action] += 1
@@ -86,13 +119,14 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / ticks
 
 
-def run(spec: str, n: int, c: int, per_conn: int, quickack: bool) -> dict:
+def run(spec: str, n: int, c: int, per_conn: int, quickack: bool, mail: Mail | None = None) -> dict:
     todo = list(range(n))
     lock = threading.Lock()
     lat: list[float] = []
     answers: collections.Counter = collections.Counter()
     errors: list[str] = []
-    threads = [threading.Thread(target=worker, args=(spec, todo, lock, per_conn, quickack, lat, answers, errors))
+    mail = mail or Mail.plain()
+    threads = [threading.Thread(target=worker, args=(spec, todo, lock, per_conn, quickack, lat, answers, errors, mail))
                for _ in range(c)]
     t0 = time.monotonic()
     for t in threads:
@@ -119,6 +153,8 @@ def main() -> int:
     ap.add_argument("-c", type=int, default=20)
     ap.add_argument("--per-conn", type=int, default=1)
     ap.add_argument("--quickack", action="store_true")
+    ap.add_argument("--signed", action="store_true",
+                    help="DKIM-signed mail from bench.example from 127.0.0.1 (use with bench/auth-policy.yaml)")
     a = ap.parse_args()
     if not a.serve and not a.milter:
         ap.error("--milter or --serve is required")
@@ -138,7 +174,7 @@ def main() -> int:
         else:
             spec = a.milter
         cpu0 = cpu_seconds(daemon.pid) if daemon and a.workers == 1 else None
-        r = run(spec, a.n, a.c, a.per_conn, a.quickack)
+        r = run(spec, a.n, a.c, a.per_conn, a.quickack, Mail.signed() if a.signed else None)
         cpu = cpu_seconds(daemon.pid) - cpu0 if cpu0 is not None else None
     print(f"{spec} n={r['n']} c={a.c} per_conn={a.per_conn} quickack={a.quickack}: "
           f"{r['rate']:.0f} msg/s  p50 {r['p50']:.1f} ms  p90 {r['p90']:.1f} ms  p99 {r['p99']:.1f} ms  "

@@ -18,6 +18,9 @@ used or changed. DNS goes to the bench's loopback knotd only:
 
 rspamd's stock modules would fetch remote maps over HTTP; every module except the ones in
 `modules` (default SPF, DKIM, DMARC) is disabled, so its traffic stays on loopback too.
+`modules=None` keeps the stock modules; that rspamd starts only inside a loopback-only
+network namespace (bench/netns.py, `postfix_bench.py --netns`), where the remote fetches fail
+at once and its DNS still goes to the bench's knotd.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.harness.procs import free_port, require_binary, stop_pid, wait_path, wait_port  # noqa: E402
+
+from netns import require_isolated  # noqa: E402
 
 AUTHSERV_ID = "mx.bench.invalid"
 
@@ -181,15 +186,58 @@ Lookup_Time = 10
 
 
 DEFAULT_MODULES = ("spf", "dkim", "dmarc")
+#: The modules whose checks must also run for mail from loopback (the bench's own mail).
+AUTH_MODULES = ("spf", "dkim", "dmarc")
+
+
+def stock_module_names(modules_dir: Path = Path("/etc/rspamd/modules.d")) -> list[str]:
+    """The modules the rspamd package configures (one modules.d/NAME.conf each)."""
+    return sorted(conf.stem for conf in modules_dir.glob("*.conf"))
+
+
+def rspamd_config(bind: str, dns: str, controller_port: int, modules: tuple[str, ...] | None,
+                  stock: list[str]) -> dict[str, str]:
+    """The private LOCAL_CONFDIR of the bench's rspamd: {path relative to it: text}.
+
+    `modules` None keeps the stock module configuration (every module the package enables
+    stays enabled); a tuple disables every module of `stock` not in it. Either way DNS goes
+    to `dns` only (the bench's knotd, HOST:PORT) and loopback is not a local address, so the
+    SPF, DKIM and DMARC checks run on the bench's mail from 127.0.0.1."""
+    files = {
+        # local_addrs: none, so SPF/DKIM/DMARC are checked for mail from loopback too
+        "local.d/options.inc": f'dns {{\n  nameserver = ["{dns}"];\n  timeout = 2s;\n  retransmits = 2;\n}}\n'
+                               'local_addrs = ["240.0.0.1/32"];\n',
+        "override.d/worker-proxy.inc": f'bind_socket = "{bind}";\nmilter = yes;\ntimeout = 120s;\n'
+                                       'upstream "local" {\n  default = yes;\n  self_scan = yes;\n}\ncount = 1;\n'
+                                       'discard_on_reject = false;\nquarantine_on_reject = false;\n',
+        "override.d/worker-normal.inc": "enabled = false;\n",
+        "override.d/worker-controller.inc": f'bind_socket = "127.0.0.1:{controller_port}";\n',
+        # info: rspamd's default, one line per message (aclmilter logs one too)
+        "override.d/logging.inc": 'type = "file";\nfilename = "$LOGDIR/rspamd.log";\nlevel = "info";\n',
+    }
+    if modules is not None:
+        for name in stock:
+            if name not in modules:
+                files[f"override.d/{name}.conf"] = "enabled = false;\n"
+    for name in AUTH_MODULES:
+        files[f"local.d/{name}.conf"] = "check_local = true;\ncheck_authed = true;\n"
+    return files
 
 
 class Rspamd:
-    """rspamd's proxy worker in milter mode (self_scan), private config, log, db and run dirs."""
+    """rspamd's proxy worker in milter mode (self_scan), private config, log, db and run dirs.
+
+    `modules` None: the stock modules, which fetch remote maps and ask public DNS lists; it
+    refuses to start outside a loopback-only network namespace (bench/netns.py). `libc_dns`:
+    run it with a private /etc/resolv.conf naming that address (the bench knotd's port 53), for
+    the names rspamd resolves with getaddrinfo() instead of its own resolver (the fuzzy_check
+    servers, say), so those questions also go to knotd."""
 
     def __init__(self, workdir: Path, dns_port: int, kind: str = "inet",
-                 modules: tuple[str, ...] = DEFAULT_MODULES, dns_host: str = "127.0.0.1") -> None:
+                 modules: tuple[str, ...] | None = DEFAULT_MODULES, dns_host: str = "127.0.0.1",
+                 libc_dns: str | None = None) -> None:
         self.d = _Daemon("rspamd", workdir, kind)
-        self.dns_port, self.modules, self.dns_host = dns_port, modules, dns_host
+        self.dns_port, self.modules, self.dns_host, self.libc_dns = dns_port, modules, dns_host, libc_dns
 
     @property
     def postfix_spec(self) -> str:
@@ -200,6 +248,8 @@ class Rspamd:
         return [self.d.proc.pid] if self.d.proc is not None else []
 
     def start(self) -> "Rspamd":
+        if self.modules is None:
+            require_isolated("rspamd with its stock modules")
         base = self.d.dir
         etc = base / "etc"
         for sub in ("etc/local.d", "etc/override.d", "db", "run", "log"):
@@ -207,30 +257,19 @@ class Rspamd:
         for sub in ("db", "run", "log"):
             shutil.chown(base / sub, "_rspamd", "_rspamd")
         bind = f"127.0.0.1:{self.d.port}" if self.d.port else f"{self.d.sock} mode=0666"
-        # local_addrs: none, so SPF/DKIM/DMARC are checked for mail from loopback too
-        (etc / "local.d" / "options.inc").write_text(
-            f'dns {{\n  nameserver = ["{self.dns_host}:{self.dns_port}"];\n  timeout = 2s;\n  retransmits = 2;\n}}\n'
-            'local_addrs = ["240.0.0.1/32"];\n')
-        (etc / "override.d" / "worker-proxy.inc").write_text(
-            f'bind_socket = "{bind}";\nmilter = yes;\ntimeout = 120s;\n'
-            'upstream "local" {\n  default = yes;\n  self_scan = yes;\n}\ncount = 1;\n'
-            'discard_on_reject = false;\nquarantine_on_reject = false;\n')
-        (etc / "override.d" / "worker-normal.inc").write_text("enabled = false;\n")
-        (etc / "override.d" / "worker-controller.inc").write_text(
-            f'bind_socket = "127.0.0.1:{free_port()}";\n')
-        # info: rspamd's default, one line per message (aclmilter logs one too)
-        (etc / "override.d" / "logging.inc").write_text(
-            'type = "file";\nfilename = "$LOGDIR/rspamd.log";\nlevel = "info";\n')
-        for conf in sorted(Path("/etc/rspamd/modules.d").glob("*.conf")):
-            if conf.stem not in self.modules:
-                (etc / "override.d" / conf.name).write_text("enabled = false;\n")
-        for name in ("spf", "dkim", "dmarc"):
-            (etc / "local.d" / f"{name}.conf").write_text("check_local = true;\ncheck_authed = true;\n")
+        files = rspamd_config(bind, f"{self.dns_host}:{self.dns_port}", free_port(), self.modules,
+                              stock_module_names())
+        for rel, text in files.items():
+            (etc / rel).write_text(text)
         var = [f"--var=LOCAL_CONFDIR={etc}", f"--var=DBDIR={base / 'db'}", f"--var=RUNDIR={base / 'run'}",
                f"--var=LOGDIR={base / 'log'}"]
-        self.d.launch([require_binary("rspamd"), "-f", "-u", "_rspamd", "-g", "_rspamd",
-                       "-c", "/etc/rspamd/rspamd.conf", *var, "-p", str(base / "run" / "rspamd.pid")],
-                      timeout=90)
+        cmd = [require_binary("rspamd"), "-f", "-u", "_rspamd", "-g", "_rspamd",
+               "-c", "/etc/rspamd/rspamd.conf", *var, "-p", str(base / "run" / "rspamd.pid")]
+        if self.libc_dns:
+            resolv = base / "resolv.conf"
+            resolv.write_text(f"nameserver {self.libc_dns}\noptions attempts:1 timeout:2\n")
+            cmd = _in_private_resolv(resolv, cmd)
+        self.d.launch(cmd, timeout=90)
         time.sleep(1.0)                 # the proxy binds before its workers have loaded the rules
         return self
 

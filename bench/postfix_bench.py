@@ -4,6 +4,7 @@
     .venv/bin/python bench/postfix_bench.py [-n 2000] [-c 20] [--policy FILE] [--workers N]
                                             [--trials 1] [--cases none,unix,inet]
     .venv/bin/python bench/postfix_bench.py --signed --cases none,auth,auth-inet,chain,chain-inet,rspamd,rspamd-inet
+    .venv/bin/python bench/postfix_bench.py --signed --netns --cases none,auth,rspamd-full,rspamd-full-inet
 
 Starts its own private Postfix (tests/harness/postfix.py), `smtp-sink` as the delivery target
 and `aclmilter serve` per case; every process is stopped by PID. For each case it reports
@@ -12,6 +13,11 @@ accepted msg/s (smtp-source wall time), delivered msg/s (until the maillog shows
 is DKIM-signed (bench/signed_source.py) and the peers of issue 23 can run in the same run
 (bench/peers.py: OpenDKIM -> OpenDMARC -> pyspf-milter, rspamd), started and stopped here.
 Traffic stays on 127.0.0.1. Timing belongs here, never in tests.
+
+--netns runs the whole bench (Postfix, smtp-sink, knotd, the milters, the sender) again in a
+private network namespace with loopback only (bench/netns.py), deleted at the end; the
+rspamd-full cases (rspamd with its stock modules, which fetch remote maps) imply it and refuse
+to start anywhere else.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import datetime
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +44,8 @@ from tests.harness.postfix import Postfix, world_traversable_dir  # noqa: E402
 from tests.harness.procs import free_port, require_binary, stop_pid, wait_port  # noqa: E402
 
 from localdns import dns_port, with_local_dns  # noqa: E402
-from peers import PeerChain, Rspamd  # noqa: E402
+from netns import ENV as NETNS_ENV, PrivateNetns, current_isolation_problems, netns_plan  # noqa: E402
+from peers import DEFAULT_MODULES, PeerChain, Rspamd  # noqa: E402
 import signed_source  # noqa: E402
 
 AUTH_POLICY = ROOT / "bench" / "auth-policy.yaml"
@@ -198,6 +206,10 @@ def run_case(pf: Postfix, name: str, n: int, c: int, size: int, milter_pid: int 
             "stderr": proc.stderr.strip()[-300:]}
 
 
+#: Cases that must run in a loopback-only network namespace (they would reach the Internet).
+NETNS_CASES = ("rspamd-full", "rspamd-full-inet")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=2000)
@@ -220,11 +232,30 @@ def main() -> int:
                     help="send DKIM-signed mail from bench.example (bench/signed_source.py) instead "
                          "of smtp-source's; also the cases auth, auth-inet (bench/auth-policy.yaml), "
                          "chain, chain-inet (OpenDKIM -> OpenDMARC -> pyspf-milter), rspamd, "
-                         "rspamd-inet (SPF, DKIM, DMARC modules): bench/peers.py")
+                         "rspamd-inet (SPF, DKIM, DMARC modules), rspamd-full, rspamd-full-inet "
+                         "(rspamd's stock modules, implies --netns): bench/peers.py")
+    ap.add_argument("--netns", action="store_true",
+                    help="run the whole bench in a private network namespace with loopback only "
+                         "(ip netns add; deleted at the end): bench/netns.py")
     ap.add_argument("--system-dns", action="store_true",
                     help="keep the policy's DNS settings (default: a private loopback knotd)")
     a = ap.parse_args()
-
+    # SIGTERM runs the clean-up (the `finally` below, the namespace's) as Ctrl-C does; the parent
+    # outside the namespace stops the run inside with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    wanted = a.netns or any(c in NETNS_CASES for c in a.cases.split(","))
+    plan = netns_plan(wanted, os.environ.get(NETNS_ENV), not current_isolation_problems())
+    if plan == "enter":
+        with PrivateNetns() as ns:
+            print(f"running in network namespace {ns.name} (loopback only)", flush=True)
+            try:
+                return ns.run([sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]])
+            except KeyboardInterrupt:    # ns.run stopped the run inside; the namespace goes next
+                print("interrupted", file=sys.stderr)
+                return 130
+    if plan == "refuse":
+        ap.error(f"network namespace {os.environ.get(NETNS_ENV)} is not loopback only: "
+                 f"{', '.join(current_isolation_problems())}")
     work = world_traversable_dir("aclmilter-bench-")
     sink_port = free_port()
     sink = subprocess.Popen([require_binary("smtp-sink"), "-u", "postfix", f"127.0.0.1:{sink_port}", "1024"],
@@ -253,7 +284,7 @@ def main() -> int:
         for case in dict.fromkeys(a.cases.split(",")):
             m = re.fullmatch(r"(unix|inet)(?:-w([1-9][0-9]*))?(-quiet)?", case)
             n = re.fullmatch(r"(trivial|floor)(-inet)?", case)
-            p = re.fullmatch(r"(auth|chain|rspamd)(-inet)?", case)
+            p = re.fullmatch(r"(auth|chain|rspamd|rspamd-full)(-inet)?", case)
             if p and p.group(1) == "auth":
                 (work / case).mkdir(mode=0o755)
                 daemons[case] = AclMilterd(auth_policy, "inet" if p.group(2) else "unix", workdir=work / case,
@@ -262,7 +293,8 @@ def main() -> int:
                 kind = "inet" if p.group(2) else "unix"
                 port = dns_port(a.policy)
                 peer = (PeerChain(work / case, port, libc_dns, kind) if p.group(1) == "chain"
-                        else Rspamd(work / case, port, kind))
+                        else Rspamd(work / case, port, kind, modules=DEFAULT_MODULES) if p.group(1) == "rspamd"
+                        else Rspamd(work / case, port, kind, modules=None, libc_dns=libc_dns))
                 peers[case] = peer.start()
             elif m:
                 (work / case).mkdir(mode=0o755)

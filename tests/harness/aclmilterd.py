@@ -45,8 +45,10 @@ class AclMilterd:
 
     def __init__(self, policy: str | Path, kind: str = "unix", *, workdir: Path | None = None,
                  extra_args: Sequence[str] = (), dry_run: bool = False, workers: int = 1,
-                 metrics_port: int | None = None, env: dict[str, str] | None = None) -> None:
+                 metrics_port: int | None = None, env: dict[str, str] | None = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.policy = Path(policy)
+        self.prefix = list(prefix)          # e.g. valgrind's command line (bench/daemon_cost.py)
         self.kind = kind
         self._own_workdir = workdir is None
         self.workdir = workdir or world_traversable_dir("aclmilterd-")
@@ -80,7 +82,7 @@ class AclMilterd:
         return self.postfix_spec
 
     def command(self) -> list[str]:
-        cmd = [aclmilter_binary(), "serve", "--policy", str(self.policy), "--socket", self.spec,
+        cmd = [*self.prefix, aclmilter_binary(), "serve", "--policy", str(self.policy), "--socket", self.spec,
                "--log-level", "info"]
         if self.kind == "unix":
             cmd += ["--socket-group", "postfix", "--socket-mode", "0660"]

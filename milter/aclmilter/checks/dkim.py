@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from .. import lazy
 from ..errors import LookupDefer
 from .dkim_bodyhash import body_hash
+from .dkim_fields import field_bytes, header_fields
 from .dkim_rsa import verifier_class
 
 # dkimpy loads when the first message is verified, not by `aclmilter check` (lazy.py)
@@ -220,12 +221,14 @@ def split_message(message: bytes) -> tuple[bytes, bytes]:
 
 
 def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int = DEFAULT_MAX_SIGNATURES,
-                   min_key_bits: int = DEFAULT_MIN_KEY_BITS, body: BodyChunks | None = None) -> DkimResult:
+                   min_key_bits: int = DEFAULT_MIN_KEY_BITS, body: BodyChunks | None = None,
+                   fields: list[list[bytes]] | None = None) -> DkimResult:
     """Verify each DKIM-Signature of `message` (CRLF, headers + blank line + body).
 
     With `body` (a function returning the body's chunks), `message` is the header block
     alone, which is all dkimpy ever parses; the body is read in chunks, once per distinct
-    c=/a=/l= of the signatures.
+    c=/a=/l= of the signatures. With `fields` (dkim_fields.header_fields of the same
+    headers), dkimpy takes those instead of parsing `message`, which may then be b"".
 
     Returns: a DkimResult with one DkimSignature per field, top to bottom, at most
     `max_signatures` of them (the rest counted in `skipped`, never verified: a cap against
@@ -236,7 +239,9 @@ def verify_message(message: bytes, txt_lookup: TxtLookup, *, max_signatures: int
         body = lambda: (whole_body,)  # noqa: E731 - one chunk: the caller holds it anyway
     try:
         # one parse of the header block for every signature (dkimpy's verify(idx) works so)
-        verifier = verifier_class()(message, minkey=min_key_bits, logger=log)
+        verifier = verifier_class()(None if fields is not None else message, minkey=min_key_bits, logger=log)
+        if fields is not None:
+            verifier.headers = fields
     except Exception as exc:  # noqa: BLE001 - a header block dkimpy cannot split has no usable signature
         log.info("message not parseable for DKIM: %s", type(exc).__name__)
         return DkimResult()
@@ -265,10 +270,8 @@ def build_message(headers: list[tuple[str, str]], body: bytes, leading_space: st
     """
     out = bytearray()
     for name, value in headers:
-        if leading_space == "add" or (leading_space == "auto" and value[:1] not in (" ", "\t")):
-            value = " " + value
-        value = value.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-        out += name.encode("utf-8", "surrogateescape") + b":" + value.encode("utf-8", "surrogateescape") + b"\r\n"
+        raw_name, raw_value = field_bytes(name, value, leading_space)
+        out += raw_name + b":" + raw_value + b"\r\n"
     out += b"\r\n"
     out += body
     return bytes(out)
@@ -291,7 +294,8 @@ def verify_transaction(ctx: "EvalContext") -> DkimResult:
     assert txn is not None
     max_sigs = ctx.setting("dkim_max_signatures")
     leading = ctx.setting("dkim_header_leading_space") or "auto"
-    head = build_message(txn.headers, b"", leading)
-    return verify_message(head, dns_txt_lookup(ctx.services.get("dns")), body=txn.body.chunks,
+    fields = header_fields(txn.headers, leading)
+    head = build_message(txn.headers, b"", leading) if fields is None else b""
+    return verify_message(head, dns_txt_lookup(ctx.services.get("dns")), body=txn.body.chunks, fields=fields,
                           max_signatures=DEFAULT_MAX_SIGNATURES if max_sigs is None else int(max_sigs),
                           min_key_bits=int(ctx.setting("dkim_min_key_bits") or DEFAULT_MIN_KEY_BITS))

@@ -24,6 +24,9 @@ else:
     publicsuffix2 = lazy.module("publicsuffix2")
 
 
+_REMEMBERED_SUFFIXES = 10_000
+
+
 class PslUnavailable(Exception):
     """The configured PSL file cannot be read (configuration problem, not a DNS problem)."""
 
@@ -36,14 +39,17 @@ class PslCache:
         self._lock = threading.Lock()
         self._key: tuple[str, float] | None = None
         self._psl: "publicsuffix2.PublicSuffixList | None" = None
+        # domain -> public suffix under the current list; a new dict with every new list
+        self._suffixes: dict[str, str] = {}
 
-    def _current(self) -> "publicsuffix2.PublicSuffixList":
+    def _current(self) -> "tuple[publicsuffix2.PublicSuffixList, dict[str, str]]":
+        """The list in force and the suffixes already looked up in it."""
         if not self.path:
             # No file configured: publicsuffix2's bundled list, parsed once.
             with self._lock:
                 if self._psl is None:
                     self._psl = publicsuffix2.PublicSuffixList()
-                return self._psl
+                return self._psl, self._suffixes
         try:
             mtime = os.stat(self.path).st_mtime
         except OSError as exc:
@@ -54,14 +60,21 @@ class PslCache:
                 with open(self.path, encoding="utf-8") as fh:
                     self._psl = publicsuffix2.PublicSuffixList(psl_file=fh)
                 self._key = key
-            return self._psl
+                self._suffixes = {}
+            return self._psl, self._suffixes
 
     def public_suffix(self, domain: str) -> str:
         """Return the public suffix of `domain` (the implicit `*` rule applies to unlisted TLDs)."""
         domain = domain.lower().rstrip(".")
-        psl = self._current()
-        suffix = psl.get_tld(domain, strict=True)
-        return suffix or domain.rpartition(".")[2]
+        psl, known = self._current()
+        suffix = known.get(domain)
+        if suffix is None:
+            # publicsuffix2 walks its trie label by label; most mail comes from few domains
+            suffix = psl.get_tld(domain, strict=True) or domain.rpartition(".")[2]
+            if len(known) >= _REMEMBERED_SUFFIXES:
+                known.clear()
+            known[domain] = suffix
+        return suffix
 
     def org_domain(self, domain: str) -> str:
         """Return the Organizational Domain: the public suffix plus one label.

@@ -10,6 +10,7 @@ at all (others at the same name are ignored, RFC 7489 §6.6.3 step 2).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -86,11 +87,15 @@ def _uris(value: str) -> tuple[str, ...]:
     return tuple(u for u in uris if _URI.match(u))
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_record(text: str) -> DmarcRecord:
     """Return the record's tags; unknown tags are ignored (RFC 7489 §6.3).
 
     Raises RecordError when `p` is missing or invalid (and there is no usable `rua` to
     fall back to `p=none` with), or `sp`/`np` are invalid.
+
+    Remembered per record text (the DNS cache hands the same text to every message of a
+    domain, and the result is frozen); a refused text is not remembered and raises again.
     """
     if not is_dmarc(text):
         raise RecordError("not a DMARC1 record")
