@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import types
@@ -72,6 +71,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     report = simulate(runtime, spec)
     if args.json:
+        import json     # only for --json: not a start-up cost of every command (issue 23)
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_trace(report)

@@ -21,9 +21,17 @@ transaction cancels what is still running.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .clients.dns_early import EarlyLookups, MessageLookups
+from . import lazy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .clients import dns_early
+    from .clients.dns_early import MessageLookups
+else:
+    # the event-loop thread (concurrent.futures, signal, ...) is imported by the first message of a
+    # policy that asks the DNS early: never by `aclmilter check`, nor a dry run without DNS checks
+    dns_early = lazy.module("aclmilter.clients.dns_early")
 
 # the domain of the last address in a From value: "Name <a@b.example>" or "a@b.example"
 _FROM_DOMAIN = re.compile(r"@([A-Za-z0-9._-]+)\s*>?\s*(?:\([^()]*\)\s*)?$")
@@ -36,7 +44,7 @@ def for_message(services: Any, wants: frozenset[str], sender: str, helo: str) ->
     `dns` service is a test's fake). Starts the SPF question at once."""
     if not wants:
         return None
-    runner = EarlyLookups.of(services.get("dns"))
+    runner = dns_early.EarlyLookups.of(services.get("dns"))
     if runner is None:
         return None
     early = MessageEarly(runner.message(), wants)

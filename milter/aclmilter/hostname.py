@@ -9,10 +9,12 @@ The short name from `gethostname()` is never the default: DMARC failure reports 
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Any
 
+from . import lazy
 from .services import register_factory
+
+socket = lazy.module("socket")     # asked once per loaded policy, never by `aclmilter check`
 
 if TYPE_CHECKING:
     from .context import EvalContext

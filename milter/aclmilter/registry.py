@@ -9,7 +9,7 @@ below; a duplicate name fails at import, never silently overrides.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError
 from typing import TYPE_CHECKING, Any, Callable
 
 from .stages import ALL, Stage
@@ -46,52 +46,110 @@ def _text(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Item:
+class _Record:
+    """Base of the registry's entry types: immutable records with a dataclass's equality,
+    hash and repr over the fields named in `__slots__`.
+
+    Plain classes rather than frozen dataclasses because a dataclass writes and compiles its
+    methods each time the module is imported (~0.7 ms a class, every command's start-up:
+    issue 23); these methods are in the module's cached bytecode."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _set(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # copy/pickle rebuild through __init__ (every subclass takes its fields in slot order),
+        # since setting a slot afterwards is refused like a frozen dataclass's field
+        return (self.__class__, self._values())
+
+
+class Item(_Record):
     """A condition or modifier usable as a statement key."""
 
+    __slots__ = ("name", "kind", "stages", "run", "arg", "parse", "list_kind", "variables", "checks",
+                 "doc", "requires_setting")
     name: str
     kind: Kind
     stages: Stage
     run: ItemRunner
-    arg: ArgMode = ArgMode.EXPANDED
-    parse: ArgParser = _text
-    list_kind: str | None = None          # for ArgMode.LIST: host/domain/address/localpart/string
-    variables: tuple[str, ...] = ()       # variables this item sets, for docs and `test --json`
-    checks: tuple[str, ...] = ()          # checks this item needs
-    doc: str = ""
-    requires_setting: str | None = None   # a policy using it without this setting is refused at load
+    arg: ArgMode
+    parse: ArgParser
+    list_kind: str | None                 # for ArgMode.LIST: host/domain/address/localpart/string
+    variables: tuple[str, ...]            # variables this item sets, for docs and `test --json`
+    checks: tuple[str, ...]               # checks this item needs
+    doc: str
+    requires_setting: str | None          # a policy using it without this setting is refused at load
+
+    def __init__(self, name: str, kind: Kind, stages: Stage, run: ItemRunner, arg: ArgMode = ArgMode.EXPANDED,
+                 parse: ArgParser = _text, list_kind: str | None = None, variables: tuple[str, ...] = (),
+                 checks: tuple[str, ...] = (), doc: str = "", requires_setting: str | None = None) -> None:
+        self._set(name=name, kind=kind, stages=stages, run=run, arg=arg, parse=parse, list_kind=list_kind,
+                  variables=variables, checks=checks, doc=doc, requires_setting=requires_setting)
 
 
-@dataclass(frozen=True)
-class Control:
+class Control(_Record):
     """A `control = name[/options]` value."""
 
+    __slots__ = ("name", "stages", "run", "aliases", "takes_options", "doc", "needs_content",
+                 "requires_setting")
     name: str
     stages: Stage
     run: Callable[["EvalContext", str], None]   # receives the option text after the first '/'
-    aliases: tuple[str, ...] = ()
-    takes_options: bool = False
-    doc: str = ""
+    aliases: tuple[str, ...]
+    takes_options: bool
+    doc: str
     #: setting it makes end-of-message work read the message (e.g. bmi_run: a scan), so the
     #: MTA must send headers and body even without a data/deliver ACL (policy/needs.py)
-    needs_content: bool = False
+    needs_content: bool
     #: a setting that must be non-empty for this control to work (checked at load)
-    requires_setting: str | None = None
+    requires_setting: str | None
+
+    def __init__(self, name: str, stages: Stage, run: Callable[["EvalContext", str], None],
+                 aliases: tuple[str, ...] = (), takes_options: bool = False, doc: str = "",
+                 needs_content: bool = False, requires_setting: str | None = None) -> None:
+        self._set(name=name, stages=stages, run=run, aliases=aliases, takes_options=takes_options, doc=doc,
+                  needs_content=needs_content, requires_setting=requires_setting)
 
 
-@dataclass(frozen=True)
-class Variable:
+class Variable(_Record):
     """An expansion variable `$name`. `get` returns None when the variable has no value yet."""
 
+    __slots__ = ("name", "get", "stages", "doc")
     name: str
     get: Callable[["EvalContext"], str | None]
-    stages: Stage = ALL
-    doc: str = ""
+    stages: Stage
+    doc: str
+
+    def __init__(self, name: str, get: Callable[["EvalContext"], str | None], stages: Stage = ALL,
+                 doc: str = "") -> None:
+        self._set(name=name, get=get, stages=stages, doc=doc)
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(_Record):
     """A fact-finding mechanism (spf, dkim, dmarc, dcc, scan, ...), memoised per scope.
 
     `compute` returns a frozen typed result; it may raise LookupDefer only for failures that
@@ -99,35 +157,45 @@ class Check:
     returned as a value. `needs` lists other checks whose results it reads.
     """
 
+    __slots__ = ("name", "compute", "scope", "needs", "doc")
     name: str
     compute: Callable[..., Any]           # (ctx) -> result, or (ctx, key) for `ctx.check(name, key=)`
-    scope: str = "transaction"            # "connection" | "transaction" | "recipient"
-    needs: tuple[str, ...] = ()
-    doc: str = ""
+    scope: str                            # "connection" | "transaction" | "recipient"
+    needs: tuple[str, ...]
+    doc: str
+
+    def __init__(self, name: str, compute: Callable[..., Any], scope: str = "transaction",
+                 needs: tuple[str, ...] = (), doc: str = "") -> None:
+        self._set(name=name, compute=compute, scope=scope, needs=needs, doc=doc)
 
 
-@dataclass
 class _Tables:
-    items: dict[str, Item] = field(default_factory=dict)
-    controls: dict[str, Control] = field(default_factory=dict)
-    variables: dict[str, Variable] = field(default_factory=dict)
-    checks: dict[str, Check] = field(default_factory=dict)
-    settings: dict[str, "Setting"] = field(default_factory=dict)
-    lookups: dict[str, "Lookup"] = field(default_factory=dict)
-    eom_hooks: dict[str, "EomHook"] = field(default_factory=dict)
-    slots: dict[str, "Slot"] = field(default_factory=dict)
-    command_hooks: dict[str, "CommandHook"] = field(default_factory=dict)
-    record_fields: dict[str, "RecordField"] = field(default_factory=dict)
+    """Every registry table by kind, each a dict by name in registration order."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Item] = {}
+        self.controls: dict[str, Control] = {}
+        self.variables: dict[str, Variable] = {}
+        self.checks: dict[str, Check] = {}
+        self.settings: dict[str, Setting] = {}
+        self.lookups: dict[str, Lookup] = {}
+        self.eom_hooks: dict[str, EomHook] = {}
+        self.slots: dict[str, Slot] = {}
+        self.command_hooks: dict[str, CommandHook] = {}
+        self.record_fields: dict[str, RecordField] = {}
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(_Record):
     """A key of the policy's `settings:` mapping, with its validator (raises SyntaxProblem)."""
 
+    __slots__ = ("name", "parse", "default", "doc")
     name: str
     parse: Callable[[Any], Any]
-    default: Any = None
-    doc: str = ""
+    default: Any
+    doc: str
+
+    def __init__(self, name: str, parse: Callable[[Any], Any], default: Any = None, doc: str = "") -> None:
+        self._set(name=name, parse=parse, default=default, doc=doc)
 
 
 TABLES = _Tables()
@@ -203,19 +271,23 @@ def setting(name: str, parse: Callable[[Any], Any], default: Any = None, doc: st
     _add(TABLES.settings, name, Setting(name, parse, default, doc))
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(_Record):
     """A lookup type for `${lookup}` and list items (`lsearch;/file`, `redis{...}`).
 
     Single-key types get (key, file); query-style types get (None, query). `find` returns the
     value or None for "not found", and raises errors.LookupDefer when it cannot answer now.
     """
 
+    __slots__ = ("name", "query_style", "find", "quote", "doc")
     name: str
     query_style: bool
     find: Callable[["EvalContext", str | None, str], str | None]
-    quote: Callable[[str], str] | None = None   # ${quote_<name>:...}
-    doc: str = ""
+    quote: Callable[[str], str] | None          # ${quote_<name>:...}
+    doc: str
+
+    def __init__(self, name: str, query_style: bool, find: Callable[["EvalContext", str | None, str], str | None],
+                 quote: Callable[[str], str] | None = None, doc: str = "") -> None:
+        self._set(name=name, query_style=query_style, find=find, quote=quote, doc=doc)
 
 
 def lookup(name: str, *, query_style: bool, quote: Callable[[str], str] | None = None
@@ -227,8 +299,7 @@ def lookup(name: str, *, query_style: bool, quote: Callable[[str], str] | None =
     return wrap
 
 
-@dataclass(frozen=True)
-class EomHook:
+class EomHook(_Record):
     """Work done at end of message outside any ACL, in a fixed order.
 
     phase "after_data": after the DATA ACL decided, before the DELIVER stage (forged
@@ -238,12 +309,17 @@ class EomHook:
     failures (log them); an unexpected exception is treated as an internal error.
     """
 
+    __slots__ = ("name", "phase", "order", "run", "wanted")
     name: str
     phase: str
     order: int
     run: Callable[["EvalContext", Any], None]
     #: False when the hook can never act under a policy (policy.model.Policy); None: always run
-    wanted: Callable[[Any], bool] | None = None
+    wanted: Callable[[Any], bool] | None
+
+    def __init__(self, name: str, phase: str, order: int, run: Callable[["EvalContext", Any], None],
+                 wanted: Callable[[Any], bool] | None = None) -> None:
+        self._set(name=name, phase=phase, order=order, run=run, wanted=wanted)
 
 
 def eom_hook(name: str, *, phase: str = "after_data", order: int = 50,
@@ -282,17 +358,20 @@ def hooks(phase: str) -> tuple[EomHook, ...]:
 SLOT_SCOPES = ("connection", "transaction", "recipient", "command")
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(_Record):
     """State one feature keeps per scope, declared by that feature (state.py knows none).
 
     The value is made by `factory()` on first use in each scope instance, so it is fresh for
     every connection / message / recipient / command, and dropped with it.
     """
 
+    __slots__ = ("name", "scope", "factory")
     name: str
     scope: str
     factory: Callable[[], Any]
+
+    def __init__(self, name: str, scope: str, factory: Callable[[], Any]) -> None:
+        self._set(name=name, scope=scope, factory=factory)
 
     def on(self, holder: Any) -> Any:
         """The value in `holder` (a Connection, Transaction or Recipient, or a command's
@@ -336,8 +415,7 @@ def slot(name: str, *, scope: str, factory: Callable[[], Any]) -> Slot:
 COMMANDS = ("connect", "helo", "mail", "rcpt", "predata", "data")
 
 
-@dataclass(frozen=True)
-class CommandHook:
+class CommandHook(_Record):
     """Feature work the session does at a command before that command's ACL runs.
 
     `run(ctx)` returns None to go on, or a Reply: the command is refused with it (a 5xx
@@ -346,12 +424,17 @@ class CommandHook:
     the recipient is added to the message.
     """
 
+    __slots__ = ("name", "commands", "order", "run", "wanted")
     name: str
     commands: tuple[str, ...]
     order: int
     run: Callable[["EvalContext"], Any]
     #: False when the hook can never act under a policy (policy.model.Policy); None: always
-    wanted: Callable[[Any], bool] | None = None
+    wanted: Callable[[Any], bool] | None
+
+    def __init__(self, name: str, commands: tuple[str, ...], order: int, run: Callable[["EvalContext"], Any],
+                 wanted: Callable[[Any], bool] | None = None) -> None:
+        self._set(name=name, commands=commands, order=order, run=run, wanted=wanted)
 
 
 def command_hook(name: str, *, commands: tuple[str, ...], order: int = 50,
@@ -374,13 +457,16 @@ def command_hooks(command: str) -> tuple[CommandHook, ...]:
 
 
 # ---- message log record fields ---------------------------------------------------------------
-@dataclass(frozen=True)
-class RecordField:
+class RecordField(_Record):
     """A field a feature adds to the one-line-per-message record (msglog.message_record):
     `get(conn)` returns its text ("" when the feature has nothing to say)."""
 
+    __slots__ = ("name", "get")
     name: str
     get: Callable[[Any], str]
+
+    def __init__(self, name: str, get: Callable[[Any], str]) -> None:
+        self._set(name=name, get=get)
 
 
 def record_field(name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:

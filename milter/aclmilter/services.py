@@ -8,10 +8,16 @@ the policy settings and shared by every thread (factories must return thread-saf
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import lazy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import random
+else:
+    random = lazy.module("random")     # imports hashlib: made by the first Services, not by `check`
 
 Factory = Callable[[dict, "Services"], Any]
 

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+from . import lazy
+
+# tempfile (and its `random`) is for bodies larger than memory: not imported by `aclmilter check`
+tempfile = lazy.module("tempfile")
 
 
 @dataclass

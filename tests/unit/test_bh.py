@@ -50,3 +50,28 @@ def test_exim_view_wants_helo_and_debug_traces_file_line(tmp_path: Path) -> None
     assert d.replies == ["220 mx.test ESMTP", "503 HELO or EHLO required", "250 mx.test Hello c.test [192.0.2.1]",
                          "250 OK", "221 mx.test closing connection"]
     assert any(line.startswith(f"   {tmp_path}/p.yaml:4: ") for line in d.trace), d.trace
+
+
+
+def test_a_long_dialogue_is_one_process_one_policy_load_one_session(tmp_path: Path) -> None:
+    # Issue 23: start-up (imports, policy load) is paid once per dialogue, not per transaction.
+    # One `aclmilter bh` process replays 300 transactions: the queue ids count on (one Session;
+    # a process or session per transaction would restart at TESTQID1) and the connection
+    # variable counts every MAIL (one connection state across all of them).
+    import subprocess
+    import sys
+    p = tmp_path / "p.yaml"
+    p.write_text("settings: {primary_hostname: mx.test}\n"
+                 "acl:\n  mail:\n    - accept: {set: \"acl_c_n = ${eval:$acl_c_n+1}\"}\n"
+                 "  rcpt:\n    - deny: {condition: \"${if >{$acl_c_n}{300}}\", message: \"MAIL number $acl_c_n\"}\n"
+                 "    - accept\n")
+    n = 300
+    dialogue = ("EHLO c.test\n" + "MAIL FROM:<a@s.test>\nRCPT TO:<u@x.test>\nDATA\nSubject: x\n\nhi\n.\n" * n
+                + "MAIL FROM:<a@s.test>\nRCPT TO:<u@x.test>\nQUIT\n")
+    proc = subprocess.run([sys.executable, "-m", "aclmilter.cli", "bh", "--policy", str(p), "192.0.2.1"],
+                          input=dialogue, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert [line for line in lines if "queued as" in line] == [
+        f"250 2.0.0 Ok: queued as TESTQID{i}" for i in range(1, n + 1)]
+    assert lines[-2:] == [f"550 5.7.1 MAIL number {n + 1}", "221 2.0.0 Bye"]

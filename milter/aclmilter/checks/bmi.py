@@ -21,10 +21,18 @@ import enum
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from .. import lazy
 from ..errors import SyntaxProblem
-from .scan import ScannerConfig, ScanReport, ScanResult, parse_scanner
+
+# The scanner protocols are imported when a policy configures a scanner (parse_bmi) or a
+# message is scanned: `aclmilter check` of a policy without one never pays (issue 23, lazy.py).
+if TYPE_CHECKING:  # pragma: no cover
+    from . import scan
+    from .scan import ScannerConfig, ScanReport, ScanResult
+else:
+    scan = lazy.module("aclmilter.checks.scan")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}\Z")
@@ -223,7 +231,7 @@ def parse_bmi(raw: Any) -> BmiSettings:
     unknown = [k for k in raw if k not in _BMI_KEYS]
     if unknown:
         raise SyntaxProblem(f"bmi: unknown key {unknown[0]!r} (known: {', '.join(_BMI_KEYS)})")
-    scanner = parse_scanner(raw["scanner"]) if raw.get("scanner") is not None else None
+    scanner = scan.parse_scanner(raw["scanner"]) if raw.get("scanner") is not None else None
     failure_word = str(raw.get("on_scanner_failure", "tempfail")).lower()
     try:
         failure = FailureOutcome(failure_word)

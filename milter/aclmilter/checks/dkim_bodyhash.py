@@ -23,15 +23,19 @@ signatures and ARC-Message-Signatures with the same parameters read the body onc
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from typing import Callable, Iterable
+
+from .. import lazy
+
+# OpenSSL's hashlib costs ~5 ms to import: paid by the first body hashed, not by `aclmilter check`
+hashlib = lazy.module("hashlib")
 
 BodyChunks = Callable[[], Iterable[bytes]]   # returns a fresh iterator over the body each call
 BodyParams = tuple[str, str, "int | None"]     # (body canonicalization, hash, l=)
 
-#: Hash functions by the `a=` tag's hash part.
-HASHES: dict[str, Callable[[], "hashlib._Hash"]] = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
+#: hashlib constructors by the `a=` tag's hash part.
+HASHES: dict[str, str] = {"sha256": "sha256", "sha1": "sha1"}
 
 # Both patterns match only what changes (a LF without CR; a WSP run other than one SP): a
 # typical line has several single spaces, and replacing each by itself was a third of the
@@ -49,7 +53,7 @@ class BodyHasher:
         if canon not in ("simple", "relaxed"):
             raise ValueError(f"unknown body canonicalization {canon!r}")
         self.relaxed = canon == "relaxed"
-        self._hash = HASHES[algorithm]()
+        self._hash = getattr(hashlib, HASHES[algorithm])()
         self._left = length              # bytes still to hash under l=, None: no limit
         self._cr = b""                   # stage 1: a CR that may start a CRLF
         self._held = b""                 # stage 2: trailing WSP (compressed) and/or CR

@@ -15,14 +15,15 @@ signature) never overrides anything.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import TYPE_CHECKING, Any, Callable
 
 
-from .. import registry
+from .. import lazy, registry
 from .. import validators as st
 from .arc import ArcResult, ArcSet, ArcStatus
 from .dmarc_record import Policy
+
+json = lazy.module("json")     # for history lines of ARC-sealed messages only (lazy.py)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext

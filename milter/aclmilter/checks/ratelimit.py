@@ -14,15 +14,17 @@ The time always comes from the caller (`services.clock()`), never from the store
 from __future__ import annotations
 
 import enum
-import hashlib
 import math
 import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .. import lazy
 from ..errors import SyntaxProblem
 from ..stages import Stage
+
+hashlib = lazy.module("hashlib")     # the Bloom filter's digest, on first unique= use (lazy.py)
 
 #: Exim's minimum Bloom filter size in bytes (the fixed part of its unique-rate record).
 BLOOM_MIN_BYTES = 40

@@ -12,13 +12,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..clients.rspamd import RspamdScanner
 from ..clients.scan import (  # re-exported: the names features and tests use
     DEFAULT_MAX_SIZE, DEFAULT_TIMEOUT, SCANNER_TYPES, Endpoint, Envelope, ScanReport, Scanner,
     ScannerConfig, ScannerError, assemble_message, exchange, header_block, parse_endpoint,
     parse_scanner,
 )
-from ..clients.spamd import SpamdScanner
 
 __all__ = [
     "DEFAULT_MAX_SIZE", "DEFAULT_TIMEOUT", "SCANNER_TYPES", "Endpoint", "Envelope", "ScanReport",
@@ -51,6 +49,10 @@ class ScanResult:
 
 def build_scanner(config: ScannerConfig) -> Scanner:
     """Return the backend for a validated scanner configuration."""
+    # the backends are imported here, once per loaded policy with a scanner: checking a policy
+    # reads only the configuration (issue 23)
+    from ..clients.rspamd import RspamdScanner
+    from ..clients.spamd import SpamdScanner
     if config.type == "spamd":
         return SpamdScanner(config.endpoint, config.timeout, config.command, config.user)
     return RspamdScanner(config.endpoint, config.timeout)

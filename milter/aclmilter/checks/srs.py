@@ -14,10 +14,14 @@ not used here (and PyPI's pysrs 1.0.3 also fails on Python >= 3.9: base64.encode
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
+
+from .. import lazy
+
+# imported by the first SRS address made or checked, never by `aclmilter check` (lazy.py)
+hashlib = lazy.module("hashlib")
+hmac = lazy.module("hmac")
 
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 #: SRS0 (any case), then hash, day stamp, domain and local part (which may contain `=`).

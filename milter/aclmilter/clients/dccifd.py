@@ -21,12 +21,17 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .. import lazy
 from .health import watched
+
+if TYPE_CHECKING:  # pragma: no cover
+    import socket
+else:
+    socket = lazy.module("socket")     # on the first connection, never for `aclmilter check` (lazy.py)
 
 # ---- limits dccifd enforces (it closes without a reply beyond them) -------------------------
 #: dccifd refuses more recipients than this (MAX_RCPTS) by closing without an answer.

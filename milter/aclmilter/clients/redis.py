@@ -16,7 +16,6 @@ none answers the caller gets `RedisUnavailable`.
 
 from __future__ import annotations
 
-import hashlib
 import functools
 import inspect
 import re
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .. import lazy
 from ..errors import SyntaxProblem
 from .health import watched
+
+hashlib = lazy.module("hashlib")     # a script's SHA1 is computed on first use (lazy.py)
 
 DEFAULT_PORT = 6379
 #: Exim splits a query into at most this many arguments; further text is dropped like Exim.

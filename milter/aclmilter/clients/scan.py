@@ -9,13 +9,18 @@ check (checks/scan.py, registered in conditions/bmi.py) wraps that into a `ScanR
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import lazy
 from ..validators import bounded_number
 from ..errors import SyntaxProblem
+
+if TYPE_CHECKING:  # pragma: no cover
+    import socket
+else:
+    socket = lazy.module("socket")     # on the first connection, never for `aclmilter check` (lazy.py)
 
 SCANNER_TYPES = ("spamd", "rspamd")
 DEFAULT_TIMEOUT = 20.0

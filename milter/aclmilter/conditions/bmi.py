@@ -15,20 +15,25 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import registry, services
+from .. import lazy, registry, services
 from ..actions import HeaderAdd, HeaderPosition, HeaderRemove
 from ..checks.bmi import (BmiSettings, FailureOutcome, Verdict, VerdictKind, compute_verdict,
                           effective_profile, parse_bmi, parse_optin, parse_rule_list, tracker)
 from ..clients.health import watched
-from ..checks.scan import (Envelope, Scanner, ScannerError, ScanResult, ScanStatus, assemble_message,
-                           build_scanner, header_block)
 from ..context import EvalContext
 from ..errors import ExpansionFailed, LookupDefer, SyntaxProblem
 from ..outcome import Result
 from ..stages import BEFORE_DATA, Stage
 from ..state import Recipient
+
+# The scanner protocols load with the first scanner built or message scanned (lazy.py)
+if TYPE_CHECKING:  # pragma: no cover
+    from ..checks import scan as sc
+    from ..checks.scan import Scanner, ScanResult
+else:
+    sc = lazy.module("aclmilter.checks.scan")
 
 SCANNER_SERVICE = "scanner:bmi"
 
@@ -47,7 +52,7 @@ def _scanner_factory(settings: dict, _services: Any) -> Scanner | None:
     bmi = settings.get("bmi")
     if not isinstance(bmi, BmiSettings) or bmi.scanner is None:
         return None
-    return build_scanner(bmi.scanner)
+    return sc.build_scanner(bmi.scanner)
 
 
 services.register_factory(SCANNER_SERVICE, _scanner_factory)
@@ -127,32 +132,32 @@ def scan_check(ctx: EvalContext) -> ScanResult:
     """
     txn = ctx.txn
     if txn is None or not scan_requested(ctx):
-        return ScanResult(ScanStatus.NOT_REQUESTED)
+        return sc.ScanResult(sc.ScanStatus.NOT_REQUESTED)
     bmi = _settings(ctx)
     scanner = ctx.services.get(SCANNER_SERVICE) if bmi.scanner is not None else None
     if scanner is None:
         return _failed(ctx, "no scanner configured in settings.bmi.scanner")
-    headers = header_block(txn.headers)
+    headers = sc.header_block(txn.headers)
     size = len(headers) + 2 + txn.body.size
     if bmi.scanner is not None and size > bmi.scanner.max_size:
         ctx.note("scan", f"message of {size} bytes exceeds max_size {bmi.scanner.max_size}: not scanned", "skipped")
-        return ScanResult(ScanStatus.SKIPPED, reason=f"message larger than {bmi.scanner.max_size} bytes")
-    envelope = Envelope(ctx.conn.client.address, ctx.conn.client.name, ctx.conn.helo, txn.sender,
-                        tuple(r.address for r in txn.accepted_recipients if not r.discarded), txn.queue_id)
+        return sc.ScanResult(sc.ScanStatus.SKIPPED, reason=f"message larger than {bmi.scanner.max_size} bytes")
+    envelope = sc.Envelope(ctx.conn.client.address, ctx.conn.client.name, ctx.conn.helo, txn.sender,
+                           tuple(r.address for r in txn.accepted_recipients if not r.discarded), txn.queue_id)
     try:
-        with watched(ctx.services.metrics, SCANNER_SERVICE, (ScannerError,)):
-            report = scanner.scan(assemble_message(txn.headers, txn.body.read()), envelope)
-    except ScannerError as exc:
+        with watched(ctx.services.metrics, SCANNER_SERVICE, (sc.ScannerError,)):
+            report = scanner.scan(sc.assemble_message(txn.headers, txn.body.read()), envelope)
+    except sc.ScannerError as exc:
         return _failed(ctx, str(exc))
     ctx.note("scan", f"{report.backend}: score {report.score:g}/{report.threshold:g} "
              f"spam={report.is_spam} rules={','.join(report.rules[:20])}", "scanned")
-    return ScanResult(ScanStatus.SCANNED, report)
+    return sc.ScanResult(sc.ScanStatus.SCANNED, report)
 
 
 def _failed(ctx: EvalContext, reason: str) -> ScanResult:
     ctx.note("scan", f"scanner failure: {reason}", "failed")
     ctx.log_lines.append(f"bmi: scanner failure: {reason}")
-    return ScanResult(ScanStatus.FAILED, reason=reason)
+    return sc.ScanResult(sc.ScanStatus.FAILED, reason=reason)
 
 
 def _root(txn: Any, rcpt: Recipient) -> Recipient:
@@ -182,7 +187,7 @@ def verdict_check(ctx: EvalContext) -> Verdict:
         raise ExpansionFailed("bmi verdict outside a recipient stage")
     scan: ScanResult = ctx.check("scan")
     bmi = _settings(ctx)
-    if scan.status is ScanStatus.FAILED and bmi.on_scanner_failure is FailureOutcome.TEMPFAIL:
+    if scan.status is sc.ScanStatus.FAILED and bmi.on_scanner_failure is FailureOutcome.TEMPFAIL:
         raise LookupDefer(f"bmi: scanner failure: {scan.reason}")
     root = _root(ctx.txn, rcpt)
     if root is not rcpt and root.parent is None:

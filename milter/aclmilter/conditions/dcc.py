@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import registry
+from .. import lazy, registry
 from ..actions import Decision, HeaderAdd
-from ..checks import dcc as mechanism
-from ..checks.dcc import DccResult
-from ..clients.dccifd import DccifdClient, Verdict, parse_address, parse_options
 from ..context import EvalContext
 from ..errors import LookupDefer, SyntaxProblem
 from ..outcome import Result
 from ..services import Services, register_factory
 from ..stages import Stage
 from .. import validators as st
+
+# The dccifd codec and the check are imported when a policy sets or uses DCC: `aclmilter
+# check` of a policy without it never pays for them (issue 23, lazy.py).
+if TYPE_CHECKING:  # pragma: no cover
+    from ..checks import dcc as mechanism
+    from ..checks.dcc import DccResult
+    from ..clients import dccifd
+    from ..clients.dccifd import DccifdClient
+else:
+    mechanism = lazy.module("aclmilter.checks.dcc")
+    dccifd = lazy.module("aclmilter.clients.dccifd")
 
 DEFAULT_ADDRESS = "/var/dcc/dccifd"
 DEFAULT_OPTIONS = "header"
@@ -33,7 +41,7 @@ ADD_HEADER_VAR = "acl_m_dcc_add_header"
 def _address(value: Any) -> str:
     text = st.text(value)
     try:
-        return str(parse_address(text))
+        return str(dccifd.parse_address(text))
     except ValueError as exc:
         raise SyntaxProblem(str(exc)) from None
 
@@ -41,7 +49,7 @@ def _address(value: Any) -> str:
 def _options(value: Any) -> str:
     text = "" if value is None else st.text(value)
     try:
-        return " ".join(parse_options(text))
+        return " ".join(dccifd.parse_options(text))
     except ValueError as exc:
         raise SyntaxProblem(str(exc)) from None
 
@@ -63,9 +71,9 @@ def _client(settings: dict, services: Services) -> DccifdClient:
     address = settings.get("dccifd_address") or DEFAULT_ADDRESS
     options = settings.get("dccifd_options")
     timeout = settings.get("dccifd_timeout") or DEFAULT_TIMEOUT
-    return DccifdClient(parse_address(address), float(timeout),
-                        parse_options(DEFAULT_OPTIONS if options is None else options),
-                        metrics=lambda: services.metrics)
+    return dccifd.DccifdClient(dccifd.parse_address(address), float(timeout),
+                               dccifd.parse_options(DEFAULT_OPTIONS if options is None else options),
+                               metrics=lambda: services.metrics)
 
 
 register_factory("dccifd", _client)
@@ -99,9 +107,6 @@ def parse_dcc_arg(text: str) -> DccArg:
     return DccArg(first.lower() not in ("", "false", "0"), bool(options))
 
 
-_TRUE_VERDICTS = (Verdict.ACCEPT, Verdict.SOME)
-
-
 @registry.condition("dcc", Stage.DATA, parse=parse_dcc_arg, variables=("dcc_result", "dcc_header"),
                     checks=("dcc",))
 def _dcc(ctx: EvalContext, arg: DccArg) -> Result:
@@ -111,9 +116,10 @@ def _dcc(ctx: EvalContext, arg: DccArg) -> Result:
     if not arg.enabled:
         return Result.FAIL
     result: DccResult = ctx.check("dcc")
-    if result.verdict in _TRUE_VERDICTS:
+    verdict = dccifd.Verdict
+    if result.verdict in (verdict.ACCEPT, verdict.SOME):
         return Result.OK
-    if result.verdict in (Verdict.REJECT, Verdict.GREYLIST):
+    if result.verdict in (verdict.REJECT, verdict.GREYLIST):
         return Result.FAIL
     if arg.defer_ok:
         ctx.note("dcc", f"{result.reason}; defer_ok makes it false", "fail")

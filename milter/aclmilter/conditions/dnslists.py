@@ -8,11 +8,19 @@ matching are in checks/dnslists.py.
 
 from __future__ import annotations
 
-from .. import registry
-from ..checks import dnslists as dl
+from typing import TYPE_CHECKING
+
+from .. import lazy, registry
 from ..context import EvalContext
 from ..outcome import Result
 from ..stages import ALL
+
+# The implementation (its dataclasses, regexes, ...) is imported when a policy uses the feature:
+# `aclmilter check` of a policy without it never pays for it (issue 23, lazy.py).
+if TYPE_CHECKING:  # pragma: no cover
+    from ..checks import dnslists as dl
+else:
+    dl = lazy.module("aclmilter.checks.dnslists")
 
 _VARIABLES = ("dnslist_domain", "dnslist_matched", "dnslist_value", "dnslist_text")
 #: the latest match's variables; like Exim's they last for the SMTP session, and every
@@ -28,7 +36,11 @@ def _dns(ctx: EvalContext, key: tuple[str, str]) -> tuple[str, ...]:
     return tuple(ctx.services.get("dns").lookup(name, rdtype))
 
 
-@registry.condition("dnslists", ALL, parse=dl.parse, variables=_VARIABLES)
+def _parse(text: str) -> tuple[dl.Item, ...]:
+    return dl.parse(text)
+
+
+@registry.condition("dnslists", ALL, parse=_parse, variables=_VARIABLES)
 def dnslists(ctx: EvalContext, items: tuple[dl.Item, ...]) -> Result:
     """The client's address (or each `/key`) is on one of the DNS lists.
 

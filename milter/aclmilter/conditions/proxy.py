@@ -8,28 +8,44 @@ a proxy and did not is refused (503) at every later command, as Exim does.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import lists, registry
+from .. import lazy, lists, registry
 from ..actions import Reply
-from ..checks.proxy import ProxyState, listener_for, parse_listeners
 from ..context import EvalContext
 from ..errors import SyntaxProblem
 from ..outcome import Result
 from ..stages import Stage
 
+# The listener parsing and the state class are imported when a policy sets proxy_listeners or
+# a connection is proxied: `aclmilter check` of a policy without PROXY never pays (lazy.py).
+if TYPE_CHECKING:  # pragma: no cover
+    from ..checks import proxy as px
+    from ..checks.proxy import ProxyState
+else:
+    px = lazy.module("aclmilter.checks.proxy")
+
 log = logging.getLogger("aclmilter")
 
 PROXY_REFUSED = Reply(503, "5.7.0", ("Command refused, required Proxy negotiation failed",))
 #: the connection's PROXY situation, found at connect
-STATE = registry.slot("proxy", scope="connection", factory=ProxyState)
+def _new_state() -> ProxyState:
+    return px.ProxyState()
 
 
-def _state(ctx: EvalContext) -> ProxyState:
-    return STATE.peek(ctx.conn) or _NONE
+STATE = registry.slot("proxy", scope="connection", factory=_new_state)
 
 
-_NONE = ProxyState()
+def _proxied(ctx: EvalContext) -> ProxyState | None:
+    """The state of a connection that came through a proxy listener, else None."""
+    state = STATE.peek(ctx.conn)
+    return state if state is not None and state.proxied else None
+
+
+def _refused(ctx: EvalContext) -> bool:
+    """True when the connection had to come through a proxy and did not."""
+    state = STATE.peek(ctx.conn)
+    return state is not None and state.required_failed
 
 
 def _parse_required(value: Any) -> Any:
@@ -43,7 +59,11 @@ def _parse_required(value: Any) -> Any:
     return lists.parse_list(value, "host")
 
 
-registry.setting("proxy_listeners", parse_listeners, (),
+def _listeners(value: Any) -> Any:
+    return px.parse_listeners(value)
+
+
+registry.setting("proxy_listeners", _listeners, (),
                  "listeners whose sessions come through a PROXY-protocol load balancer")
 registry.setting("proxy_required_hosts", _parse_required, None,
                  "clients that must come through a proxy listener; others get 503 for every command")
@@ -51,11 +71,11 @@ registry.setting("proxy_required_hosts", _parse_required, None,
 _VARS = {
     # Exim: yes when the host had to use the proxy protocol; here: it came through a proxy
     # listener, or it is in proxy_required_hosts and did not (failed negotiation).
-    "proxy_session": lambda c: "yes" if (_state(c).proxied or _state(c).required_failed) else "no",
-    "proxy_host_address": lambda c: _state(c).address if _state(c).proxied else "",
-    "proxy_host_port": lambda c: _state(c).port if _state(c).proxied else "",
-    "proxy_target_address": lambda c: c.conn.client.local_address if _state(c).proxied else "",
-    "proxy_target_port": lambda c: c.conn.client.local_port if _state(c).proxied else "",
+    "proxy_session": lambda c: "yes" if (_proxied(c) or _refused(c)) else "no",
+    "proxy_host_address": lambda c: s.address if (s := _proxied(c)) else "",
+    "proxy_host_port": lambda c: s.port if (s := _proxied(c)) else "",
+    "proxy_target_address": lambda c: c.conn.client.local_address if _proxied(c) else "",
+    "proxy_target_port": lambda c: c.conn.client.local_port if _proxied(c) else "",
 }
 for _n, _f in _VARS.items():
     registry.add_variable(_n, _f)
@@ -73,11 +93,11 @@ def _enforce(ctx: EvalContext) -> Reply | None:
     250, whereas Exim answers every command but QUIT with 503). At every later command: the
     503 refusal when the required proxy negotiation failed."""
     if ctx.stage is not Stage.CONNECT:
-        return PROXY_REFUSED if _state(ctx).required_failed else None
+        return PROXY_REFUSED if _refused(ctx) else None
     settings = ctx.policy.settings
     client = ctx.conn.client
     state = STATE.on(ctx.conn)
-    listener = listener_for(client, settings.get("proxy_listeners") or (), ctx.conn.listen_port)
+    listener = px.listener_for(client, settings.get("proxy_listeners") or (), ctx.conn.listen_port)
     if listener is not None:
         state.proxied, state.address, state.port = True, listener.proxy_address, listener.proxy_port
     required = settings.get("proxy_required_hosts")

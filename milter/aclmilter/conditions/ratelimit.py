@@ -13,15 +13,21 @@ per_rcpt after RCPT) or the command (per_cmd, per_rcpt/per_addr at RCPT, readonl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import registry, services
-from ..checks import ratelimit as rl
+from .. import lazy, registry, services
 from ..context import EvalContext
 from ..errors import ExpansionFailed, LookupDefer
 from ..outcome import Result
 from ..stages import ALL
 from .. import validators as st
+
+# The implementation (its dataclasses, regexes, ...) is imported when a policy uses the feature:
+# `aclmilter check` of a policy without it never pays for it (issue 23, lazy.py).
+if TYPE_CHECKING:  # pragma: no cover
+    from ..checks import ratelimit as rl
+else:
+    rl = lazy.module("aclmilter.checks.ratelimit")
 
 registry.setting("ratelimit_key_prefix", st.text, "aclmilter:ratelimit:",
                  "prefix of the Redis keys holding ratelimit records (lets several policies share a server)")
@@ -90,7 +96,11 @@ def _recipient(ctx: EvalContext) -> str:
     return f"{ctx.rcpt.local_part}@{ctx.rcpt.domain}"
 
 
-@registry.condition("ratelimit", ALL, parse=rl.parse_spec,
+def _parse(text: str) -> rl.RatelimitSpec:
+    return rl.parse_spec(text)
+
+
+@registry.condition("ratelimit", ALL, parse=_parse,
                     variables=("sender_rate", "sender_rate_limit", "sender_rate_period"))
 def ratelimit(ctx: EvalContext, spec: rl.RatelimitSpec) -> Result:
     """The client's rate for this key is at or above m.

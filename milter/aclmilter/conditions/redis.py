@@ -12,12 +12,18 @@ commands) and any other command is refused with an expansion error (ERROR, 451).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import registry, services
-from ..clients import redis as rc
+from .. import lazy, registry, services
 from ..errors import ExpansionFailed, LookupDefer
 from .. import validators as st
+
+# The implementation (its dataclasses, regexes, ...) is imported when a policy uses the feature:
+# `aclmilter check` of a policy without it never pays for it (issue 23, lazy.py).
+if TYPE_CHECKING:  # pragma: no cover
+    from ..clients import redis as rc
+else:
+    rc = lazy.module("aclmilter.clients.redis")
 
 #: Data commands a policy may use in `${lookup redis{...}}`. Administrative and scripting
 #: commands (CONFIG, FLUSHALL, EVAL, MULTI, KEYS, DEL, ...) are refused: they are never
@@ -46,7 +52,11 @@ def _timeout(value: Any) -> float:
     return float(t)
 
 
-registry.setting("redis_servers", rc.parse_servers, (),
+def _servers(value: Any) -> Any:
+    return rc.parse_servers(value)
+
+
+registry.setting("redis_servers", _servers, (),
                  "Redis servers in failover order, Exim syntax host/dbnumber/password "
                  "(host:port, [ipv6]:port, /path/redis.sock/db/pw); a YAML list or a colon list")
 registry.setting("redis_timeout", _timeout, 2.0,
@@ -118,7 +128,11 @@ def disallowed_commands(expansion: Any) -> list[str]:
     return found
 
 
-@registry.lookup("redis", query_style=True, quote=rc.quote)
+def _quote(text: str) -> str:
+    return rc.quote(text)
+
+
+@registry.lookup("redis", query_style=True, quote=_quote)
 def find(ctx: Any, _key: str | None, query: str) -> str | None:
     """Run an (expanded) Redis query.
 

@@ -7,11 +7,14 @@ A missing header, or no transaction yet, gives "". The result is capped at 64 Ki
 from __future__ import annotations
 
 import re
-from email.header import decode_header, make_header
 from typing import TYPE_CHECKING
+
+from .. import lazy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
+
+_email_header = lazy.module("email.header")   # imported by the first $h_ that decodes
 
 MAX_HEADER_EXPANSION = 64 * 1024
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -30,7 +33,7 @@ def decode(value: str) -> str:
     if "=?" not in value:
         return value
     try:
-        return str(make_header(decode_header(value)))
+        return str(_email_header.make_header(_email_header.decode_header(value)))
     except (ValueError, LookupError, UnicodeError, AssertionError):
         return value
 

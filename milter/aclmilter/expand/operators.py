@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from email.utils import getaddresses
 from typing import TYPE_CHECKING, Callable
 
-from .. import plugs
+from .. import lazy, plugs
 from ..errors import ExpansionFailed
 from . import arith
 from .ast import Op
 from .names import lookup_entry
 from .regexes import MAX_SUBJECT, dynamic
+
+_email_utils = lazy.module("email.utils")   # socket, calendar, random: only ${address:} etc. need it
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import EvalContext
@@ -111,7 +112,7 @@ def _reverse_ip(text: str) -> str:
 
 
 def _address(text: str) -> str:
-    pairs = getaddresses([text])
+    pairs = _email_utils.getaddresses([text])
     return pairs[0][1] if pairs else ""
 
 
