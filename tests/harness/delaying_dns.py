@@ -15,7 +15,8 @@ can use a new, never-cached domain):
 so SPF is a chain of three dependent answers (the shape of issue 23's measurement), except
 that for D starting with `sf` (`to`) the inner include is `servfail.D` (`silent.D`).
 
-A name with a label `servfail` anywhere answers SERVFAIL; one with a label `silent` is never
+and `a_records` (name -> addresses) given at start answer A queries, with a TXT "listed" beside
+them (DNS-list tests). A name with a label `servfail` anywhere answers SERVFAIL; one with a label `silent` is never
 answered (the client times out). Every answer waits `delay` seconds; queries are answered
 concurrently (a heap of due replies, one thread), and the server records every query and the
 largest number of queries it held unanswered at once (`max_outstanding`) — the proof that a
@@ -71,8 +72,9 @@ def records_for(name: str) -> list[str] | None:
 class DelayingDns(LoopbackServer):
     """Start with `with DelayingDns(delay) as dns:`; `queries` lists (name, type) received."""
 
-    def __init__(self, delay: float = 0.05) -> None:
+    def __init__(self, delay: float = 0.05, a_records: dict[str, list[str]] | None = None) -> None:
         self.delay = delay
+        self.a_records = {k.lower(): v for k, v in (a_records or {}).items()}
         self.queries: list[tuple[str, str]] = []
         self.arrivals: list[float] = []      # time.monotonic() of each query, as `queries`
         self.max_outstanding = 0
@@ -143,6 +145,13 @@ class DelayingDns(LoopbackServer):
         response.flags |= dns.flags.AA
         if "servfail" in name.split("."):
             response.set_rcode(dns.rcode.SERVFAIL)
+            return response
+        if name in self.a_records:
+            addresses = self.a_records[name]
+            if rdtype == dns.rdatatype.A:
+                response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "A", *addresses))
+            elif rdtype == dns.rdatatype.TXT:
+                response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "TXT", '"listed"'))
             return response
         texts = records_for(name)
         if texts is None:

@@ -144,3 +144,71 @@ def test_abort_mid_flight_leaves_nothing_running(tmp_path: Path) -> None:
         s.mail(f"<alice@m9.{ZONE}>", [], {})
         assert runner.pending() == 0
         s.close()
+
+
+LISTS_POLICY = """
+settings:
+  primary_hostname: mx.test.invalid
+  dns: {{nameservers: ["{ns}"], timeout: 0.4, lifetime: 0.4, budget: 2, early: {early}}}
+acl:
+  rcpt:
+    - deny:
+        dnslists: "l1.bl.{zone} : +defer_unknown : l2.bl.{zone}=127.0.0.2 : servfail.bl.{zone} : l3.bl.{zone}"
+        message: "550 listed at $dnslist_domain ($dnslist_value) $dnslist_text"
+    - accept
+"""
+# client address -> the lists that have it (the A answer 127.0.0.2, or 127.0.0.9 in l2, which
+# l2's restriction =127.0.0.2 does not accept)
+LISTED = {"192.0.2.1": ["l1"], "192.0.2.2": ["l2", "l3"], "192.0.2.3": ["l3"], "192.0.2.4": []}
+
+
+def _a_records() -> dict[str, list[str]]:
+    records = {}
+    for ip, lists in LISTED.items():
+        rev = ".".join(reversed(ip.split(".")))
+        for name in lists:
+            records[f"{rev}.{name}.bl.{ZONE}"] = ["127.0.0.2"]
+    records[f"3.2.0.192.l2.bl.{ZONE}"] = ["127.0.0.9"]
+    return records
+
+
+def _rcpt_replies(rt: Runtime) -> list[tuple[str, str]]:
+    out = []
+    for ip in LISTED:
+        s = Session(rt)
+        s.connect("client.example", "inet", ip, 4000, {})
+        s.helo("client.example", {})
+        s.mail("<a@example.org>", [], {})
+        r = s.rcpt("<b@ours.example>", [], {})
+        out.append((ip, f"{r.action.name} {r.reply}"))
+        s.close()
+    return out
+
+
+def test_dns_lists_of_a_statement_asked_together_give_the_sequential_results(tmp_path: Path) -> None:
+    with DelayingDns(delay=0.1, a_records=_a_records()) as dns:
+        results = {}
+        for early in (False, True):
+            path = tmp_path / f"lists-{early}.yaml"
+            path.write_text(LISTS_POLICY.format(ns=dns.nameserver, early=str(early).lower(), zone=ZONE))
+            rt = Runtime(path)
+            rt.load()
+            dns.reset()
+            replies = _rcpt_replies(rt)
+            client = rt.current().services.get("dns")
+            runner = EarlyLookups.of(client)
+            results[early] = (replies, set(dns.queries), dns.max_outstanding)
+            assert runner.pending() == 0 and runner.tasks() == 0      # nothing outlives the condition
+            client.close()
+        seq, par = results[False], results[True]
+        assert par[0] == seq[0]
+        words = dict(seq[0])
+        assert "l1.bl" in words["192.0.2.1"]
+        # 192.0.2.2: l2's answer 127.0.0.2 matches; 192.0.2.3: l2 has it only as 127.0.0.9 (the
+        # restriction refuses), then the SERVFAIL list under +defer_unknown defers before l3
+        assert "l2.bl" in words["192.0.2.2"]
+        assert words["192.0.2.3"].split()[0] == words["192.0.2.4"].split()[0] != words["192.0.2.1"].split()[0]
+        # every question of the walk was asked; together they overlap, one at a time they do not
+        assert seq[1] <= par[1]
+        assert seq[2] == 1
+        assert par[2] >= 3

@@ -191,15 +191,28 @@ def _one(resolve: Resolve, item: Item, key: str) -> Listed | None:
     return Listed(item.txt_zone, key, ", ".join(found), _txt(resolve, name))
 
 
+def _keys(item: Item, client_ip: str) -> tuple[str, ...]:
+    return item.keys if item.keys is not None else ((client_ip,) if client_ip else ())
+
+
+def first_names(items: tuple[Item, ...], client_ip: str) -> list[str]:
+    """The names `evaluate` asks first (the A record of each key in each list), in its order,
+    each once: what can be asked together before the walk (issue 23)."""
+    names: dict[str, None] = {}
+    for item in items:
+        for key in _keys(item, client_ip):
+            names[f"{reversed_key(key)}.{item.zone}".lower()] = None
+    return list(names)
+
+
 def evaluate(items: tuple[Item, ...], client_ip: str, resolve: Resolve) -> Listed | Outcome:
     """Walk the items in order; the first listed key wins.
 
     Returns a Listed, Outcome.NOT_LISTED, or Outcome.DEFER (a lookup of a `+defer_unknown`
     item failed and no other key of that item matched)."""
     for item in items:
-        keys = item.keys if item.keys is not None else ((client_ip,) if client_ip else ())
         failed = False
-        for key in keys:
+        for key in _keys(item, client_ip):
             try:
                 hit = _one(resolve, item, key)
             except LookupDefer:

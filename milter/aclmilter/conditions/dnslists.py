@@ -19,8 +19,11 @@ from ..stages import ALL
 # `aclmilter check` of a policy without it never pays for it (issue 23, lazy.py).
 if TYPE_CHECKING:  # pragma: no cover
     from ..checks import dnslists as dl
+    from ..clients import dns_early
+    from ..clients.dns_early import MessageLookups
 else:
     dl = lazy.module("aclmilter.checks.dnslists")
+    dns_early = lazy.module("aclmilter.clients.dns_early")
 
 _VARIABLES = ("dnslist_domain", "dnslist_matched", "dnslist_value", "dnslist_text")
 #: the latest match's variables; like Exim's they last for the SMTP session, and every
@@ -36,6 +39,32 @@ def _dns(ctx: EvalContext, key: tuple[str, str]) -> tuple[str, ...]:
     return tuple(ctx.services.get("dns").lookup(name, rdtype))
 
 
+def _ask_together(ctx: EvalContext, items: "tuple[dl.Item, ...]") -> "MessageLookups | None":
+    """Start the first lookup of every list and key of this condition at once (issue 23), so
+    the walk in Exim's order below finds them answered or in flight instead of asking one
+    after the other. Not with `settings.dns.early: false`, nor with a `dns` service that is
+    not the real client (a test's fake), nor for a single name. None when nothing started.
+
+    A list after the first one that matches is asked too, and its answer only cached: the
+    condition's result, its variables and its DEFER rules are those of the sequential walk."""
+    dns = ctx.setting("dns")
+    if dns is not None and getattr(dns, "early", True) is False:
+        return None
+    try:
+        names = dl.first_names(items, ctx.conn.client.address)
+    except ValueError:          # a key that is no name; the walk reports it as before
+        return None
+    if len(names) < 2:
+        return None
+    runner = dns_early.EarlyLookups.of(ctx.services.get("dns"))
+    if runner is None:
+        return None
+    together = runner.message()
+    for name in names:
+        together.ask(name, "A")
+    return together
+
+
 def _parse(text: str) -> tuple[dl.Item, ...]:
     return dl.parse(text)
 
@@ -47,12 +76,19 @@ def dnslists(ctx: EvalContext, items: tuple[dl.Item, ...]) -> Result:
     Returns OK at the first list that has it (setting `$dnslist_domain`, `$dnslist_matched`,
     `$dnslist_value`, `$dnslist_text`), FAIL when none has it or there is no client address
     and no key. A lookup that cannot be answered now counts as not listed, unless an earlier
-    `+include_unknown` (listed) or `+defer_unknown` (DEFER) says otherwise.
+    `+include_unknown` (listed) or `+defer_unknown` (DEFER) says otherwise. With
+    `settings.dns.early` (the default) every list is asked at once and the answers are then
+    read in the lists' order, so the result is the same as asking one after the other.
     """
     last = _LAST.on(ctx.conn)
     last.clear()
-    outcome = dl.evaluate(items, ctx.conn.client.address,
-                          lambda name, rdtype: ctx.check("dnslist_dns", key=(name.lower(), rdtype)))
+    together = _ask_together(ctx, items)
+    try:
+        outcome = dl.evaluate(items, ctx.conn.client.address,
+                              lambda name, rdtype: ctx.check("dnslist_dns", key=(name.lower(), rdtype)))
+    finally:
+        if together is not None:
+            together.close()     # what the walk did not need is cancelled: nothing outlives it
     if outcome is dl.Outcome.DEFER:
         ctx.note("dnslists", "a DNS list could not be asked (+defer_unknown)", "defer")
         return Result.DEFER
