@@ -47,3 +47,39 @@ def test_header_hash_equals_dkimpys(headers: list, names_signed: list, c: bytes)
                                  sig_header, {})
     assert ours.digest() == theirs.digest()
     assert signed == expected
+
+
+# Review 2026-12-07 (rev9): every byte `\s` matches (VT and FF too), bare CR and LF, upper-case
+# B=, non-ASCII and arbitrary bytes: the b= blanking must still be dkimpy's substitution.
+wide_pieces = st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\x0b", b"\x0c", b"\r\n", b";", b"b", b"B", b"=",
+                               b"h", b" b =", b";b\r\n\t=", b" b\x0b=", b";b\x0c =", b"\xc3\xa9", b"\x00", b"A", b"+", b"/", b"-"]) \
+    | st.binary(max_size=3)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(st.lists(wide_pieces, max_size=24).map(b"".join))
+def test_b_value_blanked_as_dkimpy_does_on_any_bytes(value: bytes) -> None:
+    assert without_b_value(value) == dkim.RE_BTAG.sub(b"\\1", value)
+
+
+# Names whose relaxed form differs from the raw one only by trailing white space of any kind
+# (bytes.rstrip strips VT, FF and CR as well), arbitrary short names and h= entries.
+odd_names = st.sampled_from([b"From", b"FROM\x0b", b"from\x0c", b"From\r", b"To \t", b"to", b"\xc3\xa9",
+                             b"Subject\t\x0b"]) | st.binary(min_size=1, max_size=2)
+odd_values = st.binary(max_size=8) | st.sampled_from([b" a  b\r\n c", b"\r\n", b" \x0b x \x0c", b"\t\r\n\t"])
+odd_include = st.lists(st.sampled_from([b"from", b"to", b"subject", b"from ", b""])
+                       | st.binary(max_size=2).map(bytes.lower), max_size=8)
+sig_names = st.sampled_from([b"DKIM-Signature", b"dkim-signature ", b"DKIM-Signature\x0b"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(odd_names, odd_values), max_size=8), odd_include, policies, sig_names,
+       st.lists(wide_pieces, max_size=12).map(b"".join))
+def test_header_hash_equals_dkimpys_on_odd_names(headers: list, names_signed: list, c: bytes,
+                                                  sig_name: bytes, sig_value: bytes) -> None:
+    policy = CanonicalizationPolicy.from_c_value(c)
+    ours, theirs = hashlib.sha256(), hashlib.sha256()
+    signed = hash_signed_headers(ours, policy, headers, list(names_signed), (sig_name, sig_value))
+    expected = dkim.hash_headers(theirs, policy, policy.canonicalize_headers(headers), list(names_signed),
+                                 (sig_name, sig_value), {})
+    assert (ours.digest(), signed) == (theirs.digest(), expected)

@@ -57,3 +57,23 @@ def test_known_fields_read_the_same_both_ways() -> None:
         assert author_domain([("From", raw)]) == parsed_reading(raw), raw
     assert simple_reading("Alice Doe <alice@example.org>") is not None
     assert simple_reading('"a@evil.example" <x@good.example>') is None   # second @: the parser decides
+
+
+# Review 2026-12-07 (rev9): free text from the characters that matter to either reading
+# (specials, white space, encoded-word markers, non-ASCII, surrogate escapes, folding), read
+# whole by author_domain: the answer is the stdlib parser's for every field the patterns take.
+PIECES = list(ATEXT) + list('@."\\()<>,;:[] \t') + ["é", "\x00", "=?utf-8?q?", "?=", "\udcc3", "\r\n ",
+                                                    "\x7f", "\u00a0", "ß", "\uff41", "xn--", "a@b.example"]
+
+
+ENDINGS = ["", " <a.b@c.example>", "<x@y.example>", "@d.example", '" <q@r.example>', "\\\" <s@t.example>"]
+
+
+@settings(max_examples=2500, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=16).map("".join), st.sampled_from(ENDINGS))
+def test_author_domain_is_the_parsers_reading_on_any_text(text: str, ending: str) -> None:
+    value = text + ending
+    got = author_domain([("From", value)])
+    unfolded = value.replace("\r\n ", " ").strip()
+    if unfolded and simple_reading(unfolded) is not None:
+        assert got == parsed_reading(unfolded), value

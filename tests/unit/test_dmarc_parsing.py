@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import time
 
@@ -75,6 +76,22 @@ def test_record_parsing():
     assert implicit.p is Policy.NONE and implicit.implicit_none
     assert not is_dmarc("v=spf1 -all") and not is_dmarc("v=DMARC10; p=none") and is_dmarc("v = DMARC1 ;p=none")
     assert Policy.REJECT.one_lower() is Policy.QUARANTINE and Policy.QUARANTINE.one_lower() is Policy.NONE
+
+
+def test_remembered_records_cannot_be_changed_by_a_caller():
+    """parse_record hands every message of a domain the same object (lru_cache): it must be
+    immutable all the way down, or one message's change would reach the next ones."""
+    text = "v=DMARC1; p=reject; rua=mailto:a@x.example; ruf=mailto:f@x.example; fo=1:d"
+    r = parse_record(text)
+    assert parse_record(text) is r
+    hash(r)                      # raises TypeError if any field is a list, dict or set
+    with pytest.raises(AttributeError):
+        r.p = Policy.NONE        # type: ignore[misc]
+    assert all(isinstance(getattr(r, f), (str, int, bool, tuple, enum.Enum, type(None)))
+               for f in r.__dataclass_fields__)
+    for _ in range(2):           # a refused text is not remembered: it raises every time
+        with pytest.raises(RecordError):
+            parse_record("v=DMARC1; p=bogus")
 
 
 def test_psl_org_domain_and_reload(tmp_path):

@@ -153,3 +153,26 @@ def test_cache_sweeps_expired_entries_by_time_under_the_cap():
     assert cache.get("other") is None and cache.get("late") == 1
     clock.now += 600
     assert cache.get("nothing") is None and len(cache) == 0 and sizes.seen[-1] == ("dns", 0)
+
+
+# Review 2026-12-07 (rev9): the remembered cache key is the one the old per-query conversion
+# gave, for any text, and `literal` names (SPF macro output, spaces allowed) never share an
+# entry with ordinary ones.
+@given(hs.text(alphabet="aZ09-._ é\u00df\t%\\", max_size=20), hs.booleans())
+def test_cache_key_is_the_name_conversion_remembered(text: str, literal: bool) -> None:
+    from aclmilter.clients.dns_names import cache_key
+    try:
+        expected = to_name(text, literal).to_text(omit_final_dot=True).lower()
+    except BadName:
+        for _ in range(2):          # refused each time: a failure is never remembered
+            with pytest.raises(BadName):
+                cache_key(text, literal)
+        return
+    assert cache_key(text, literal) == cache_key(text, literal) == expected
+
+
+def test_cache_key_keeps_literal_and_ordinary_names_apart() -> None:
+    from aclmilter.clients.dns_names import cache_key
+    assert cache_key("a b.example", True) == "a\\032b.example"
+    with pytest.raises(BadName):      # an ordinary name with a space is refused, remembered or not
+        cache_key("a b.example")
