@@ -212,3 +212,29 @@ def test_dns_lists_of_a_statement_asked_together_give_the_sequential_results(tmp
         assert seq[1] <= par[1]
         assert seq[2] == 1
         assert par[2] >= 3
+
+
+class _RunnerThatFailsAfterOne(EarlyLookups):
+    """Starts the first lookup, then fails as a runner that cannot start its thread would."""
+
+    def start(self, owner, name, rdtype, then=None):  # type: ignore[no-untyped-def]
+        if owner.keys:
+            raise RuntimeError("can't start new thread")
+        return super().start(owner, name, rdtype, then)
+
+
+def test_dns_lists_fall_back_to_one_by_one_when_lookups_cannot_start(tmp_path: Path) -> None:
+    with DelayingDns(delay=0.1, a_records=_a_records()) as dns:
+        path = tmp_path / "lists.yaml"
+        path.write_text(LISTS_POLICY.format(ns=dns.nameserver, early="true", zone=ZONE))
+        rt = Runtime(path)
+        rt.load()
+        client = rt.current().services.get("dns")
+        runner = client.early = _RunnerThatFailsAfterOne(client)
+        replies = dict(_rcpt_replies(rt))
+        # the walk asked one list after the other: the same answers as ever
+        assert "l1.bl" in replies["192.0.2.1"] and "l2.bl" in replies["192.0.2.2"]
+        assert replies["192.0.2.3"].startswith("TEMPFAIL") and replies["192.0.2.4"].startswith("TEMPFAIL")
+        # the lookup that did start was cancelled with the condition: nothing left running
+        assert runner.pending() == 0 and runner.tasks() == 0
+        client.close()

@@ -66,3 +66,16 @@ def test_the_fixture_signature_passes_without_extra_tags() -> None:
     # the signing helper is sound: the same fields without an upper-case tag pass as well
     (sig,) = verify_message(_signed(b"d=pass.dmarcx; s=sel1; i=@pass.dmarcx;"), _txt).signatures
     assert sig.status is DkimStatus.PASS and sig.domain == "pass.dmarcx"
+
+
+@pytest.mark.parametrize("tags", [
+    b"d=pass.dmarcx; s=sel1; D=victim.example; x=1;",      # expired: dkimpy refuses it
+    b"D=victim.example; d=pass.dmarcx; s=sel1; x=1;",
+])
+def test_upper_case_tags_do_not_relabel_a_refused_signature(tags: bytes) -> None:
+    # a signature dkimpy refuses is labelled by our lenient reader: it too reads tag names
+    # case-sensitively and takes the first of a name, so the label is the real d=
+    (sig,) = verify_message(_signed(tags), _txt).signatures
+    assert sig.status is DkimStatus.PERMERROR
+    assert sig.domain == "pass.dmarcx"
+    assert sig.identity == "@pass.dmarcx"

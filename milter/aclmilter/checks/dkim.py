@@ -107,8 +107,13 @@ _WSP = re.compile(rb"\s+")
 
 
 def _tags(raw: bytes) -> dict[bytes, bytes]:
-    """Lenient tag parse used only to label a signature that dkimpy refused."""
-    return {m.group(1).lower(): _WSP.sub(b"", m.group(2)) for m in _TAG.finditer(raw)}
+    """Lenient tag parse used only to label a signature that dkimpy refused. Tag names are
+    case-sensitive and the first of a name counts, as in dkimpy, so a `D=other.example` beside
+    `d=` cannot put another domain's name on the signature (RFC 6376 §3.2)."""
+    tags: dict[bytes, bytes] = {}
+    for m in _TAG.finditer(raw):
+        tags.setdefault(m.group(1), _WSP.sub(b"", m.group(2)))
+    return tags
 
 
 def _text(value: bytes | None) -> str:

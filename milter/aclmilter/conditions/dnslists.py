@@ -8,6 +8,7 @@ matching are in checks/dnslists.py.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from .. import lazy, registry
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 else:
     dl = lazy.module("aclmilter.checks.dnslists")
     dns_early = lazy.module("aclmilter.clients.dns_early")
+
+log = logging.getLogger("aclmilter.dnslists")
 
 _VARIABLES = ("dnslist_domain", "dnslist_matched", "dnslist_value", "dnslist_text")
 #: the latest match's variables; like Exim's they last for the SMTP session, and every
@@ -60,8 +63,13 @@ def _ask_together(ctx: EvalContext, items: "tuple[dl.Item, ...]") -> "MessageLoo
     if runner is None:
         return None
     together = runner.message()
-    for name in names:
-        together.ask(name, "A")
+    try:
+        for name in names:
+            together.ask(name, "A")
+    except Exception as exc:  # noqa: BLE001 - e.g. no thread for the event loop: ask one by one
+        together.close()      # cancel what did start, so no early answer outlives this condition
+        log.warning("dnslists: lookups not started together: %s", exc)
+        return None
     return together
 
 
