@@ -73,6 +73,12 @@ class DnsSettings:
     early: bool = True          # start lookups as soon as their names are known (dns_early.py)
 
 
+def early_lookups_on(dns_setting: Any) -> bool:
+    """Whether `settings.dns` (a DnsSettings, or None when the policy has none) lets lookups
+    start before their check asks: on unless `early: false`."""
+    return dns_setting is None or getattr(dns_setting, "early", True) is not False
+
+
 #: record types already checked against dnspython (the check is for typos in our own code)
 _CHECKED_TYPES: set[str] = set()
 

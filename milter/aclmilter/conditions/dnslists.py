@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .. import lazy, registry
+from ..clients.dns import early_lookups_on
 from ..context import EvalContext
 from ..outcome import Result
 from ..stages import ALL
@@ -50,8 +51,7 @@ def _ask_together(ctx: EvalContext, items: "tuple[dl.Item, ...]") -> "MessageLoo
 
     A list after the first one that matches is asked too, and its answer only cached: the
     condition's result, its variables and its DEFER rules are those of the sequential walk."""
-    dns = ctx.setting("dns")
-    if dns is not None and getattr(dns, "early", True) is False:
+    if not early_lookups_on(ctx.setting("dns")):
         return None
     try:
         names = dl.first_names(items, ctx.conn.client.address)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..actions import HeaderPosition
+from ..clients.dns import early_lookups_on
 from ..outcome import Verb
 from ..registry import TABLES, Kind
 from .model import Acl, Policy
@@ -151,8 +152,7 @@ def early_checks(policy: Policy) -> frozenset[str]:
     """The checks of EARLY_CHECKS this policy runs: named by its conditions (with the checks
     they need, e.g. dmarc needs spf and dkim), or by a hook it enables (the
     Authentication-Results header verifies DKIM). None with `settings.dns.early: false`."""
-    dns = policy.settings.get("dns")
-    if dns is not None and getattr(dns, "early", True) is False:
+    if not early_lookups_on(policy.settings.get("dns")):
         return frozenset()
     names = {c for _st, use in policy.uses() for c in use.entry.checks}
     if policy.settings.get("authserv_id"):
